@@ -1,0 +1,120 @@
+"""`tlskit ca`: a local certificate authority in a directory (init, sign)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlskit.cli import params
+
+app = typer.Typer(help="A local CA: create it, then sign CSRs with it (SANs kept).", no_args_is_help=True)
+
+CaDir = Annotated[Path, typer.Option("--ca-dir", help="The CA's directory (holds ca.pem and ca.key).")]
+
+
+@app.command("init")
+def init(
+    directory: Annotated[Path, typer.Option("--dir", "-d", help="Directory to create the CA in.")],
+    subject: params.Subject = None,
+    cn: params.CommonName = None,
+    country: params.Country = None,
+    state: params.State = None,
+    locality: params.Locality = None,
+    org: params.Org = None,
+    org_unit: params.OrgUnit = None,
+    key_type: params.KeyType = None,
+    days: params.Days = 3650,
+    parent: Annotated[Optional[Path], typer.Option(
+        "--parent", help="Make an intermediate CA signed by the CA in this directory.")] = None,
+    passphrase_file: params.PassphraseFile = None,
+    interactive: params.Interactive = False,
+    force: params.Force = False,
+    json_output: params.Json = False,
+) -> None:
+    """Create a CA: DIR/ca.key (mode 0600) and DIR/ca.pem.
+
+    Example: tlskit ca init --dir ./ca --cn "Example Dev CA" --org Example
+    """
+    from tlskit.cli.common import subject_fields, subject_from_flags
+    from tlskit.cli.output import spinner
+    from tlskit.files import read_passphrase
+    from tlskit.inspect import describe_certificate
+    from tlskit.issue import LocalCA
+    from tlskit.keys import KeySpec
+
+    fields = subject_fields(cn, country, state, locality, org, org_unit, None)
+    parsed_subject = subject_from_flags(subject, fields, interactive)
+    spec = KeySpec.parse(key_type or "ec:p256")
+    passphrase = read_passphrase(passphrase_file)
+    parent_ca = LocalCA.load(parent, passphrase) if parent is not None else None
+    with spinner(f"Generating {spec} CA key...", enabled=spec.slow and not json_output):
+        ca = LocalCA.create(directory, parsed_subject, spec, days, parent_ca, passphrase, force)
+    info = describe_certificate(ca.certificate)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"ca_dir": str(directory), "certificate": str(directory / "ca.pem"), "key": str(directory / "ca.key"),
+                    "subject": info["subject"], "issuer": info["issuer"], "not_after": info["not_after"],
+                    "intermediate": parent_ca is not None, "fingerprint_sha256": info["fingerprints"]["sha256"]})
+        return
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    kind = "intermediate CA" if parent_ca else "root CA"
+    out.print(f"[green]Created[/] {kind} {escape(info['subject'])} in [bold]{escape(str(directory))}[/] "
+              f"(valid until {info['not_after'][:10]}; key {escape(str(directory / 'ca.key'))}, mode 0600)")
+    if parent_ca is None:
+        out.print(f"Trust it on clients with {escape(str(directory / 'ca.pem'))} (e.g. curl --cacert).")
+    out.print(f"Next: tlskit ca sign REQUEST.csr --ca-dir {escape(str(directory))} --out cert.pem")
+
+
+@app.command("sign")
+def sign(
+    csr_file: Annotated[Path, typer.Argument(help="The CSR to sign (PEM or DER).", metavar="CSR")],
+    ca_dir: CaDir,
+    days: params.Days = 90,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Certificate file [default: CSR name with .pem].")] = None,
+    fullchain: Annotated[bool, typer.Option(
+        "--fullchain", help="Write the certificate followed by the CA's intermediates (what servers send).")] = False,
+    passphrase_file: params.PassphraseFile = None,
+    force: params.Force = False,
+    json_output: params.Json = False,
+) -> None:
+    """Sign a CSR: keeps its subject and SANs, CA:FALSE, serverAuth+clientAuth, SKI/AKI.
+
+    Example: tlskit ca sign www.csr --ca-dir ./ca --days 90 --out www.pem
+    """
+    from tlskit.cli.output import warn
+    from tlskit.errors import InputError
+    from tlskit.files import Output, check_writable, load_bundle, read_passphrase, write_outputs
+    from tlskit.inspect import describe_certificate
+    from tlskit.issue import LocalCA, certificate_pem
+
+    csrs = load_bundle(csr_file).csrs
+    if not csrs:
+        raise InputError(f"{csr_file} holds no CSR", fix="give a PEM or DER certificate request")
+    cert_path = out or csr_file.with_suffix(".pem")
+    check_writable([cert_path], force)
+    ca = LocalCA.load(ca_dir, read_passphrase(passphrase_file))
+    issued = ca.sign_csr(csrs[0], days)
+    chain = ca.chain[:-1] if ca.chain and ca.chain[-1].subject == ca.chain[-1].issuer else ca.chain
+    parts = [issued.certificate] + ([ca.certificate, *chain] if fullchain and ca.chain else [])
+    write_outputs([Output.of(cert_path, b"".join(certificate_pem(c) for c in parts))], force)
+    for warning in issued.warnings:
+        warn(warning)
+    info = describe_certificate(issued.certificate)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"certificate": str(cert_path), "subject": info["subject"], "issuer": info["issuer"],
+                    "sans": info["sans"], "serial": info["serial"], "not_after": info["not_after"],
+                    "fingerprint_sha256": info["fingerprints"]["sha256"], "chain_length": len(parts),
+                    "warnings": issued.warnings})
+        return
+    from tlskit.cli.output import console, escape
+
+    console().print(f"[green]Signed[/] [bold]{escape(str(cert_path))}[/] for "
+                    f"{escape(', '.join(info['sans']) or info['subject'])} by {escape(info['issuer'])}, "
+                    f"valid until {info['not_after'][:10]}")

@@ -1,0 +1,29 @@
+"""Options shared by several commands, declared once so their names and help stay the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+KeyType = Annotated[Optional[str], typer.Option(
+    "--key-type", "-t", help="New key: rsa:2048, rsa:3072, rsa:4096, ec:p256, ec:p384, ec:p521 or ed25519 [default: ec:p256].")]
+ExistingKey = Annotated[Optional[Path], typer.Option("--key", "-k", help="Use this existing private key instead of making one.")]
+Subject = Annotated[Optional[str], typer.Option(
+    "--subject", "-s", help='Subject as "/C=IN/ST=Tamilnadu/O=Example/CN=example.com" or "CN=example.com,O=Example".')]
+CommonName = Annotated[Optional[str], typer.Option("--cn", help="Common name (CN).")]
+Country = Annotated[Optional[str], typer.Option("--country", help="Country (C), two letters.")]
+State = Annotated[Optional[str], typer.Option("--state", help="State or province (ST).")]
+Locality = Annotated[Optional[str], typer.Option("--locality", help="Locality or city (L).")]
+Org = Annotated[Optional[str], typer.Option("--org", help="Organization (O).")]
+OrgUnit = Annotated[Optional[str], typer.Option("--org-unit", help="Organizational unit (OU).")]
+Email = Annotated[Optional[str], typer.Option("--email", help="emailAddress in the subject.")]
+Sans = Annotated[Optional[list[str]], typer.Option(
+    "--san", help="Subject alternative name, repeatable: DNS:x, IP:x, email:x, URI:x, or bare (type detected).")]
+PassphraseFile = Annotated[Optional[Path], typer.Option(
+    "--passphrase-file", help="File whose first line is the key's passphrase (encrypts a new key, decrypts --key).")]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Interactive = Annotated[bool, typer.Option("--interactive", "-i", help="Ask for each subject field like openssl req.")]
+Days = Annotated[int, typer.Option("--days", help="Validity in days.")]

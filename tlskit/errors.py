@@ -1,0 +1,59 @@
+"""The error family every library function raises.
+
+The CLI turns each into one line on stderr, ``error: <what> (<why>); <what to do>``, and exits with the
+type's code, so scripts can tell bad input (2) from a failed verdict (1) and from a network failure (3).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_VERDICT = 1
+EXIT_INPUT = 2
+EXIT_NETWORK = 3
+
+
+class TlskitError(Exception):
+    """Base of all tlskit errors: what went wrong, why, and what to do about it."""
+
+    exit_code = EXIT_INPUT
+
+    def __init__(self, what: str, why: str | None = None, fix: str | None = None) -> None:
+        self.what = what
+        self.why = why
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = self.what
+        if self.why:
+            text += f" ({self.why})"
+        if self.fix:
+            text += f"; {self.fix}"
+        # One line on stderr is the contract, whatever a library put into `why`.
+        return " ".join(text.split())
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(TlskitError):
+    """The user's input is wrong: a flag, a file, a field. Exit 2."""
+
+    exit_code = EXIT_INPUT
+
+
+class FileExistsRefused(InputError):
+    """An output file exists and --force was not given."""
+
+
+class VerifyError(TlskitError):
+    """A verdict failed: verification, expiry, hostname, key mismatch. Exit 1."""
+
+    exit_code = EXIT_VERDICT
+
+
+class NetworkError(TlskitError):
+    """The network or the peer failed: refused, timed out, a CA's error. Exit 3."""
+
+    exit_code = EXIT_NETWORK

@@ -1,0 +1,262 @@
+"""Issuing certificates: self-signed ones, and a local CA that signs CSRs keeping their SANs.
+
+All certificates come out of one builder, :func:`_certificate`, so every extension and the reason it
+is there can be read in one place.
+
+Example::
+
+    ca = LocalCA.create(Path("ca"), {"CN": "My dev CA"})
+    cert = ca.sign_csr(csr, days=90)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tlskit.csr import check_csr, csr_sans, effective_sans
+from tlskit.errors import InputError
+from tlskit.files import Output, load_certificates, write_outputs
+from tlskit.keys import KeySpec, generate_key, key_matches_certificate, load_private_key, private_key_pem, signing_hash
+from tlskit.names import Subject, subject_to_name
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+# CA/Browser Forum limit for publicly trusted TLS certificates (since 2020-09-01).
+PUBLIC_TLS_MAX_DAYS = 398
+CA_CERT_FILE = "ca.pem"
+CA_KEY_FILE = "ca.key"
+# A minute of back-dating absorbs clock skew between the machine that issues and the one that checks.
+_BACKDATE = dt.timedelta(minutes=1)
+
+
+@dataclass
+class Issued:
+    certificate: x509.Certificate
+    warnings: list[str] = field(default_factory=list)
+
+
+def _certificate(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKeyTypes,
+    signing_key: PrivateKeyTypes,
+    days: int,
+    is_ca: bool,
+    sans: list[x509.GeneralName],
+    issuer_public_key: PublicKeyTypes,
+    path_length: int | None = None,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    if days < 1:
+        raise InputError(f"--days {days} is not a positive number", fix="give at least 1")
+    start = (not_before or dt.datetime.now(dt.timezone.utc)) - _BACKDATE
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        # 159 random bits: positive, unpredictable, within RFC 5280's 20 octets.
+        .serial_number(secrets.randbits(159) | 1 << 158)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length if is_ca else None), critical=True)
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,  # OCSP responses and CRLs signed by the CA itself
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                # RSA key exchange (TLS 1.2 non-ECDHE suites) encrypts to the key; EC keys never do.
+                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signing_key, signing_hash(signing_key))
+
+
+def self_signed(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName], days: int = 365) -> Issued:
+    """A self-signed server certificate; the CN becomes a SAN when no SAN is given."""
+    name = subject_to_name(subject)
+    names = effective_sans(subject, sans)
+    cert = _certificate(
+        subject=name, issuer=name, public_key=key.public_key(), signing_key=key, days=days,
+        is_ca=False, sans=names, issuer_public_key=key.public_key(),
+    )
+    return Issued(cert, _validity_warnings(days) + _san_warnings(names))
+
+
+def self_signed_from_csr(key: PrivateKeyTypes, csr: x509.CertificateSigningRequest, days: int = 365) -> Issued:
+    from tlskit.keys import public_key_der
+
+    check_csr(csr)
+    if public_key_der(csr.public_key()) != public_key_der(key.public_key()):
+        raise InputError("the key does not match the CSR", fix="pass the key the CSR was made with (--key)")
+    names = csr_sans(csr)
+    cert = _certificate(
+        subject=csr.subject, issuer=csr.subject, public_key=key.public_key(), signing_key=key, days=days,
+        is_ca=False, sans=names, issuer_public_key=key.public_key(),
+    )
+    return Issued(cert, _validity_warnings(days) + _san_warnings(names))
+
+
+def _validity_warnings(days: int) -> list[str]:
+    if days > PUBLIC_TLS_MAX_DAYS:
+        return [f"validity of {days} days exceeds the {PUBLIC_TLS_MAX_DAYS} days browsers accept for public TLS "
+                "(fine for a private CA whose clients you control)"]
+    return []
+
+
+def _san_warnings(sans: list[x509.GeneralName]) -> list[str]:
+    if not sans:
+        return ["no subject alternative name: browsers and most TLS clients will reject this certificate "
+                "(give --san or a host name as CN)"]
+    return []
+
+
+@dataclass
+class LocalCA:
+    """A CA kept in a directory: ``ca.pem`` and ``ca.key`` (0600), and optionally ``chain.pem``.
+
+    An intermediate CA keeps its issuers in ``chain.pem``, so what it signs can be served as a full chain.
+    """
+
+    directory: Path
+    certificate: x509.Certificate
+    key: PrivateKeyTypes
+    chain: list[x509.Certificate] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        subject: Subject,
+        key_spec: KeySpec | None = None,
+        days: int = 3650,
+        parent: LocalCA | None = None,
+        passphrase: bytes | None = None,
+        force: bool = False,
+        path_length: int | None = None,
+    ) -> LocalCA:
+        """Make a root CA in ``directory``, or an intermediate signed by ``parent``."""
+        from tlskit.files import check_writable
+
+        directory.mkdir(parents=True, exist_ok=True)
+        targets = [directory / CA_CERT_FILE, directory / CA_KEY_FILE] + ([directory / "chain.pem"] if parent else [])
+        check_writable(targets, force)
+        key = generate_key(key_spec or KeySpec.parse("ec:p256"))
+        name = subject_to_name(subject)
+        if parent is None:
+            cert = _certificate(subject=name, issuer=name, public_key=key.public_key(), signing_key=key, days=days,
+                                is_ca=True, sans=[], issuer_public_key=key.public_key(), path_length=path_length)
+            chain: list[x509.Certificate] = []
+        else:
+            parent._check_can_sign_ca()
+            cert = _certificate(subject=name, issuer=parent.certificate.subject, public_key=key.public_key(),
+                                signing_key=parent.key, days=days, is_ca=True, sans=[],
+                                issuer_public_key=parent.certificate.public_key(),
+                                path_length=path_length if path_length is not None else parent._child_path_length())
+            chain = [parent.certificate, *parent.chain]
+        outputs = [Output.of(directory / CA_KEY_FILE, private_key_pem(key, passphrase), secret=True),
+                   Output.of(directory / CA_CERT_FILE, _pem(cert))]
+        if parent is not None:
+            outputs.append(Output.of(directory / "chain.pem", b"".join(_pem(c) for c in chain)))
+        write_outputs(outputs, force)
+        return cls(directory, cert, key, chain)
+
+    @classmethod
+    def load(cls, directory: Path, passphrase: bytes | None = None) -> LocalCA:
+        cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
+        if not cert_path.exists() or not key_path.exists():
+            raise InputError(f"{directory} is not a tlskit CA directory", f"{CA_CERT_FILE} or {CA_KEY_FILE} is missing",
+                             f"create one with: tlskit ca init --dir {directory} --cn 'My CA'")
+        cert = load_certificates(cert_path)[0]
+        key = load_private_key(key_path, passphrase)
+        if not key_matches_certificate(key, cert):
+            raise InputError(f"{key_path} does not belong to {cert_path}", fix="restore the CA's own key")
+        chain_path = directory / "chain.pem"
+        chain = load_certificates(chain_path) if chain_path.exists() else []
+        return cls(directory, cert, key, chain)
+
+    def sign_csr(self, csr: x509.CertificateSigningRequest, days: int = 90) -> Issued:
+        """Sign a CSR as a server/client certificate, keeping its subject and SANs.
+
+        Unlike `openssl x509 -req`, which drops every extension of the request, the SANs are kept:
+        without them the certificate would be useless to browsers.
+        """
+        check_csr(csr)
+        names = csr_sans(csr)
+        if not names:
+            from tlskit.names import common_name
+
+            cn = common_name(csr.subject)
+            names = effective_sans({"CN": cn} if cn else {}, [])
+        cert = _certificate(
+            subject=csr.subject, issuer=self.certificate.subject, public_key=csr.public_key(),
+            signing_key=self.key, days=days, is_ca=False, sans=names,
+            issuer_public_key=self.certificate.public_key(),
+        )
+        warnings = _validity_warnings(days) + _san_warnings(names)
+        if cert.not_valid_after_utc > self.certificate.not_valid_after_utc:
+            warnings.append("the certificate outlives its CA; it stops verifying when the CA expires on "
+                            f"{self.certificate.not_valid_after_utc:%Y-%m-%d}")
+        return Issued(cert, warnings)
+
+    def issue(self, subject: Subject, sans: list[x509.GeneralName], key: PrivateKeyTypes, days: int = 90) -> Issued:
+        """Issue for a key we hold (no CSR round trip): used for the server's own localhost cert."""
+        from tlskit.csr import build_csr
+
+        return self.sign_csr(build_csr(key, subject, sans), days)
+
+    def _check_can_sign_ca(self) -> None:
+        from cryptography import x509
+
+        constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.path_length == 0:
+            raise InputError("cannot create an intermediate under this CA", "its path length is 0",
+                             "sign with its parent instead")
+
+    def _child_path_length(self) -> int | None:
+        from cryptography import x509
+
+        constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        return None if constraints.path_length is None else constraints.path_length - 1
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return _pem(cert)
+
+
+def _pem(obj) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return obj.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,155 @@
+"""Key types users name on the command line, and generating, loading and matching keys.
+
+Example::
+
+    spec = KeySpec.parse("ec:p256")
+    key = generate_key(spec)
+    pem = private_key_pem(key, passphrase=b"secret")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tlskit.errors import InputError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+KEY_TYPES = ("rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384", "ec:p521", "ed25519")
+
+# openssl and other tools spell the curves several ways; accept them all, store one.
+_CURVE_ALIASES = {
+    "p256": "p256", "p-256": "p256", "prime256v1": "p256", "secp256r1": "p256",
+    "p384": "p384", "p-384": "p384", "secp384r1": "p384",
+    "p521": "p521", "p-521": "p521", "secp521r1": "p521",
+}
+_RSA_SIZES = (2048, 3072, 4096)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A key type: ``rsa`` with a size, ``ec`` with a curve, or ``ed25519``."""
+
+    algorithm: str
+    size: int | None = None
+    curve: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> KeySpec:
+        raw = text.strip().lower()
+        algorithm, _, param = raw.partition(":")
+        if algorithm == "rsa":
+            size = param or "2048"
+            if not size.isdigit() or int(size) not in _RSA_SIZES:
+                raise InputError(f"unknown key type {text!r}", "RSA sizes are 2048, 3072 and 4096",
+                                 f"use one of: {', '.join(KEY_TYPES)}")
+            return cls("rsa", size=int(size))
+        if algorithm in ("ec", "ecdsa"):
+            curve = _CURVE_ALIASES.get(param or "p256")
+            if curve is None:
+                raise InputError(f"unknown key type {text!r}", "EC curves are p256, p384 and p521",
+                                 f"use one of: {', '.join(KEY_TYPES)}")
+            return cls("ec", curve=curve)
+        if raw == "ed25519":
+            return cls("ed25519")
+        raise InputError(f"unknown key type {text!r}", fix=f"use one of: {', '.join(KEY_TYPES)}")
+
+    def __str__(self) -> str:
+        if self.algorithm == "rsa":
+            return f"rsa:{self.size}"
+        if self.algorithm == "ec":
+            return f"ec:{self.curve}"
+        return self.algorithm
+
+    @property
+    def slow(self) -> bool:
+        """Whether generation may take long enough (RSA 3072+) to deserve a spinner."""
+        return self.algorithm == "rsa" and (self.size or 0) >= 3072
+
+
+def generate_key(spec: KeySpec) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if spec.algorithm == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=spec.size or 2048)
+    if spec.algorithm == "ec":
+        curve = {"p256": ec.SECP256R1, "p384": ec.SECP384R1, "p521": ec.SECP521R1}[spec.curve or "p256"]
+        return ec.generate_private_key(curve())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKeyTypes:
+    """Load a private key file (PEM or DER); errors say whether a passphrase is missing or wrong."""
+    from tlskit.files import load_private_key_bytes, read_bytes
+
+    key = load_private_key_bytes(read_bytes(path, "key file"), str(path), passphrase)
+    check_supported(key, str(path))
+    return key
+
+
+def check_supported(key: PrivateKeyTypes, source: str = "key") -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        return
+    raise InputError(f"{source} is a {type(key).__name__.removeprefix('_')} key",
+                     "tlskit signs with RSA, EC and Ed25519 keys", "use one of those")
+
+
+def private_key_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM, encrypted with the best available scheme when a passphrase is given."""
+    from cryptography.hazmat.primitives import serialization
+
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def public_key_der(public_key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_matches_certificate(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
+    """Whether ``key`` is the private half of ``cert``'s public key (compared as SPKI bytes)."""
+    return public_key_der(key.public_key()) == public_key_der(cert.public_key())
+
+
+def describe_public_key(public_key: PublicKeyTypes) -> tuple[str, int, str]:
+    """(type, bits, label) for display: ("RSA", 2048, "RSA 2048"), ("EC", 256, "EC P-256")."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "RSA", public_key.key_size, f"RSA {public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        names = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        curve = names.get(public_key.curve.name, public_key.curve.name)
+        return "EC", public_key.curve.key_size, f"EC {curve}"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, "Ed25519"
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return "Ed448", 456, "Ed448"
+    if isinstance(public_key, dsa.DSAPublicKey):
+        return "DSA", public_key.key_size, f"DSA {public_key.key_size}"
+    return type(public_key).__name__, 0, type(public_key).__name__
+
+
+def signing_hash(key: PrivateKeyTypes):
+    """The hash to sign with: SHA-256 (SHA-384/512 for the larger curves), none for Ed25519."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.key_size >= 521:
+            return hashes.SHA512()
+        if key.curve.key_size >= 384:
+            return hashes.SHA384()
+    return hashes.SHA256()
