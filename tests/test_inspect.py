@@ -1,0 +1,65 @@
+"""`tlskit inspect`: what it reports about certificates, CSRs, keys and bundles matches openssl."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_one_line_error, openssl, run_tlskit
+
+
+@pytest.fixture
+def material(tmp_path):
+    assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "Root", cwd=tmp_path).returncode == 0
+    assert run_tlskit("csr", "--key-type", "rsa:2048", "--cn", "www.example.com", "--san", "10.1.2.3",
+                      "--out", "w.csr", cwd=tmp_path).returncode == 0
+    assert run_tlskit("ca", "sign", "w.csr", "--ca-dir", "ca", "--days", "45", "--out", "w.pem", cwd=tmp_path).returncode == 0
+    return tmp_path
+
+
+def test_certificate_facts_match_openssl(material):
+    run = run_tlskit("inspect", "w.pem", "--json", cwd=material)
+    assert run.returncode == 0, run.stderr
+    (item,) = run.json["items"]
+    assert item["type"] == "certificate"
+    assert item["subject"] == "/CN=www.example.com" and item["issuer"] == "/CN=Root"
+    assert item["sans"] == ["DNS:www.example.com", "IP:10.1.2.3"]
+    assert item["key"] == {"type": "RSA", "bits": 2048, "label": "RSA 2048"}
+    assert item["days_left"] in (44, 45)
+    fingerprint = openssl("x509", "-in", str(material / "w.pem"), "-noout", "-fingerprint", "-sha256").stdout.decode()
+    assert fingerprint.strip().split("=", 1)[1] == item["fingerprints"]["sha256"]
+    serial = openssl("x509", "-in", str(material / "w.pem"), "-noout", "-serial").stdout.decode()
+    assert int(serial.strip().split("=", 1)[1], 16) == int(item["serial"], 16)
+    names = {ext["name"] for ext in item["extensions"]}
+    assert {"basicConstraints", "keyUsage", "extendedKeyUsage", "subjectAltName"} <= names
+
+
+def test_bundle_csr_and_key(material):
+    bundle = (material / "w.pem").read_bytes() + (material / "ca" / "ca.pem").read_bytes()
+    (material / "bundle.pem").write_bytes(bundle)
+    run = run_tlskit("inspect", "bundle.pem", "w.csr", "w.key", "--json", cwd=material)
+    assert run.returncode == 0, run.stderr
+    types = [item["type"] for item in run.json["items"]]
+    assert types == ["certificate", "certificate", "csr", "private_key"]
+    assert run.json["items"][1]["is_ca"] is True
+    assert run.json["items"][2]["signature_valid"] is True
+    text = run_tlskit("inspect", "w.pem", cwd=material)
+    assert text.returncode == 0
+    assert "www.example.com" in text.stdout and "days left" in text.stdout
+
+
+def test_der_input(material):
+    der = openssl("x509", "-in", str(material / "w.pem"), "-outform", "DER").stdout
+    (material / "w.der").write_bytes(der)
+    run = run_tlskit("inspect", "w.der", "--json", cwd=material)
+    assert run.returncode == 0 and run.json["items"][0]["subject"] == "/CN=www.example.com"
+
+
+@pytest.mark.parametrize("content", [b"hello", b"-----BEGIN CERTIFICATE-----\nnotbase64!!\n-----END CERTIFICATE-----\n",
+                                     b"-----BEGIN CERTIFICATE-----\nMIIB\n", b""])
+def test_garbage_is_one_line_error(tmp_path, content):
+    (tmp_path / "g.pem").write_bytes(content)
+    assert_one_line_error(run_tlskit("inspect", "g.pem", cwd=tmp_path), 2)
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(run_tlskit("inspect", "nope.pem", cwd=tmp_path), 2, "does not exist")
