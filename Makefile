@@ -11,7 +11,7 @@ BENCH_DEBS := $(TEST_DEBS) hyperfine
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -24,7 +24,7 @@ test-deps:
 
 bench-deps: venv
 	@scripts/install-debs $(BENCH_DEBS)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'
 
 test: venv test-deps
 	$(PY) -m pytest -q -p no:cacheprovider tests

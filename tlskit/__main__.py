@@ -1,4 +1,4 @@
-from tlskit.cli.app import main
+from tlskit.cli.entry import main
 
 if __name__ == "__main__":
     main()
