@@ -1,0 +1,182 @@
+"""A small real HTTP application on 127.0.0.1 for the `tlskit serve --upstream` tests and bench.
+
+It runs in a thread of the test process (Python's ThreadingHTTPServer, HTTP/1.1 keep-alive) and
+records what it received, so a test can assert on the exact headers the proxy forwarded.
+
+Paths:
+- ``/echo...``      JSON of method, path, query and headers it received (any method; a body is hashed)
+- ``/slow?s=N``     waits N seconds, then answers 200 (limits under concurrency, upstream timeouts)
+- ``/gate``         sends ``first\\n``, then holds the rest until ``release_gate()`` (response streaming)
+- ``/upload``       reads a chunked or sized body, noting each chunk as it arrives (request streaming)
+- ``/big?n=N``      N bytes, for throughput
+- anything else    ``200 hello``
+
+Example::
+
+    with UpstreamApp.start() as app:
+        print(app.url)   # http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body_sha256: str = ""
+    body_length: int = 0
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+
+@dataclass
+class UpstreamApp:
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+    received: list[Received] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+    upload_chunks: list[int] = field(default_factory=list)
+    upload_chunk_seen: threading.Event = field(default_factory=threading.Event)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int = 0) -> UpstreamApp:
+        app: UpstreamApp
+
+        class Handler(_Handler):
+            owner = None
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        app = cls(server, thread)
+        Handler.owner = app
+        thread.start()
+        return app
+
+    def release_gate(self) -> None:
+        self.gate.set()
+
+    def last(self) -> Received:
+        return self.received[-1]
+
+    def stop(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> UpstreamApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    owner: UpstreamApp | None = None
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _read_body(self, note_chunks: bool = False) -> bytes:
+        app = self.owner
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                parts.append(chunk)
+                if note_chunks:
+                    app.upload_chunks.append(len(chunk))
+                    app.upload_chunk_seen.set()
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        if not note_chunks:
+            return self.rfile.read(length) if length else b""
+        data = bytearray()
+        while len(data) < length:
+            chunk = self.rfile.read1(min(65536, length - len(data)))
+            if not chunk:
+                break
+            data += chunk
+            app.upload_chunks.append(len(chunk))
+            app.upload_chunk_seen.set()
+        return bytes(data)
+
+    def _handle(self) -> None:
+        app = self.owner
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        body = self._read_body(note_chunks=url.path == "/upload")
+        record = Received(self.command, self.path, list(self.headers.items()),
+                          hashlib.sha256(body).hexdigest(), len(body))
+        app.received.append(record)
+        with app.lock:
+            app.in_flight += 1
+            app.max_in_flight = max(app.max_in_flight, app.in_flight)
+        try:
+            if url.path.startswith("/echo") or url.path == "/upload":
+                doc = {"method": self.command, "path": self.path, "headers": record.headers,
+                       "body_sha256": record.body_sha256, "body_length": record.body_length}
+                self._answer(200, json.dumps(doc).encode(), "application/json")
+            elif url.path == "/slow":
+                time.sleep(float(query.get("s", ["1"])[0]))
+                self._answer(200, b"slow done\n")
+            elif url.path == "/gate":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self._chunk(b"first\n")
+                app.gate.wait(30)
+                self._chunk(b"second\n")
+                self.wfile.write(b"0\r\n\r\n")
+            elif url.path == "/big":
+                self._answer(200, b"x" * int(query.get("n", ["1048576"])[0]), "application/octet-stream")
+            else:
+                self._answer(200, b"hello\n")
+        finally:
+            with app.lock:
+                app.in_flight -= 1
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
