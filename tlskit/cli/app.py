@@ -44,6 +44,7 @@ def _register() -> None:
     app.command("selfsign")(selfsign.selfsign)
     app.add_typer(ca.app, name="ca")
     app.command("inspect")(inspect.inspect)
+    app.command("probe")(__import__("tlskit.cli.probe", fromlist=["probe"]).probe)
 
 
 _register()
@@ -51,8 +52,9 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes `error: ...` on stderr and the documented exit code."""
-    from typer.exceptions import Abort, Exit, TyperException
     from typer.main import get_command
+
+    from tlskit.cli.compat import Abort, Exit, UsageError
 
     from tlskit.errors import TlskitError
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("\n")
         error_line("interrupted")
         sys.exit(130)
-    except TyperException as exc:
+    except UsageError as exc:
         # Usage errors: unknown option, missing argument, bad value.
         message = exc.format_message()
         context = getattr(exc, "ctx", None)
