@@ -1,0 +1,732 @@
+"""Ordering any pile of certificates into the chain a server sends, and saying what is wrong with it.
+
+Users `cat domain.crt intermediate.crt > bundle.crt` by hand and get the order wrong, leave an
+intermediate out, or ship the root. :func:`build_chain` takes certificates in any order (several
+files, one mixed bundle, even a whole CA bundle with the site's certificates in it), finds the leaf,
+walks up issuer by issuer (subject/issuer names, AKI/SKI, and the signature itself), and verifies
+the result with ``cryptography.x509.verification`` against certifi's roots or a given CA file.
+
+Example::
+
+    report = build_chain(load_inputs(["cert.pem", "bundle.pem"]), TrustStore.certifi())
+    write_file("fullchain.pem", report.fullchain_pem())
+
+A missing intermediate raises :class:`ChainError` naming the issuer that is missing; with
+``fetch=True`` it is first downloaded from the AIA caIssuers URL of the certificate it issued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tlskit.errors import InputError, NetworkError, VerifyError
+from tlskit.names import name_to_slash
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+# A leaf this close to expiry deserves a warning: ACME clients renew 30 days ahead.
+EXPIRY_WARNING_DAYS = 30
+# Real chains are 2-4 certificates; anything deeper is a loop or a mistake.
+MAX_DEPTH = 10
+# An issuer certificate is a few kB; refuse to read megabytes from a URL found in a certificate.
+_FETCH_LIMIT = 1 << 20
+_FETCH_TIMEOUT = 10.0
+# Validation errors name extensions by OID; say what they are.
+_EXTENSION_NAMES = {
+    "2.5.29.17": "subjectAltName", "2.5.29.19": "basicConstraints", "2.5.29.15": "keyUsage",
+    "2.5.29.37": "extendedKeyUsage", "2.5.29.35": "authorityKeyIdentifier", "2.5.29.14": "subjectKeyIdentifier",
+    "2.5.29.30": "nameConstraints", "2.5.29.32": "certificatePolicies", "1.3.6.1.5.5.7.1.1": "authorityInfoAccess",
+}
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Input:
+    """One certificate and where it came from (a file name, a URL, or the trust store)."""
+
+    certificate: x509.Certificate
+    source: str
+
+
+def load_inputs(paths: list[str], read_stdin: Callable[[], bytes] | None = None) -> tuple[list[Input], int]:
+    """Every certificate in ``paths`` (PEM or DER, ``-`` for stdin), and how many private keys were skipped.
+
+    Junk raises InputError naming the file, so `tlskit chain notes.txt` says which input is wrong.
+    """
+    import warnings
+
+    from tlskit.files import parse_bundle, read_bytes
+
+    inputs: list[Input] = []
+    keys = 0
+    for path in paths:
+        if path == "-":
+            import sys
+
+            data = read_stdin() if read_stdin else sys.stdin.buffer.read()
+            source = "stdin"
+        else:
+            data, source = read_bytes(path, "input"), str(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. certifi's negative serials when a CA bundle is mixed in
+            bundle = parse_bundle(data, source)
+        keys += len(bundle.private_keys)
+        inputs += [Input(cert, source) for cert in bundle.certificates]
+    if not inputs:
+        raise InputError("no certificate in the inputs", fix="give the domain's certificate and its intermediates")
+    return inputs, keys
+
+
+@dataclass
+class TrustStore:
+    """The roots verification ends at: certifi's bundle by default, or a CA file the user names."""
+
+    name: str
+    certificates: list[x509.Certificate]
+
+    @classmethod
+    def certifi(cls) -> TrustStore:
+        import certifi
+
+        return cls._from_pem("certifi", certifi.where())
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
+        from tlskit.files import load_bundle
+
+        certs = load_bundle(path).certificates
+        if not certs:
+            raise InputError(f"CA file {path} holds no certificate", fix="give a PEM or DER file with the root(s)")
+        return cls(str(path), certs)
+
+    @classmethod
+    def _from_pem(cls, name: str, path: str) -> TrustStore:
+        from cryptography import x509
+
+        from tlskit.files import read_bytes
+
+        data = read_bytes(path, "CA bundle")
+        import warnings
+
+        with warnings.catch_warnings():
+            # certifi still ships a root or two with a negative serial; that is not the user's problem.
+            warnings.simplefilter("ignore")
+            return cls(name, x509.load_pem_x509_certificates(data))
+
+    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        return [c for c in self._by_subject().get(cert.issuer, []) if _signed_by(cert, c)]
+
+    def holds(self, cert: x509.Certificate) -> bool:
+        return cert in self._by_subject().get(cert.subject, [])
+
+    def _by_subject(self) -> dict[x509.Name, list[x509.Certificate]]:
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = _index_by_subject(self.certificates)
+            self.__dict__["_index"] = index
+        return index
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass
+class Link:
+    """One certificate of the ordered chain: ``role`` is leaf, intermediate or root."""
+
+    certificate: x509.Certificate
+    role: str
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        from cryptography.hazmat.primitives import hashes
+
+        cert = self.certificate
+        return {
+            "role": self.role,
+            "subject": name_to_slash(cert.subject),
+            "issuer": name_to_slash(cert.issuer),
+            "serial": format(cert.serial_number, "x"),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+            "source": self.source,
+        }
+
+
+@dataclass
+class Finding:
+    """Something the user should know: ``level`` is warning or info; ``code`` is stable for scripts."""
+
+    level: str
+    code: str
+    message: str
+    subject: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "code": self.code, "message": self.message, "subject": self.subject}
+
+
+@dataclass
+class ChainReport:
+    """The ordered chain (leaf first, root last when known) and everything found on the way."""
+
+    links: list[Link]
+    include_root: bool
+    trust: str
+    host: str | None = None
+    verified: bool = False
+    dropped: list[tuple[Input, str]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.links[0].certificate
+
+    @property
+    def root(self) -> Link | None:
+        return self.links[-1] if len(self.links) > 1 and self.links[-1].role == "root" else None
+
+    @property
+    def output_links(self) -> list[Link]:
+        """What goes into fullchain.pem: the root only when asked for (clients carry their own)."""
+        return [link for link in self.links if link.role != "root" or self.include_root]
+
+    def fullchain(self) -> list[x509.Certificate]:
+        return [link.certificate for link in self.output_links]
+
+    def fullchain_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.fullchain())
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def as_dict(self) -> dict[str, Any]:
+        from cryptography.hazmat.primitives import hashes
+
+        root = self.root
+        return {
+            "verified": self.verified,
+            "trust": self.trust,
+            "host": self.host,
+            "chain": [link.describe() for link in self.output_links],
+            "root": root.describe() if root else None,
+            "root_included": bool(root and self.include_root),
+            "dropped": [
+                {"subject": name_to_slash(item.certificate.subject), "reason": reason, "source": item.source,
+                 "fingerprint_sha256": item.certificate.fingerprint(hashes.SHA256()).hex(":").upper()}
+                for item, reason in self.dropped
+            ],
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+class ChainError(VerifyError):
+    """The chain cannot be completed or does not verify (exit 1); carries the report built so far."""
+
+    def __init__(self, what: str, why: str | None = None, fix: str | None = None,
+                 report: ChainReport | None = None, missing_issuer: str | None = None) -> None:
+        super().__init__(what, why, fix)
+        self.report = report
+        self.missing_issuer = missing_issuer
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+Fetcher = Callable[[str], list["x509.Certificate"]]
+
+
+def build_chain(
+    inputs: list[Input],
+    trust: TrustStore | None,
+    *,
+    host: str | None = None,
+    fetch: bool = False,
+    include_root: bool = False,
+    key: PrivateKeyTypes | None = None,
+    now: dt.datetime | None = None,
+    fetcher: Fetcher | None = None,
+) -> ChainReport:
+    """Order ``inputs`` into leaf -> intermediates (-> root), verify it, and collect findings.
+
+    ``trust`` None skips verification (the order and every signature are still checked). ``key``
+    picks the leaf when several domain certificates are given, and must match it.
+    Raises ChainError (exit 1) for a gap, a failed verification or a wrong key; InputError when no
+    leaf can be told apart.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    unique, duplicates = _deduplicate(inputs)
+    leaf = _find_leaf(unique, key)
+    report = ChainReport([Link(leaf.certificate, "leaf", leaf.source)], include_root, trust.name if trust else "none",
+                         host)
+    report.dropped += [(item, "duplicate") for item in duplicates]
+
+    used = _walk_up(report, unique, trust, fetch, fetcher or fetch_issuer_certificates)
+    for item in unique:
+        if item.certificate not in used:
+            report.dropped.append((item, "unrelated"))
+    _note_inputs(report, duplicates)
+    if key is not None and not _key_matches(key, leaf.certificate):
+        raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
+                         fix="pass the private key this certificate was issued for", report=report)
+    _check_validity(report, now)
+    if trust is not None:
+        _verify(report, trust, now)
+    report.findings += _warnings(report, now)
+    return report
+
+
+def _deduplicate(inputs: list[Input]) -> tuple[list[Input], list[Input]]:
+    seen: set[x509.Certificate] = set()
+    unique, duplicates = [], []
+    for item in inputs:
+        if item.certificate in seen:  # equality and hash are over the DER bytes
+            duplicates.append(item)
+        else:
+            seen.add(item.certificate)
+            unique.append(item)
+    return unique, duplicates
+
+
+def _find_leaf(unique: list[Input], key: PrivateKeyTypes | None) -> Input:
+    """The end-entity certificate; with several, the one ``key`` belongs to."""
+    candidates = [item for item in unique if not _is_ca(item.certificate)]
+    if not candidates:
+        # A chain that starts at a CA (an intermediate ordered for a sub-CA): the bottom of the pile,
+        # the one certificate that issued none of the others.
+        issuers = {item.certificate.issuer for item in unique}
+        candidates = [item for item in unique
+                      if item.certificate.subject not in issuers and not _self_issued(item.certificate)]
+        if len(candidates) != 1:
+            raise InputError(f"no domain (end-entity) certificate among the {len(unique)} input certificates",
+                             "they are all CA certificates", "add the domain's certificate")
+    if len(candidates) > 1 and key is not None:
+        matching = [item for item in candidates if _key_matches(key, item.certificate)]
+        if len(matching) == 1:
+            return matching[0]
+    if len(candidates) > 1:
+        names = ", ".join(f"{name_to_slash(c.certificate.subject)} ({c.source})" for c in candidates[:4])
+        more = f" and {len(candidates) - 4} more" if len(candidates) > 4 else ""
+        raise InputError(f"{len(candidates)} domain certificates in the inputs: {names}{more}",
+                         fix="give one site's certificate at a time, or pass --key to pick the one for that key")
+    return candidates[0]
+
+
+def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None, fetch: bool,
+             fetcher: Fetcher) -> set[x509.Certificate]:
+    """Append issuers to ``report.links`` until a self-signed root or a trusted issuer; raise on a gap."""
+    by_subject: dict[x509.Name, list[Input]] = {}
+    for item in unique:
+        by_subject.setdefault(item.certificate.subject, []).append(item)
+    used = {report.leaf}
+    current = report.leaf
+    while True:
+        if _self_issued(current) and _signed_by(current, current):
+            if len(report.links) == 1:
+                raise ChainError(f"the leaf {name_to_slash(current.subject)} is self-signed",
+                                 "a self-signed certificate has no chain; clients trust it only where it is installed",
+                                 "have it signed by a CA (tlskit ca sign), or install it on the clients", report=report)
+            report.links[-1].role = "root"
+            return used
+        if len(report.links) > MAX_DEPTH:
+            raise ChainError(f"the chain is longer than {MAX_DEPTH} certificates", "a loop of cross-signed CAs?",
+                             "give only the certificates of one chain", report=report)
+        issuer = _best_issuer(current, [i for i in by_subject.get(current.issuer, []) if i.certificate not in used],
+                              trust)
+        if issuer is not None:
+            report.links.append(Link(issuer.certificate, "intermediate", issuer.source))
+            used.add(issuer.certificate)
+            current = issuer.certificate
+            continue
+        anchors = trust.issuers_of(current) if trust is not None else []
+        if anchors:
+            report.links.append(Link(anchors[0], "root", trust.name))
+            return used
+        if fetch:
+            fetched = _fetch_issuer(current, fetcher)
+            if fetched is not None:
+                report.links.append(Link(fetched.certificate, "intermediate", fetched.source))
+                report.findings.append(Finding("info", "fetched", f"fetched {name_to_slash(fetched.certificate.subject)}"
+                                               f" from {fetched.source}", name_to_slash(fetched.certificate.subject)))
+                used.add(fetched.certificate)
+                current = fetched.certificate
+                continue
+        if trust is None and len(report.links) > 1:
+            # Without a trust store there is no telling whether the issuer is a root the clients
+            # carry; the chain ends where the inputs end.
+            report.findings.append(Finding("warning", "unverified_top",
+                                           f"the chain ends below {name_to_slash(current.issuer)}, which is not in "
+                                           "the inputs; it was not verified", name_to_slash(current.issuer)))
+            return used
+        raise _gap(report, current, fetch, trust)
+
+
+def _best_issuer(cert: x509.Certificate, candidates: list[Input], trust: TrustStore | None) -> Input | None:
+    """Among certificates named like ``cert``'s issuer, the one that really signed it.
+
+    A matching AKI/SKI is tried first; with several (a re-issued or cross-signed CA), one the trust
+    store holds wins, then a self-signed one (it ends the chain), then the one valid longest.
+    """
+    aki = _authority_key_id(cert)
+    ranked = []
+    for item in candidates:
+        ski = _subject_key_id(item.certificate)
+        if aki is not None and ski is not None and aki != ski:
+            continue  # RFC 5280 4.2.1.1: a different key identifier is a different key
+        trusted = trust is not None and trust.holds(item.certificate)
+        ranked.append(((aki is not None and aki == ski), trusted, _self_issued(item.certificate),
+                       item.certificate.not_valid_after_utc, item))
+    ranked.sort(key=lambda r: r[:4], reverse=True)
+    for *_, item in ranked:
+        if _signed_by(cert, item.certificate):
+            return item
+    return None
+
+
+def _gap(report: ChainReport, cert: x509.Certificate, fetched: bool, trust: TrustStore | None) -> ChainError:
+    missing = name_to_slash(cert.issuer)
+    urls = ca_issuer_urls(cert)
+    where = f" from {urls[0]}" if urls else ""
+    if fetched:
+        fix = ("add it to the inputs (your CA's intermediate or chain file)"
+               + ("; the certificate has no AIA caIssuers URL to fetch it from" if not urls else ""))
+    elif urls:
+        fix = f"add it to the inputs (your CA's intermediate or chain file), or pass --fetch to download it{where}"
+    else:
+        fix = "add it to the inputs (your CA's intermediate or chain file, or --ca-file if it is your private root)"
+    why = f"the issuer of {name_to_slash(cert.subject)} is neither in the inputs nor a root of {trust.name if trust else 'the trust store'}"
+    return ChainError(f"missing intermediate: no certificate for {missing}", why, fix, report=report,
+                      missing_issuer=missing)
+
+
+def _note_inputs(report: ChainReport, duplicates: list[Input]) -> None:
+    if duplicates:
+        report.findings.append(Finding("info", "duplicates_dropped", f"dropped {len(duplicates)} duplicate "
+                                       f"certificate{'s' if len(duplicates) != 1 else ''}"))
+    unrelated = [item for item, reason in report.dropped if reason == "unrelated"]
+    if unrelated:
+        shown = ", ".join(name_to_slash(i.certificate.subject) for i in unrelated[:3])
+        more = f" and {len(unrelated) - 3} more" if len(unrelated) > 3 else ""
+        report.findings.append(Finding("info", "unrelated_dropped",
+                                       f"dropped {len(unrelated)} certificate{'s' if len(unrelated) != 1 else ''} "
+                                       f"not in the leaf's chain: {shown}{more}"))
+    root = report.root
+    if root is not None and not report.include_root:
+        report.findings.append(Finding("info", "root_left_out",
+                                       f"left out the root {name_to_slash(root.certificate.subject)} "
+                                       "(clients carry their own roots; --include-root keeps it)",
+                                       name_to_slash(root.certificate.subject)))
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+def _check_validity(report: ChainReport, now: dt.datetime) -> None:
+    """Expired or not-yet-valid certificates, said plainly before the verifier's terse message."""
+    for link in report.links:
+        cert = link.certificate
+        subject = name_to_slash(cert.subject)
+        if cert.not_valid_after_utc < now:
+            raise ChainError(f"the {link.role} {subject} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+                             fix="renew it, or get the current certificate from your CA", report=report)
+        if cert.not_valid_before_utc > now:
+            raise ChainError(f"the {link.role} {subject} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+                             "is this machine's clock right?", "check the clock, or wait", report=report)
+
+
+def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
+    from cryptography import x509
+    from cryptography.x509.verification import VerificationError
+
+    root = report.root
+    if root is not None and root.source != trust.name and not trust.holds(root.certificate):
+        raise ChainError(f"the chain ends at the root {name_to_slash(root.certificate.subject)}, which "
+                         f"{trust.name} does not trust",
+                         fix="pass --ca-file with that root if it is your private CA (e.g. its ca.pem)", report=report)
+    intermediates = [link.certificate for link in report.links[1:] if link.role == "intermediate"]
+    try:
+        _verifier(trust, now, None).verify(report.leaf, intermediates)
+    except VerificationError as exc:
+        raise ChainError("the chain does not verify", _verification_reason(exc),
+                         f"check the certificates against {trust.name}", report=report) from None
+    if report.host is not None:
+        try:
+            _verifier(trust, now, report.host).verify(report.leaf, intermediates)
+        except VerificationError:
+            from tlskit.inspect import certificate_sans
+            from tlskit.names import san_to_text
+
+            names = ", ".join(san_to_text(n) for n in certificate_sans(report.leaf)) or "no SAN"
+            raise ChainError(f"the leaf is not valid for {report.host}", f"it names {names}",
+                             "use the certificate issued for that name, or check --host", report=report) from None
+    report.verified = True
+
+
+def _verifier(trust: TrustStore, now: dt.datetime, host: str | None):
+    """A server verifier for ``host``; without a host, the same WebPKI rules minus the name match."""
+    from cryptography import x509
+    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+
+    store = trust.__dict__.get("_store")
+    if store is None:
+        store = trust.__dict__["_store"] = Store(trust.certificates)
+    builder = PolicyBuilder().store(store).time(now.replace(tzinfo=None))
+    if host is not None:
+        return builder.build_server_verifier(_host_name(host))
+    # The client verifier checks everything but the host name; its EKU rule (clientAuth) is swapped
+    # for the server's, since a fullchain is for a TLS server.
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
+    builder = builder.extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+    return builder.build_client_verifier()
+
+
+def _require_server_auth(policy, cert, eku) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+        raise ValueError("the leaf's extendedKeyUsage does not allow serverAuth")
+
+
+def _host_name(host: str):
+    import ipaddress
+
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return x509.DNSName(host)
+    except ValueError:
+        raise InputError(f"--host {host!r} is not a host name or IP address", fix="give e.g. www.example.com") from None
+
+
+def _verification_reason(exc: Exception) -> str:
+    import re
+
+    text = str(exc).removeprefix("validation failed: ")
+    text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>", r"\1", text)
+    for oid, name in _EXTENSION_NAMES.items():
+        text = text.replace(f"{oid}:", f"{name}:")
+    return text
+
+
+def _warnings(report: ChainReport, now: dt.datetime) -> list[Finding]:
+    from cryptography.hazmat.primitives import hashes
+
+    findings = []
+    leaf = report.leaf
+    days_left = (leaf.not_valid_after_utc - now).days
+    if days_left <= EXPIRY_WARNING_DAYS:
+        findings.append(Finding("warning", "leaf_expires_soon",
+                                f"the leaf expires in {days_left} days ({leaf.not_valid_after_utc:%Y-%m-%d}); renew it",
+                                name_to_slash(leaf.subject)))
+    for link in report.links[1:]:
+        cert = link.certificate
+        if link.role == "intermediate" and cert.not_valid_after_utc < leaf.not_valid_after_utc:
+            findings.append(Finding("warning", "intermediate_expires_before_leaf",
+                                    f"the intermediate {name_to_slash(cert.subject)} expires on "
+                                    f"{cert.not_valid_after_utc:%Y-%m-%d}, before the leaf "
+                                    f"({leaf.not_valid_after_utc:%Y-%m-%d}); the chain stops verifying then",
+                                    name_to_slash(cert.subject)))
+    for link in report.links:
+        if link.role == "root":
+            continue  # a root's self-signature is never checked by clients
+        try:
+            algorithm = link.certificate.signature_hash_algorithm
+        except Exception:
+            continue
+        if isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
+            findings.append(Finding("warning", "weak_signature",
+                                    f"the {link.role} {name_to_slash(link.certificate.subject)} is signed with "
+                                    f"{algorithm.name.upper()}, which browsers reject; reissue it with SHA-256",
+                                    name_to_slash(link.certificate.subject)))
+    return findings
+
+
+# --- AIA fetching ----------------------------------------------------------------------------
+
+
+def ca_issuer_urls(cert: x509.Certificate) -> list[str]:
+    """The AIA caIssuers URLs (RFC 5280 4.2.2.1) where the issuer's certificate is published."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return []
+    return [d.access_location.value for d in aia
+            if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+            and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+
+
+def fetch_issuer_certificates(url: str) -> list[x509.Certificate]:
+    """Download what a caIssuers URL serves: DER, PEM, or a PKCS#7 bundle (``.p7c``)."""
+    import urllib.error
+    import urllib.request
+
+    if not url.lower().startswith(("http://", "https://")):
+        raise NetworkError(f"cannot fetch {url}", "only http and https caIssuers URLs are fetched",
+                           "add the intermediate to the inputs")
+    request = urllib.request.Request(url, headers={"User-Agent": "tlskit"})
+    try:
+        with urllib.request.urlopen(request, timeout=_FETCH_TIMEOUT) as response:
+            data = response.read(_FETCH_LIMIT + 1)
+    except urllib.error.HTTPError as exc:
+        raise NetworkError(f"cannot fetch the issuer certificate from {url}", f"HTTP {exc.code}",
+                           "add the intermediate to the inputs") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise NetworkError(f"cannot fetch the issuer certificate from {url}", str(reason),
+                           "check the network, or add the intermediate to the inputs") from None
+    if len(data) > _FETCH_LIMIT:
+        raise NetworkError(f"{url} served more than {_FETCH_LIMIT} bytes", "that is not a certificate",
+                           "add the intermediate to the inputs")
+    return _parse_fetched(data, url)
+
+
+def _parse_fetched(data: bytes, url: str) -> list[x509.Certificate]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    for loader in (x509.load_der_x509_certificate, lambda d: x509.load_pem_x509_certificates(d)):
+        try:
+            loaded = loader(data)
+            return loaded if isinstance(loaded, list) else [loaded]
+        except Exception:
+            pass
+    for loader in (pkcs7.load_der_pkcs7_certificates, pkcs7.load_pem_pkcs7_certificates):
+        try:
+            return loader(data)
+        except Exception:
+            pass
+    raise NetworkError(f"{url} did not serve a certificate", "neither DER, PEM nor PKCS#7",
+                       "add the intermediate to the inputs")
+
+
+def _fetch_issuer(cert: x509.Certificate, fetcher: Fetcher) -> Input | None:
+    for url in ca_issuer_urls(cert):
+        for candidate in fetcher(url):
+            if candidate.subject == cert.issuer and _signed_by(cert, candidate):
+                return Input(candidate, url)
+    return None
+
+
+# --- key and PKCS#12 -------------------------------------------------------------------------
+
+
+def load_key_for_chain(path: str | os.PathLike[str], passphrase: bytes | None) -> PrivateKeyTypes:
+    """The key, decrypted with ``passphrase`` only if it is encrypted.
+
+    With --pkcs12 the passphrase file protects the .p12, and the key may or may not be encrypted
+    with the same passphrase; both must work.
+    """
+    from tlskit.files import load_private_key_bytes, read_bytes
+    from tlskit.keys import check_supported
+
+    data = read_bytes(path, "key file")
+    try:
+        key = load_private_key_bytes(data, str(path), None)
+    except InputError as exc:
+        if passphrase is None or "encrypted" not in exc.message:
+            raise
+        key = load_private_key_bytes(data, str(path), passphrase)
+    check_supported(key, str(path))
+    return key
+
+
+def pkcs12_bytes(report: ChainReport, key: PrivateKeyTypes, passphrase: bytes) -> bytes:
+    """A PKCS#12 file (Java keystores, Windows) with the key, the leaf and the rest of the chain.
+
+    Encrypted with PBES2/AES-256 and a SHA-256 MAC: OpenSSL 3, Java 8u301+ and Windows 10+ read it;
+    the old RC2/3DES default is crackable and OpenSSL 3 no longer reads it without the legacy provider.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from tlskit.names import common_name
+
+    if not _key_matches(key, report.leaf):
+        raise ChainError("the key does not match the leaf", fix="pass the leaf's own private key with --key",
+                         report=report)
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(passphrase)
+    )
+    name = (common_name(report.leaf.subject) or "tlskit").encode()
+    return pkcs12.serialize_key_and_certificates(name, key, report.leaf, report.fullchain()[1:] or None, encryption)
+
+
+# --- small certificate facts -----------------------------------------------------------------
+
+
+def _key_matches(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
+    from tlskit.keys import key_matches_certificate
+
+    return key_matches_certificate(key, cert)
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except Exception:  # wrong name, bad signature, or an algorithm cryptography cannot check
+        return False
+
+
+def _self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        # v1 certificates have no extensions; old self-signed roots are among them.
+        return _self_issued(cert)
+    except Exception:
+        return False
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except Exception:
+        return None
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except Exception:
+        return None
+
+
+def _index_by_subject(certs: list[x509.Certificate]) -> dict[x509.Name, list[x509.Certificate]]:
+    index: dict[x509.Name, list[x509.Certificate]] = {}
+    for cert in certs:
+        index.setdefault(cert.subject, []).append(cert)
+    return index

@@ -1,0 +1,121 @@
+"""`tlskit chain`: any set of domain and intermediate certificates -> one ordered, verified fullchain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlskit.cli import params
+
+
+def chain(
+    files: Annotated[list[str], typer.Argument(
+        help="Certificates in any order: separate files or one mixed bundle, PEM or DER ('-' reads stdin).",
+        metavar="FILE...")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the ordered fullchain (PEM) here [default: stdout].")] = None,
+    include_root: Annotated[bool, typer.Option(
+        "--include-root", help="Keep the root at the end (servers should not send it).")] = False,
+    ca_file: Annotated[Optional[Path], typer.Option(
+        "--ca-file", help="Verify against the roots in this file instead of certifi's.")] = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="Also check that the leaf is valid for this name.")] = None,
+    fetch: Annotated[bool, typer.Option(
+        "--fetch", help="Download missing intermediates from the AIA caIssuers URL.")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Only order and check signatures; do not verify against a trust store.")] = False,
+    key: Annotated[Optional[Path], typer.Option("--key", "-k", help="Check that this private key matches the leaf.")] = None,
+    pkcs12: Annotated[Optional[Path], typer.Option(
+        "--pkcs12", help="Also write key + chain as PKCS#12 (needs --key and --passphrase-file).")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="First line: the PKCS#12 password (and --key's passphrase if it is encrypted).")] = None,
+    force: params.Force = False,
+    json_output: params.Json = False,
+) -> None:
+    """Order and verify a certificate chain: leaf -> intermediates, root left out, gaps named.
+
+    Example: tlskit chain intermediate.crt domain.crt --host www.example.com --out fullchain.pem
+    """
+    from tlskit.chain import ChainError, TrustStore, build_chain, load_inputs, load_key_for_chain, pkcs12_bytes
+    from tlskit.errors import InputError
+    from tlskit.files import Output, check_writable, read_passphrase, write_outputs
+
+    if pkcs12 is not None and key is None:
+        raise InputError("--pkcs12 needs the leaf's private key", fix="pass --key KEY")
+    if pkcs12 is not None and passphrase_file is None:
+        raise InputError("--pkcs12 needs a password", fix="pass --passphrase-file FILE (its first line is the password)")
+    if no_verify and (ca_file is not None or host is not None):
+        raise InputError("--no-verify cannot be combined with --ca-file or --host", fix="drop one of them")
+    targets = [p for p in (out, pkcs12) if p is not None]
+    check_writable(targets, force)
+    passphrase = read_passphrase(passphrase_file)
+    private_key = load_key_for_chain(key, passphrase) if key is not None else None
+    inputs, skipped_keys = load_inputs(files)
+    trust = None if no_verify else (TrustStore.from_file(ca_file) if ca_file is not None else TrustStore.certifi())
+    try:
+        report = build_chain(inputs, trust, host=host, fetch=fetch, include_root=include_root, key=private_key)
+    except ChainError as exc:
+        if json_output and exc.report is not None:
+            from tlskit.cli.output import print_json
+
+            print_json({**exc.report.as_dict(), "ok": False, "error": exc.message,
+                        "missing_issuer": exc.missing_issuer, "output": None, "pkcs12": None, "key_matches": None,
+                        "pem": None})
+        raise
+    if skipped_keys:
+        from tlskit.chain import Finding
+
+        report.findings.append(Finding("info", "keys_ignored", f"ignored {skipped_keys} private key(s) in the inputs"
+                                       " (pass a key with --key to check it)"))
+
+    pem = report.fullchain_pem()
+    outputs = []
+    if out is not None:
+        outputs.append(Output.of(out, pem))
+    if pkcs12 is not None:
+        outputs.append(Output.of(pkcs12, pkcs12_bytes(report, private_key, passphrase), secret=True))
+    write_outputs(outputs, force)
+
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({**report.as_dict(), "ok": True, "error": None, "missing_issuer": None,
+                    "output": str(out) if out else None, "pkcs12": str(pkcs12) if pkcs12 else None,
+                    "key_matches": True if private_key is not None else None, "pem": pem.decode()})
+        return
+    _render(report, out, pkcs12, private_key is not None, pem)
+
+
+def _render(report, out: Path | None, pkcs12: Path | None, key_checked: bool, pem: bytes) -> None:
+    import sys
+
+    from tlskit.cli.output import console, escape, warn
+
+    # With no --out the PEM is the output (for pipes and redirects); the summary goes to stderr.
+    to_stdout = out is None and pkcs12 is None
+    if to_stdout:
+        sys.stdout.write(pem.decode())
+        sys.stdout.flush()
+    text = console(stderr=to_stdout)
+    links = report.output_links
+    verdict = (f"verified against {escape(report.trust)}" + (f" for {escape(report.host)}" if report.host else "")
+               if report.verified else "[yellow]not verified[/] (--no-verify)")
+    where = f"Wrote [bold]{escape(str(out))}[/]: " if out else ""
+    text.print(f"[green]Chain OK[/]: {where}{len(links)} certificate{'s' if len(links) != 1 else ''}, {verdict}")
+    for index, link in enumerate(links):
+        info = link.describe()
+        source = "" if link.source in (str(out),) else f"  [dim]from {escape(link.source)}[/]"
+        text.print(f"  {index} {link.role:<12} {escape(info['subject'])}  (until {info['not_after'][:10]}){source}")
+    root = report.root
+    if root is not None and not report.include_root:
+        text.print(f"  - root         {escape(root.describe()['subject'])}  (left out; --include-root keeps it)")
+    if key_checked:
+        text.print("  Key matches the leaf.")
+    if pkcs12 is not None:
+        text.print(f"Wrote [bold]{escape(str(pkcs12))}[/] (PKCS#12: key + {len(links)} certificates, mode 0600)")
+    for finding in report.findings:
+        if finding.level == "warning":
+            warn(finding.message)
+        elif finding.code not in ("root_left_out",):
+            text.print(f"  note: {escape(finding.message)}")
