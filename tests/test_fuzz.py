@@ -1,0 +1,314 @@
+"""Fuzzing the parsers users feed by hand: subjects, SANs, key types and PEM/DER blobs.
+
+The contract under test (DESIGN.md): whatever a user types or points tlskit at, the result is either a
+value or a TlskitError with a one-line message, never another exception and never a traceback. The
+library is driven in-process (thousands of inputs in seconds); a few CLI runs check that the same
+inputs end as `error: ...` and exit 2 at the command line, leaving no file behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_one_line_error, openssl, run_tlskit
+from tlskit.errors import InputError, TlskitError
+
+FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each CLI example starts a Python process (~0.3 s); a handful per test keeps the file bounded.
+CLI = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                     HealthCheck.function_scoped_fixture])
+
+FIELD_NAMES = ["C", "ST", "L", "O", "OU", "CN", "emailAddress", "commonName", "E", "S", "X", "cn", ""]
+# Characters that matter to the subject syntax, plus a spread of everything else.
+SUBJECT_CHARS = st.one_of(st.sampled_from(list("/=,\\+ \t\n\"'.@-*")), st.characters())
+
+
+def subject_like() -> st.SearchStrategy[str]:
+    """Strings shaped like subjects (so the parser gets past the first check) mixed with raw text."""
+    value = st.text(SUBJECT_CHARS, max_size=80)
+    slash = st.lists(st.tuples(st.sampled_from(FIELD_NAMES), value), max_size=8).map(
+        lambda parts: "".join(f"/{k}={v}" for k, v in parts))
+    rfc4514 = st.lists(st.tuples(st.sampled_from(FIELD_NAMES), value), max_size=8).map(
+        lambda parts: ",".join(f"{k}={v}" for k, v in parts))
+    return st.one_of(slash, rfc4514, st.text(SUBJECT_CHARS, max_size=120))
+
+
+def san_like() -> st.SearchStrategy[str]:
+    prefixes = st.sampled_from(["", "DNS:", "IP:", "email:", "URI:", "IP Address:", "rfc822:", "dns:", "X:"])
+    bodies = st.one_of(
+        st.text(st.sampled_from(list("abcXYZ019-.*_:@/[]%")) | st.characters(), max_size=80),
+        st.from_regex(r"[a-z0-9*-]{0,70}(\.[a-z0-9-]{0,70}){0,5}\.?", fullmatch=True),
+        st.ip_addresses().map(str),
+        st.emails(),
+    )
+    return st.tuples(prefixes, bodies).map("".join)
+
+
+# --- subjects ----------------------------------------------------------------------------------
+
+
+@FAST
+@given(subject_like())
+@example("/CN=a\\")
+@example("/CN=\\/")
+@example("CN=x,CN=y")
+@example("/C=ÿÿ/CN=x")
+@example("/CN=" + "x" * 65)
+@example("/emailAddress=é@x")
+def test_parse_subject_returns_fields_or_input_error(text):
+    from tlskit.names import parse_subject, subject_to_name
+
+    try:
+        subject = parse_subject(text)
+    except InputError as exc:
+        assert "\n" not in exc.message and exc.message
+        return
+    # Accepted means usable: the fields become an X.509 name without cryptography objecting later.
+    name = subject_to_name(subject)
+    assert len(list(name)) == len(subject)
+
+
+@FAST
+@given(subject_like())
+@example("/CN=a\\/b/O=x\\,y")
+@example("CN=a/b,O=x\\,y")
+def test_accepted_subject_round_trips_through_openssl_slash_form(text):
+    """What `tlskit inspect` prints (`/C=../CN=..`) parses back to the same subject.
+
+    A literal backslash in a value is left out: the slash form escapes only '/', exactly like
+    `openssl -nameopt compat`, so a value holding a backslash does not survive the trip in either tool.
+    """
+    from tlskit.names import name_to_slash, parse_subject, subject_to_name
+
+    try:
+        subject = parse_subject(text)
+    except InputError:
+        return
+    if any("\\" in value for value in subject.values()):
+        return
+    slash = name_to_slash(subject_to_name(subject))
+    again = parse_subject(slash)
+    assert {k: (v.upper() if k == "C" else v) for k, v in subject.items()} == again
+
+
+# --- SANs --------------------------------------------------------------------------------------
+
+
+@FAST
+@given(san_like())
+@example("DNS:")
+@example("*.")
+@example("xn--")
+@example("IP:[::1]")
+@example("ä" * 64 + ".example")
+@example("URI:a:")
+def test_parse_san_returns_a_name_or_input_error(text):
+    from cryptography import x509
+
+    from tlskit.names import parse_san, san_to_text
+
+    try:
+        name = parse_san(text)
+    except InputError as exc:
+        assert "\n" not in exc.message and exc.message
+        return
+    # Accepted means it goes into a real extension, and its printed form reads back as the same name.
+    x509.SubjectAlternativeName([name])
+    assert parse_san(san_to_text(name)) == name
+
+
+@FAST
+@given(st.lists(san_like(), max_size=6))
+def test_parse_sans_list_never_crashes(values):
+    from tlskit.names import parse_sans
+
+    try:
+        names = parse_sans(values)
+    except InputError:
+        return
+    assert len(names) == len(set(names))
+
+
+# --- key types ---------------------------------------------------------------------------------
+
+
+@FAST
+@given(st.one_of(
+    st.tuples(st.sampled_from(["rsa", "RSA", "ec", "ecdsa", "ed25519", "dsa", "", " ec"]),
+              st.sampled_from(["", ":", ":2048", ":4096", ":1024", ":p256", ":P-384", ":secp521r1", ":x", ":-1", ":２０４８"]),
+              ).map("".join),
+    st.text(max_size=30),
+))
+@example("rsa:２０４８")  # str.isdigit() is true for full-width digits
+@example("rsa:²")
+def test_keyspec_parse_is_total_and_round_trips(text):
+    from tlskit.keys import KeySpec
+
+    try:
+        spec = KeySpec.parse(text)
+    except InputError as exc:
+        assert "\n" not in exc.message
+        return
+    assert KeySpec.parse(str(spec)) == spec
+
+
+# --- PEM and DER blobs -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_objects(tmp_path_factory):
+    """One real certificate, CSR and key made by the openssl binary, as PEM and DER."""
+    directory = tmp_path_factory.mktemp("objects")
+    key, csr, cert = directory / "k.pem", directory / "r.csr", directory / "c.pem"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=fuzz",
+            "-keyout", str(key), "-out", str(cert), "-days", "2")
+    openssl("req", "-new", "-key", str(key), "-subj", "/CN=fuzz", "-out", str(csr))
+    pem = {"cert": cert.read_bytes(), "csr": csr.read_bytes(), "key": key.read_bytes()}
+    der = {
+        "cert": openssl("x509", "-in", str(cert), "-outform", "DER").stdout,
+        "csr": openssl("req", "-in", str(csr), "-outform", "DER").stdout,
+        "key": openssl("pkey", "-in", str(key), "-outform", "DER").stdout,
+    }
+    return {"pem": pem, "der": der}
+
+
+LABELS = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE", "CERTIFICATE REQUEST",
+          "NEW CERTIFICATE REQUEST", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY",
+          "PUBLIC KEY", "RSA PUBLIC KEY", "EC PARAMETERS", "DSA PRIVATE KEY", "PKCS7", "X"]
+
+
+@st.composite
+def pem_like(draw) -> bytes:
+    """PEM blocks with real labels around random, DER-looking or base64-broken bodies."""
+    blocks = []
+    for _ in range(draw(st.integers(1, 3))):
+        label = draw(st.sampled_from(LABELS)).encode()
+        body = draw(st.one_of(
+            st.binary(max_size=300),
+            st.binary(max_size=300).map(lambda b: b"\x30\x82" + len(b).to_bytes(2, "big") + b),
+            st.binary(max_size=40).map(lambda b: b"\x30" + bytes([len(b)]) + b),
+        ))
+        encoded = base64.encodebytes(body)
+        encoded = draw(st.one_of(st.just(encoded), st.binary(max_size=80), st.just(encoded[:-3])))
+        end = draw(st.sampled_from([label, label, b"CERTIFICATE", b""]))
+        newline = draw(st.sampled_from([b"\n", b"\r\n"]))
+        blocks.append(b"-----BEGIN " + label + b"-----" + newline + encoded + b"-----END " + end + b"-----" + newline)
+    junk = draw(st.binary(max_size=20))
+    return junk + b"".join(blocks)
+
+
+def _check_bundle_contract(data: bytes, passphrase: bytes | None = None) -> None:
+    from tlskit.files import parse_bundle
+
+    try:
+        bundle = parse_bundle(data, "blob", passphrase)
+    except TlskitError as exc:
+        assert isinstance(exc, InputError)
+        assert "\n" not in exc.message and "blob" in exc.message
+        return
+    assert len(bundle) >= 1
+
+
+@FAST
+@given(st.binary(max_size=600))
+@example(b"")
+@example(b"-----BEGIN")
+@example(b"\x30\x80")
+@example(b"\x30\x84\xff\xff\xff\xff")
+@example(b"-----BEGIN TRUSTED CERTIFICATE-----\n\n-----END TRUSTED CERTIFICATE-----\n")
+@example(b"-----BEGIN TRUSTED CERTIFICATE-----\nMIA=\n-----END TRUSTED CERTIFICATE-----\n")
+@example(b"-----BEGIN TRUSTED CERTIFICATE-----\nMIQ=\n-----END TRUSTED CERTIFICATE-----\n")
+@example(b"-----BEGIN TRUSTED CERTIFICATE-----\n!!!!\n-----END TRUSTED CERTIFICATE-----\n")
+def test_parse_bundle_random_bytes(data):
+    _check_bundle_contract(data)
+
+
+@FAST
+@given(pem_like(), st.sampled_from([None, b"secret"]))
+def test_parse_bundle_pem_like_blobs(data, passphrase):
+    _check_bundle_contract(data, passphrase)
+
+
+@FAST
+@given(st.data())
+def test_parse_bundle_mutated_real_objects(real_objects, data):
+    """Real openssl output with bytes flipped, cut or inserted: the shapes a bad copy-paste produces."""
+    form = data.draw(st.sampled_from(["pem", "der"]))
+    kind = data.draw(st.sampled_from(["cert", "csr", "key"]))
+    blob = bytearray(real_objects[form][kind])
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert", "truncate"]))
+        position = data.draw(st.integers(0, max(len(blob) - 1, 0)))
+        if action == "flip" and blob:
+            blob[position] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "cut":
+            del blob[position:position + data.draw(st.integers(1, 16))]
+        elif action == "insert":
+            blob[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            del blob[position:]
+    _check_bundle_contract(bytes(blob), data.draw(st.sampled_from([None, b"pw"])))
+
+
+def test_parse_bundle_accepts_the_unmutated_objects(real_objects):
+    """The fuzz above is only meaningful if the originals parse: the same objects, every form."""
+    from tlskit.files import parse_bundle
+
+    for form in ("pem", "der"):
+        assert len(parse_bundle(real_objects[form]["cert"]).certificates) == 1
+        assert len(parse_bundle(real_objects[form]["csr"]).csrs) == 1
+        assert len(parse_bundle(real_objects[form]["key"]).private_keys) == 1
+    everything = b"".join(real_objects["pem"].values())
+    bundle = parse_bundle(everything)
+    assert (len(bundle.certificates), len(bundle.csrs), len(bundle.private_keys)) == (1, 1, 1)
+
+
+# --- the same inputs at the command line -------------------------------------------------------
+
+
+def _no_traceback(run) -> None:
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    assert run.returncode != 70, run.stderr  # 70 is main()'s "unexpected exception": a bug
+
+
+@CLI
+@given(subject=subject_like().filter(lambda s: "\x00" not in s and not s.startswith("-")),
+       san=san_like().filter(lambda s: "\x00" not in s and not s.startswith("-")))
+def test_cli_csr_with_fuzzed_subject_and_san(tmp_path_factory, subject, san):
+    directory = tmp_path_factory.mktemp("cli")
+    run = run_tlskit("csr", "--subject", subject, "--san", san, "--out", "f.csr", "--key-out", "f.key",
+                     cwd=directory)
+    _no_traceback(run)
+    if run.returncode == 0:
+        # Whatever tlskit accepted, openssl reads as a valid, self-consistent CSR.
+        openssl("req", "-in", str(directory / "f.csr"), "-verify", "-noout")
+    else:
+        assert_one_line_error(run, 2)
+        assert os.listdir(directory) == []
+
+
+@CLI
+@given(blob=st.one_of(st.binary(max_size=400), pem_like()))
+def test_cli_inspect_of_fuzzed_files(tmp_path_factory, blob):
+    directory = tmp_path_factory.mktemp("inspect")
+    (directory / "blob.pem").write_bytes(blob)
+    run = run_tlskit("inspect", "blob.pem", "--json", cwd=directory)
+    _no_traceback(run)
+    if run.returncode != 0:
+        assert_one_line_error(run, 2, contains="blob.pem")
+
+
+@CLI
+@given(key_type=st.text(max_size=20).filter(lambda s: "\x00" not in s and not s.startswith("-")))
+def test_cli_csr_with_fuzzed_key_type(tmp_path_factory, key_type):
+    directory = tmp_path_factory.mktemp("keytype")
+    run = run_tlskit("csr", "--key-type", key_type, "--cn", "fuzz.example", "--out", "k.csr", cwd=directory)
+    _no_traceback(run)
+    if run.returncode != 0:
+        assert_one_line_error(run, 2)
+        assert os.listdir(directory) == []
