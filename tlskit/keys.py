@@ -44,7 +44,7 @@ class KeySpec:
         algorithm, _, param = raw.partition(":")
         if algorithm == "rsa":
             size = param or "2048"
-            if not size.isdigit() or int(size) not in _RSA_SIZES:
+            if not (size.isascii() and size.isdigit()) or int(size) not in _RSA_SIZES:
                 raise InputError(f"unknown key type {text!r}", "RSA sizes are 2048, 3072 and 4096",
                                  f"use one of: {', '.join(KEY_TYPES)}")
             return cls("rsa", size=int(size))
