@@ -44,6 +44,7 @@ def _register() -> None:
     app.command("selfsign")(selfsign.selfsign)
     app.add_typer(ca.app, name="ca")
     app.command("inspect")(inspect.inspect)
+    app.command("chain")(__import__("tlskit.cli.chain", fromlist=["chain"]).chain)
     app.command("probe")(__import__("tlskit.cli.probe", fromlist=["probe"]).probe)
 
 
