@@ -39,11 +39,14 @@ def _root(
 def _register() -> None:
     # Each module imports only typer at import time; the library is imported inside the commands.
     from tlskit.cli import ca, csr, inspect, selfsign
+    from tlskit.cli import serve, users
 
     app.command("csr", no_args_is_help=False)(csr.csr)
     app.command("selfsign")(selfsign.selfsign)
     app.add_typer(ca.app, name="ca")
     app.command("inspect")(inspect.inspect)
+    app.command("serve")(serve.serve)
+    app.add_typer(users.app, name="users")
     app.command("chain")(__import__("tlskit.cli.chain", fromlist=["chain"]).chain)
     app.command("probe")(__import__("tlskit.cli.probe", fromlist=["probe"]).probe)
 

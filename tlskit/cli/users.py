@@ -1,0 +1,203 @@
+"""`tlskit users`: the accounts `tlskit serve` accepts (add, list, set, remove, import-htpasswd)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlskit.cli import params
+
+app = typer.Typer(help="Users of tlskit serve: passwords, tokens, allowed methods and limits.",
+                  no_args_is_help=True)
+
+Db = Annotated[Optional[Path], typer.Option("--db", help="Users database [default: STATE_DIR/users.sqlite].")]
+StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="tlskit serve's state dir [default: ~/.local/share/tlskit].")]
+Methods = Annotated[Optional[str], typer.Option("--methods", help="Allowed methods: GET,POST,PUT,PATCH,DELETE or 'all' [default: GET].")]
+PasswordFile = Annotated[Optional[Path], typer.Option("--password-file", help="File whose first line is the password ('-' reads stdin).")]
+MaxRequests = Annotated[Optional[int], typer.Option("--max-requests", help="Requests per hour (0: unlimited) [default: the server's].")]
+MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="Requests in flight (0: unlimited) [default: the server's].")]
+
+
+def _store(db: Path | None, state_dir: Path | None, create: bool = True):
+    from tlskit.server import default_state_dir, default_users_db
+    from tlskit.server.users import UserStore
+
+    path = db or default_users_db(state_dir or default_state_dir())
+    return UserStore(path, create=create)
+
+
+def _password(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    import sys
+
+    from tlskit.errors import InputError
+    from tlskit.files import read_bytes
+
+    data = sys.stdin.buffer.read() if str(path) == "-" else read_bytes(path, "password file")
+    lines = data.decode("utf-8", "replace").splitlines()
+    password = lines[0] if lines else ""
+    if not password:
+        raise InputError(f"password file {path} is empty", fix="put the password on its first line")
+    return password
+
+
+def _print_user(json_output: bool, document: dict, text: str, token: str | None) -> None:
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json(document)
+        return
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    out.print(text)
+    if token:
+        out.print(f"Token (shown once, store it now): [bold]{escape(token)}[/]")
+        out.print(f'  curl -H "Authorization: Bearer {escape(token)}" https://localhost:8443/api')
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ @ - +).")],
+    password_file: PasswordFile = None,
+    token: Annotated[bool, typer.Option("--token", help="Generate an API token (shown once).")] = False,
+    methods: Methods = None,
+    max_requests: MaxRequests = None,
+    max_concurrent: MaxConcurrent = None,
+    db: Db = None,
+    state_dir: StateDir = None,
+    json_output: params.Json = False,
+) -> None:
+    """Add a user with a password (hashed with argon2id) and/or a random token (stored as a hash).
+
+    Example: tlskit users add alice --token --methods GET,POST
+    """
+    from tlskit.server.users import check_limit, check_name, parse_methods
+
+    check_name(name)
+    allowed = parse_methods(methods)
+    check_limit(max_requests, "--max-requests")
+    check_limit(max_concurrent, "--max-concurrent")
+    password = _password(password_file)
+    store = _store(db, state_dir)
+    new_token = store.add(name, password=password, token=token, methods=allowed,
+                          max_requests=max_requests, max_concurrent=max_concurrent)
+    user = store.require(name)
+    document = {**user.public(), "token": new_token, "db": str(store.path)}
+    _print_user(json_output, document, f"Added user {name} ({','.join(document['methods'])}) to {store.path}", new_token)
+
+
+@app.command("set")
+def set_(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_file: PasswordFile = None,
+    new_token: Annotated[bool, typer.Option("--new-token", help="Generate another token (older ones stay valid).")] = False,
+    revoke_tokens: Annotated[bool, typer.Option("--revoke-tokens", help="Invalidate the user's existing tokens.")] = False,
+    methods: Methods = None,
+    max_requests: MaxRequests = None,
+    max_concurrent: MaxConcurrent = None,
+    db: Db = None,
+    state_dir: StateDir = None,
+    json_output: params.Json = False,
+) -> None:
+    """Change a user's password, tokens, methods or limits (a running server notices within a second).
+
+    Example: tlskit users set alice --methods all --max-requests 1000
+    """
+    from tlskit.errors import InputError
+    from tlskit.server.users import check_limit, parse_methods
+
+    allowed = parse_methods(methods) if methods is not None else None
+    check_limit(max_requests, "--max-requests")
+    check_limit(max_concurrent, "--max-concurrent")
+    password = _password(password_file)
+    if password is None and not new_token and not revoke_tokens and allowed is None \
+            and max_requests is None and max_concurrent is None:
+        raise InputError("nothing to change", fix="give --password-file, --new-token, --revoke-tokens, --methods or a limit")
+    store = _store(db, state_dir, create=False)
+    token = store.update(name, password=password, new_token_=new_token, revoke_tokens=revoke_tokens,
+                         methods=allowed, max_requests=max_requests, max_concurrent=max_concurrent)
+    user = store.require(name)
+    if user.password_hash is None and not user.token_hashes:
+        from tlskit.cli.output import warn
+
+        warn(f"user {name} now has no password and no token: it cannot log in")
+    _print_user(json_output, {**user.public(), "token": token}, f"Updated user {name}", token)
+
+
+@app.command("list")
+def list_(db: Db = None, state_dir: StateDir = None, json_output: params.Json = False) -> None:
+    """List users: methods, credential kinds and limits (never hashes)."""
+    store = _store(db, state_dir, create=False)
+    users = [u.public() for u in store.all()]
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"db": str(store.path), "users": users})
+        return
+    from rich.table import Table
+
+    from tlskit.cli.output import console
+
+    table = Table("name", "methods", "password", "tokens", "max requests/h", "max concurrent", box=None)
+    for u in users:
+        table.add_row(u["name"], ",".join(u["methods"]), u["password"] or "-", str(u["tokens"]),
+                      "default" if u["max_requests"] is None else str(u["max_requests"] or "unlimited"),
+                      "default" if u["max_concurrent"] is None else str(u["max_concurrent"] or "unlimited"))
+    out = console()
+    out.print(table if users else f"No users in {store.path}; add one with: tlskit users add NAME --token")
+
+
+@app.command("remove")
+def remove(name: Annotated[str, typer.Argument(help="User name.")], db: Db = None, state_dir: StateDir = None,
+           json_output: params.Json = False) -> None:
+    """Remove a user and its tokens."""
+    store = _store(db, state_dir, create=False)
+    store.remove(name)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"removed": name})
+    else:
+        from tlskit.cli.output import console
+
+        console().print(f"Removed user {name}")
+
+
+@app.command("import-htpasswd")
+def import_htpasswd(
+    file: Annotated[Path, typer.Argument(help="htpasswd file (bcrypt $2y$, apr1 $apr1$, or {SHA} lines).")],
+    methods: Methods = None,
+    db: Db = None,
+    state_dir: StateDir = None,
+    json_output: params.Json = False,
+) -> None:
+    """Import users from an nginx/Apache htpasswd file, keeping their password hashes as they are.
+
+    Example: tlskit users import-htpasswd /etc/nginx/.htpasswd --methods GET
+    """
+    from tlskit.errors import InputError
+    from tlskit.files import read_bytes
+    from tlskit.server.users import parse_methods
+
+    allowed = parse_methods(methods)
+    text = read_bytes(file, "htpasswd file").decode("utf-8", "replace")
+    store = _store(db, state_dir)
+    report = store.import_htpasswd(text, allowed)
+    if not report.added and not report.updated and report.skipped:
+        raise InputError(f"no user imported from {file}",
+                         f"{len(report.skipped)} line(s) skipped, first: line {report.skipped[0]['line']}: "
+                         f"{report.skipped[0]['reason']}", "use bcrypt (htpasswd -B), apr1 (htpasswd -m) or {SHA}")
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"db": str(store.path), "added": report.added, "updated": report.updated, "skipped": report.skipped})
+        return
+    from tlskit.cli.output import console, warn
+
+    console().print(f"Imported {len(report.added)} new and {len(report.updated)} updated user(s) into {store.path}")
+    for skipped in report.skipped:
+        warn(f"line {skipped['line']} ({skipped['name'] or '?'}) skipped: {skipped['reason']}")

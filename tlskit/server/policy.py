@@ -1,0 +1,137 @@
+"""The per-request gate: trusted IPs -> credentials -> method privilege -> limits.
+
+Each step either lets the request through or produces a :class:`Denial` (status, JSON body, headers).
+The gate never raises for anything a client sends.
+
+Seam for limits (issue 7): ``Gate(limiter=...)`` takes any object with
+
+- ``acquire(user: str, limits) -> decision`` where ``limits`` has ``max_requests`` and ``max_concurrent``
+  (:class:`UserLimits`: the user's own values, or the server's ``--max-requests``/``--max-concurrent``
+  defaults when the user's are unset; 0 means unlimited) and ``decision`` has ``allowed``,
+  ``retry_after`` and ``headers`` (a list of ``(bytes, bytes)`` or a method returning one);
+- ``release(user: str)``, called exactly once after an admitted request finishes (even on error).
+
+The default, :class:`NoLimiter`, admits everything. Refusals become 429 with the decision's headers
+(``Retry-After`` among them); admitted requests carry the decision's headers too (RateLimit-*).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+
+from tlskit.server.auth import Authenticator, CredentialReader, Malformed
+from tlskit.server.users import User
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    max_requests: int = 0
+    max_concurrent: int = 0
+
+    @property
+    def unlimited(self) -> bool:
+        return not self.max_requests and not self.max_concurrent
+
+
+@dataclass
+class Admission:
+    allowed: bool = True
+    retry_after: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class NoLimiter:
+    """Admits everything; what runs when no limiter is configured."""
+
+    _ADMIT = Admission()
+
+    def acquire(self, user: str, limits: UserLimits) -> Admission:
+        return self._ADMIT
+
+    def release(self, user: str) -> None:
+        return None
+
+
+@dataclass
+class Denial:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    reason: str = ""     # for the log, never echoed with secrets
+
+
+@dataclass
+class Passed:
+    user: User
+    headers: list[tuple[bytes, bytes]]   # to add to the response (limit headers)
+    limited: bool                        # release() is owed when the request ends
+
+
+def _json(document: dict) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class Gate:
+    def __init__(self, authenticator: Authenticator, reader: CredentialReader, networks, realm: str = "tlskit",
+                 limiter=None, default_limits: UserLimits = UserLimits()) -> None:
+        self.authenticator = authenticator
+        self.reader = reader
+        self.networks = tuple(networks)
+        self.limiter = limiter
+        self.default_limits = default_limits
+        challenge = f'Basic realm="{realm}", charset="UTF-8"'.encode()
+        self._unauthorized = Denial(401, _json({"error": "unauthorized",
+                                                "detail": "missing, wrong or malformed credentials"}),
+                                    [(b"www-authenticate", challenge)], "credentials")
+        self._forbidden_ip = Denial(403, _json({"error": "forbidden", "detail": "client address not allowed"}),
+                                    reason="address")
+        self._allowed_ips: dict[str, bool] = {}
+
+    def ip_allowed(self, ip: str) -> bool:
+        known = self._allowed_ips.get(ip)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(ip.split("%", 1)[0])
+                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                    address = address.ipv4_mapped
+                known = any(address.version == n.version and address in n for n in self.networks)
+            except ValueError:
+                known = False
+            if len(self._allowed_ips) > 65536:
+                self._allowed_ips.clear()
+            self._allowed_ips[ip] = known
+        return known
+
+    def limits_for(self, user: User) -> UserLimits:
+        return UserLimits(
+            self.default_limits.max_requests if user.max_requests is None else user.max_requests,
+            self.default_limits.max_concurrent if user.max_concurrent is None else user.max_concurrent,
+        )
+
+    async def admit(self, scope: dict, ip: str) -> Passed | Denial:
+        if not self.ip_allowed(ip):
+            return self._forbidden_ip
+        credential = self.reader.read(scope["headers"], scope["query_string"])
+        if credential is None or isinstance(credential, Malformed):
+            return self._unauthorized
+        user = await self.authenticator.authenticate(credential)
+        if user is None:
+            return self._unauthorized
+        method = scope["method"]
+        if not user.may(method):
+            return Denial(403, _json({"error": "forbidden", "detail": f"user may not {method}",
+                                      "allowed": sorted(user.methods)}), reason="method")
+        if self.limiter is None:
+            return Passed(user, [], False)
+        decision = self.limiter.acquire(user.name, self.limits_for(user))
+        headers = decision.headers() if callable(decision.headers) else list(decision.headers)
+        if not decision.allowed:
+            return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
+                          headers, "limit")
+        return Passed(user, headers, True)
+
+    def release(self, passed: Passed) -> None:
+        if passed.limited:
+            self.limiter.release(passed.user.name)

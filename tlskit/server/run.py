@@ -1,0 +1,229 @@
+"""Starting `tlskit serve`: state dir, certificate, users, dataset, sockets, uvicorn, workers.
+
+:func:`prepare` does everything that can fail on bad input *before* anything listens, so errors are one
+line and exit code 2 (or 3 when a port is taken). :func:`serve` then runs uvicorn (uvloop + httptools)
+on sockets we bound ourselves: the HTTPS one with our SSLContext, and the plain ``--redirect-port`` one.
+With ``--workers N`` the sockets are bound once and N forked processes accept on them.
+
+Seams for issue 7 (each a small function here, called once per worker):
+
+- :func:`make_handler` picks the handler: the dataset, or an upstream proxy when ``config.upstream`` is set;
+- :func:`make_limiter` returns the gate's limiter (None: no limits enforced);
+- :func:`wrap_app` may wrap the whole ASGI app (trusted proxies rewrite ``scope["client"]``);
+- :func:`install_tls` receives the *listening* SSLContext before serving (a certificate reloader sets
+  its ``sni_callback`` there and swaps ``ssl_object.context`` per handshake; see :mod:`.tls`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlskit.errors import InputError, NetworkError
+from tlskit.server.config import ServeConfig
+
+
+@dataclass
+class Prepared:
+    config: ServeConfig
+    state_dir: Path
+    cert: Path
+    key: Path
+    ca_cert: Path | None          # set when the certificate is our local CA's
+    db: Path
+    dataset: Path
+    context: ssl.SSLContext
+    users: int
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "") else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"https://{shown}:{self.config.port}/"
+
+
+def prepare(config: ServeConfig) -> Prepared:
+    from tlskit.server import default_state_dir, default_users_db
+    from tlskit.server.dataset import Dataset, ensure_demo_dataset
+    from tlskit.server.tls import build_context, ensure_local_certificate
+    from tlskit.server.users import UserStore
+
+    state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+    if (config.cert is None) != (config.key is None):
+        raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
+    ca_cert = None
+    if config.cert is None:
+        local = ensure_local_certificate(state_dir, [config.host])
+        cert, key, ca_cert = local.cert, local.key, local.ca_cert
+    else:
+        cert, key = Path(config.cert), Path(config.key)
+    context = build_context(cert, key)
+    dataset = Path(config.dataset) if config.dataset else ensure_demo_dataset(state_dir)
+    Dataset(dataset).db.close()     # fail now, not on the first request
+    db = Path(config.db) if config.db else default_users_db(state_dir)
+    store = UserStore(db)
+    users = len(store.all())
+    store.close()
+    if config.workers < 1:
+        raise InputError(f"--workers {config.workers} is not a positive number", fix="give --workers 1 or more")
+    return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, users)
+
+
+# ---- seams ---------------------------------------------------------------------------------------
+
+def make_handler(prepared: Prepared):
+    from tlskit.server.dataset import Dataset
+
+    return Dataset(prepared.dataset)
+
+
+def make_limiter(prepared: Prepared):
+    return None
+
+
+def wrap_app(prepared: Prepared, app):
+    return app
+
+
+def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
+    return None
+
+
+def build_app(prepared: Prepared, log_stream=None):
+    from tlskit.server.accesslog import AccessLog
+    from tlskit.server.app import TlskitApp
+    from tlskit.server.auth import Authenticator, CredentialReader
+    from tlskit.server.policy import Gate, UserLimits
+    from tlskit.server.users import UserStore
+
+    config = prepared.config
+    gate = Gate(Authenticator(UserStore(prepared.db)),
+                CredentialReader(config.key_headers, config.allow_query_token),
+                config.networks(), config.realm, make_limiter(prepared),
+                UserLimits(config.max_requests, config.max_concurrent))
+    access_log = AccessLog(log_stream, config.log_json) if config.access_log else None
+    app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age)
+    return wrap_app(prepared, app), access_log
+
+
+# ---- listening ------------------------------------------------------------------------------------
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise NetworkError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
+                           "choose another --port/--host, or stop what uses it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server:
+    """A uvicorn Server that leaves signals to us (two servers share one loop)."""
+
+    @staticmethod
+    def make(app, context: ssl.SSLContext | None):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield
+
+        options = dict(loop="uvloop", http="httptools", lifespan="off", access_log=False, server_header=False,
+                       proxy_headers=False, log_level="warning", ws="none", timeout_keep_alive=30,
+                       timeout_graceful_shutdown=5)
+        if context is not None:
+            options["ssl_context_factory"] = lambda _config, _default: context
+        config = uvicorn.Config(app, **options)
+        return Server(config)
+
+
+async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+    app, access_log = build_app(prepared)
+    install_tls(prepared, prepared.context)
+    servers = [(_Server.make(app, prepared.context), sockets["https"])]
+    if "redirect" in sockets:
+        from tlskit.server.app import RedirectApp
+
+        servers.append((_Server.make(RedirectApp(prepared.config.port), None), sockets["redirect"]))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+    finally:
+        if access_log is not None:
+            access_log.flush()
+
+
+def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+    import uvloop
+
+    uvloop.run(_serve_async(prepared, sockets))
+
+
+def serve(prepared: Prepared, on_ready=None) -> None:
+    """Bind, then serve until SIGINT/SIGTERM. ``on_ready`` runs once the sockets listen."""
+    config = prepared.config
+    sockets = {"https": bind(config.host, config.port)}
+    if config.redirect_port is not None:
+        sockets["redirect"] = bind(config.host, config.redirect_port)
+    if on_ready is not None:
+        on_ready()
+    if config.workers == 1:
+        _run_worker(prepared, sockets)
+        return
+    children = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
+            try:
+                _run_worker(prepared, sockets)
+            except BaseException:
+                code = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+
+    def forward(sig, _frame) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for child in children:
+        while True:
+            try:
+                os.waitpid(child, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue

@@ -1,0 +1,379 @@
+"""Users of `tlskit serve`, kept in SQLite: hashed passwords, hashed tokens, methods and limits.
+
+Secrets are never stored in clear:
+
+- passwords are hashed with argon2id (new users) or kept as imported from an htpasswd file
+  (bcrypt ``$2y$``, Apache ``$apr1$`` MD5, ``{SHA}``), the formats nginx ``auth_basic`` accepts;
+- tokens are 256-bit random keys shown once; only their SHA-256 is stored. A slow hash buys nothing
+  for a secret nobody can guess, and a fast one lets the server find the user by the hash.
+
+The store is the one place that reads or writes the database, so moving users to PostgreSQL later
+means another class with the same methods.
+
+Example::
+
+    store = UserStore(Path("users.sqlite"))
+    token = store.add("alice", token=True, methods={"GET"})
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tlskit.errors import InputError
+
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_METHODS = ("GET",)
+TOKEN_PREFIX = "tlk_"
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-+")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT,
+    methods TEXT NOT NULL,
+    max_requests INTEGER,
+    max_concurrent INTEGER,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class User:
+    """One user as the server sees it. ``max_*`` None means "the server's default"; 0 means unlimited."""
+
+    name: str
+    methods: frozenset[str]
+    password_hash: str | None = None
+    token_hashes: list[str] = field(default_factory=list)
+    max_requests: int | None = None
+    max_concurrent: int | None = None
+
+    def may(self, method: str) -> bool:
+        # HEAD and OPTIONS read nothing that GET could not.
+        if method in ("HEAD", "OPTIONS"):
+            method = "GET"
+        return method in self.methods
+
+    def public(self) -> dict:
+        """The stable JSON shape of `tlskit users list --json` (no hashes)."""
+        return {
+            "name": self.name,
+            "methods": sorted(self.methods, key=ALL_METHODS.index),
+            "password": password_scheme(self.password_hash) if self.password_hash else None,
+            "tokens": len(self.token_hashes),
+            "max_requests": self.max_requests,
+            "max_concurrent": self.max_concurrent,
+        }
+
+
+def parse_methods(text: str | list[str] | None) -> frozenset[str]:
+    """"GET,POST" or ["GET", "POST"] or "all" -> a set of methods, refusing unknown ones."""
+    if text is None:
+        return frozenset(DEFAULT_METHODS)
+    parts = text if isinstance(text, list) else [text]
+    methods = {m.strip().upper() for part in parts for m in part.split(",") if m.strip()}
+    if "ALL" in methods or "*" in methods:
+        return frozenset(ALL_METHODS)
+    unknown = methods - set(ALL_METHODS)
+    if unknown or not methods:
+        raise InputError(f"unknown method {', '.join(sorted(unknown)) or '(none)'}",
+                         fix=f"use a comma-separated list of {','.join(ALL_METHODS)} (or 'all')")
+    return frozenset(methods)
+
+
+def check_name(name: str) -> str:
+    if not name or len(name) > 128 or not set(name) <= _NAME_CHARS:
+        raise InputError(f"invalid user name {name!r}",
+                         fix="use letters, digits and . _ @ - + (no ':' since Basic auth splits on it)")
+    return name
+
+
+def check_limit(value: int | None, flag: str) -> int | None:
+    if value is not None and value < 0:
+        raise InputError(f"{flag} {value} is negative", fix="give 0 (unlimited) or a positive number")
+    return value
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+# ---- password hashes ---------------------------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    """argon2id with argon2-cffi's defaults (RFC 9106 second recommendation, ~50 ms)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(password)
+
+
+def password_scheme(stored: str) -> str:
+    if stored.startswith("$argon2"):
+        return "argon2"
+    if stored.startswith(("$2y$", "$2b$", "$2a$")):
+        return "bcrypt"
+    if stored.startswith("$apr1$"):
+        return "apr1"
+    if stored.startswith("{SHA}"):
+        return "sha1"
+    return "unknown"
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Check a password against any hash format the store holds; False for any malformed hash."""
+    scheme = password_scheme(stored)
+    secret = password.encode("utf-8")
+    try:
+        if scheme == "argon2":
+            from argon2 import PasswordHasher
+            from argon2.exceptions import Argon2Error, InvalidHashError
+
+            try:
+                return PasswordHasher().verify(stored, secret)
+            except (Argon2Error, InvalidHashError):
+                return False
+        if scheme == "bcrypt":
+            import bcrypt
+
+            # The Python bcrypt reads 72 bytes at most, as every bcrypt does; longer raises in bcrypt 5.
+            return bcrypt.checkpw(secret[:72], stored.encode())
+        if scheme == "apr1":
+            return hmac.compare_digest(apr1_md5(secret, stored.split("$")[2].encode()), stored)
+        if scheme == "sha1":
+            digest = base64.b64encode(hashlib.sha1(secret).digest()).decode()
+            return hmac.compare_digest("{SHA}" + digest, stored)
+    except (ValueError, IndexError):
+        return False
+    return False
+
+
+_APR1_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def apr1_md5(password: bytes, salt: bytes) -> str:
+    """Apache's ``$apr1$`` hash: Poul-Henning Kamp's MD5-crypt with the magic "$apr1$".
+
+    Written out here because nothing in the standard library or our dependencies implements it,
+    and htpasswd files made by ``htpasswd -m`` or ``openssl passwd -apr1`` use it.
+    """
+    magic = b"$apr1$"
+    salt = salt[:8]
+    final = hashlib.md5(password + salt + password).digest()
+    context = password + magic + salt
+    for i in range(len(password), 0, -16):
+        context += final[:min(i, 16)]
+    i = len(password)
+    while i:
+        context += b"\0" if i & 1 else password[:1]
+        i >>= 1
+    final = hashlib.md5(context).digest()
+    # 1000 rounds "to slow things down" (1995's idea of slow).
+    for i in range(1000):
+        round_input = password if i & 1 else final
+        if i % 3:
+            round_input += salt
+        if i % 7:
+            round_input += password
+        round_input += final if i & 1 else password
+        final = hashlib.md5(round_input).digest()
+
+    def to64(value: int, length: int) -> str:
+        out = ""
+        for _ in range(length):
+            out += _APR1_ALPHABET[value & 0x3F]
+            value >>= 6
+        return out
+
+    encoded = ""
+    for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)):
+        encoded += to64(final[a] << 16 | final[b] << 8 | final[c], 4)
+    encoded += to64(final[11], 2)
+    return f"$apr1${salt.decode('ascii', 'replace')}${encoded}"
+
+
+# ---- the store ---------------------------------------------------------------------------------
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)   # {"line": n, "name": ..., "reason": ...}
+
+
+class UserStore:
+    """Users in one SQLite file. Opening creates the file (0600) and the tables when missing."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise InputError(f"users database {self.path} does not exist",
+                                 fix="add a user first: tlskit users add NAME --token")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The file holds password hashes: private from the first byte.
+            self.path.touch(mode=0o600)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"cannot open users database {self.path}", str(exc),
+                             "pass a tlskit users database with --db") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (the `tlskit users` CLI) commits: cheap to poll."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    # reading
+
+    def get(self, name: str) -> User | None:
+        row = self._db.execute("SELECT name, password_hash, methods, max_requests, max_concurrent FROM users "
+                               "WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        tokens = [r[0] for r in self._db.execute("SELECT token_sha256 FROM tokens WHERE name = ?", (name,))]
+        return _user(row, tokens)
+
+    def all(self) -> list[User]:
+        tokens: dict[str, list[str]] = {}
+        for digest, name in self._db.execute("SELECT token_sha256, name FROM tokens"):
+            tokens.setdefault(name, []).append(digest)
+        rows = self._db.execute("SELECT name, password_hash, methods, max_requests, max_concurrent FROM users "
+                                "ORDER BY name")
+        return [_user(row, tokens.get(row[0], [])) for row in rows]
+
+    def require(self, name: str) -> User:
+        user = self.get(name)
+        if user is None:
+            raise InputError(f"no user {name!r} in {self.path}", fix="see `tlskit users list`")
+        return user
+
+    # writing
+
+    def add(self, name: str, *, password: str | None = None, token: bool = False,
+            methods: frozenset[str] | None = None, max_requests: int | None = None,
+            max_concurrent: int | None = None) -> str | None:
+        """Create a user; returns the new token (to show once) when ``token`` is set."""
+        check_name(name)
+        if password is None and not token:
+            raise InputError(f"user {name!r} would have no credential", fix="give --password-file F or --token")
+        if self.get(name) is not None:
+            raise InputError(f"user {name!r} already exists", fix="change it with `tlskit users set`")
+        password_hash = hash_password(password) if password is not None else None
+        new = new_token() if token else None
+        with self._transaction():
+            self._db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", (
+                name, password_hash, ",".join(sorted(methods or DEFAULT_METHODS)),
+                check_limit(max_requests, "--max-requests"), check_limit(max_concurrent, "--max-concurrent"),
+                time.time()))
+            if new:
+                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(new), name, time.time()))
+        return new
+
+    def update(self, name: str, *, password: str | None = None, new_token_: bool = False,
+               revoke_tokens: bool = False, methods: frozenset[str] | None = None,
+               max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
+        """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
+        self.require(name)
+        token = new_token() if new_token_ else None
+        with self._transaction():
+            if password is not None:
+                self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hash_password(password), name))
+            if methods is not None:
+                self._db.execute("UPDATE users SET methods = ? WHERE name = ?", (",".join(sorted(methods)), name))
+            if max_requests is not None:
+                self._db.execute("UPDATE users SET max_requests = ? WHERE name = ?",
+                                 (check_limit(max_requests, "--max-requests"), name))
+            if max_concurrent is not None:
+                self._db.execute("UPDATE users SET max_concurrent = ? WHERE name = ?",
+                                 (check_limit(max_concurrent, "--max-concurrent"), name))
+            if revoke_tokens:
+                self._db.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            if token:
+                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(token), name, time.time()))
+        return token
+
+    def remove(self, name: str) -> None:
+        self.require(name)
+        with self._transaction():
+            self._db.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM users WHERE name = ?", (name,))
+
+    def import_htpasswd(self, text: str, methods: frozenset[str] | None = None) -> ImportReport:
+        """Import ``name:hash`` lines as nginx reads them; existing users get the file's password hash."""
+        report = ImportReport()
+        entries = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, stored = line.partition(":")
+            # htpasswd lines may carry a trailing ":comment" field.
+            stored = stored.split(":", 1)[0]
+            if not sep or not stored:
+                report.skipped.append({"line": number, "name": name, "reason": "not name:hash"})
+                continue
+            scheme = password_scheme(stored)
+            if scheme == "unknown":
+                report.skipped.append({"line": number, "name": name,
+                                       "reason": "unsupported hash (crypt(3) DES or plain text); "
+                                                 "use bcrypt (htpasswd -B) or apr1 (htpasswd -m)"})
+                continue
+            try:
+                check_name(name)
+            except InputError as exc:
+                report.skipped.append({"line": number, "name": name, "reason": exc.what})
+                continue
+            entries.append((name, stored))
+        with self._transaction():
+            for name, stored in entries:
+                exists = self._db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
+                if exists:
+                    self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (stored, name))
+                    report.updated.append(name)
+                else:
+                    self._db.execute("INSERT INTO users VALUES (?, ?, ?, NULL, NULL, ?)",
+                                     (name, stored, ",".join(sorted(methods or DEFAULT_METHODS)), time.time()))
+                    report.added.append(name)
+        return report
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _user(row: tuple, tokens: list[str]) -> User:
+    name, password_hash, methods, max_requests, max_concurrent = row
+    return User(name=name, methods=frozenset(m for m in methods.split(",") if m), password_hash=password_hash,
+                token_hashes=tokens, max_requests=max_requests, max_concurrent=max_concurrent)
