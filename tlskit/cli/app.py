@@ -49,6 +49,7 @@ def _register() -> None:
     app.add_typer(users.app, name="users")
     app.command("chain")(__import__("tlskit.cli.chain", fromlist=["chain"]).chain)
     app.command("probe")(__import__("tlskit.cli.probe", fromlist=["probe"]).probe)
+    app.add_typer(__import__("tlskit.cli.acme", fromlist=["app"]).app, name="acme")
 
 
 _register()

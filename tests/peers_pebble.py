@@ -1,0 +1,210 @@
+"""A real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv (its mock DNS) on free loopback ports.
+
+Used by tests/test_acme.py and bench/bench_acme.py. Pebble forgets everything when it stops, so one
+instance per test module is enough and keeps the suite quick. Every name resolves to 127.0.0.1
+through challtestsrv, so Pebble's validator connects back to our responders on ``http_port`` (http-01)
+and ``tls_port`` (tls-alpn-01); dns-01 TXT records are set through challtestsrv's management API.
+
+Example::
+
+    with Pebble.start(tmp_path) as pebble:
+        print(pebble.directory, pebble.ca_file)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_START_TIMEOUT = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port: int, process: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} did not open in time")
+
+
+def _listener_certificate(directory: Path) -> tuple[Path, Path]:
+    """A local CA and a localhost certificate for Pebble's own HTTPS listener (made with tlskit).
+
+    Clients trust the CA file (``--directory-ca-file``); the Debian package ships no certificate.
+    """
+    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.keys import KeySpec, generate_key, private_key_pem
+    from tlskit.names import parse_sans
+
+    ca = LocalCA.create(directory / "listener-ca", {"CN": "Pebble listener test CA"}, KeySpec.parse("ec:p256"))
+    key = generate_key(KeySpec.parse("ec:p256"))
+    issued = ca.issue({"CN": "localhost"}, parse_sans(["DNS:localhost", "IP:127.0.0.1"]), key, days=30)
+    cert_path, key_path = directory / "listener.pem", directory / "listener.key"
+    cert_path.write_bytes(certificate_pem(issued.certificate))
+    key_path.write_bytes(private_key_pem(key))
+    key_path.chmod(0o600)
+    return directory / "listener-ca" / "ca.pem", cert_path
+
+
+@dataclass
+class Pebble:
+    """A running Pebble + challtestsrv pair; stop() (or the context manager) ends both."""
+
+    workdir: Path
+    listen_port: int
+    management_port: int
+    http_port: int
+    tls_port: int
+    dns_port: int
+    challtestsrv_port: int
+    ca_file: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    eab_keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> str:
+        return f"https://127.0.0.1:{self.listen_port}/dir"
+
+    @property
+    def challtestsrv(self) -> str:
+        return f"http://127.0.0.1:{self.challtestsrv_port}"
+
+    @classmethod
+    def start(cls, workdir: Path, env: dict[str, str] | None = None, eab_keys: dict[str, str] | None = None,
+              pebble: str | None = None, challtestsrv: str | None = None) -> Pebble:
+        """Start challtestsrv then Pebble; return once Pebble's directory answers over HTTPS.
+
+        ``env`` adds Pebble environment variables (e.g. ``PEBBLE_WFE_NONCEREJECT``); ``eab_keys`` turns
+        on required external account binding with those kid -> base64url HMAC keys.
+        """
+        pebble = pebble or shutil.which("pebble") or "pebble"
+        challtestsrv = challtestsrv or shutil.which("pebble-challtestsrv") or "pebble-challtestsrv"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca_file, cert_path = _listener_certificate(workdir)
+        ports = [_free_port() for _ in range(6)]
+        while len(set(ports)) < 6:
+            ports = [_free_port() for _ in range(6)]
+        self = cls(workdir, *ports, ca_file=ca_file, eab_keys=dict(eab_keys or {}))
+        config = {"pebble": {
+            "listenAddress": f"127.0.0.1:{self.listen_port}",
+            "managementListenAddress": f"127.0.0.1:{self.management_port}",
+            "certificate": str(cert_path),
+            "privateKey": str(workdir / "listener.key"),
+            "httpPort": self.http_port,
+            "tlsPort": self.tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(eab_keys),
+        }}
+        if eab_keys:
+            config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
+        (workdir / "pebble.json").write_text(json.dumps(config, indent=2))
+        log = open(workdir / "pebble.log", "wb")
+        try:
+            self.processes.append(subprocess.Popen(
+                [challtestsrv, "-http01", "", "-https01", "", "-tlsalpn01", "",
+                 "-dns01", f"127.0.0.1:{self.dns_port}", "-management", f"127.0.0.1:{self.challtestsrv_port}",
+                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            deadline = time.monotonic() + _START_TIMEOUT
+            _wait_port(self.challtestsrv_port, self.processes[0], deadline)
+            self.processes.append(subprocess.Popen(
+                [pebble, "-config", str(workdir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+                env={**os.environ, "PEBBLE_VA_NOSLEEP": "1", **(env or {})},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir))
+            self._wait_directory(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            log.close()
+        return self
+
+    def _wait_directory(self, deadline: float) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        while time.monotonic() < deadline:
+            if self.processes[-1].poll() is not None:
+                raise RuntimeError(f"pebble exited: {(self.workdir / 'pebble.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.directory, context=context, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("pebble's directory did not answer in time")
+
+    def get(self, path: str) -> bytes:
+        """GET from Pebble's management interface, e.g. ``/roots/0`` (its issuing root)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.management_port}{path}", context=context,
+                                    timeout=10) as response:
+            return response.read()
+
+    def root_file(self) -> Path:
+        """Pebble's issuing root as a file for ``openssl verify -CAfile``."""
+        path = self.workdir / "pebble-root.pem"
+        path.write_bytes(self.get("/roots/0"))
+        return path
+
+    def dns_hook(self) -> Path:
+        """A --dns-hook script that sets/clears the TXT record through challtestsrv's management API."""
+        path = self.workdir / "dns-hook.sh"
+        path.write_text(
+            "#!/bin/sh\n"
+            "# tlskit acme dns-01 hook for pebble-challtestsrv: $1 is add or remove.\n"
+            "set -e\n"
+            f'api={self.challtestsrv}\n'
+            'case "$1" in\n'
+            '  add) curl -sf -X POST -d "{\\"host\\":\\"$TLSKIT_DNS_RECORD\\",\\"value\\":\\"$TLSKIT_DNS_VALUE\\"}" '
+            '"$api/set-txt" ;;\n'
+            '  remove) curl -sf -X POST -d "{\\"host\\":\\"$TLSKIT_DNS_RECORD\\"}" "$api/clear-txt" ;;\n'
+            '  *) echo "unknown action $1" >&2; exit 2 ;;\n'
+            "esac\n"
+        )
+        path.chmod(0o755)
+        return path
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self.processes.clear()
+
+    def __enter__(self) -> Pebble:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pebble_fixture(tmp_path_factory, **kwargs) -> Pebble:
+    """Start one Pebble for a test module; in CI a missing pebble FAILS (require_binary), else skips."""
+    from conftest import require_binary
+
+    pebble = require_binary("pebble")
+    challtestsrv = require_binary("pebble-challtestsrv")
+    require_binary("curl")  # the dns-01 hook script talks to challtestsrv with curl
+    return Pebble.start(tmp_path_factory.mktemp("pebble"), pebble=pebble, challtestsrv=challtestsrv, **kwargs)
