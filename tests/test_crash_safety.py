@@ -1,0 +1,201 @@
+"""Crash safety of file writes: `tlskit csr --force` killed with SIGKILL leaves old or new files, never torn ones.
+
+Two ways of killing are used. A deterministic one stops the process at every file-system step of the
+write (each open, chmod, rename and unlink in the output directory, seen through a Python audit hook
+that SIGKILLs its own process), so every gap between steps is covered on every run. A random one
+kills a normal `tlskit csr --force` at random moments, as a power cut or an OOM kill would.
+
+After each kill: each file holds either the bytes it had before or a complete new object that the
+openssl binary parses; a new CSR always comes with its new key (the key is renamed first, so a CSR
+never points at a key that was lost); the key stays 0600; leftover temp files are 0600 when they may
+hold a key, and the next run removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, openssl, require_binary, run_tlskit
+
+KEY, CSR = "r.key", "r.csr"
+CSR_ARGS = ["csr", "--key-type", "ec:p256", "--cn", "new.example.com", "--san", "www.new.example.com",
+            "--out", CSR, "--key-out", KEY, "--force"]
+
+# Runs tlskit's CLI in this interpreter and SIGKILLs itself at the CRASH_AT-th file-system event
+# under CRASH_DIR, before that step happens. CRASH_AT=0 never kills and lists the events on stderr.
+KILLER = r"""
+import os, signal, sys
+target = os.path.realpath(os.environ["CRASH_DIR"])
+crash_at = int(os.environ["CRASH_AT"])
+seen = 0
+def hook(event, args):
+    global seen
+    if event not in ("open", "os.rename", "os.chmod", "os.remove") or not args:
+        return
+    path = args[0]
+    if isinstance(path, bytes):
+        path = path.decode(errors="replace")
+    if not isinstance(path, str) or not os.path.realpath(path).startswith(target):
+        return
+    seen += 1
+    if crash_at == 0:
+        sys.stderr.write(f"step {seen}: {event} {os.path.basename(path)}\n")
+    elif seen == crash_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from tlskit.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), **extra}
+
+
+def _make_old_files(directory: Path) -> dict[str, bytes]:
+    run = run_tlskit("csr", "--key-type", "ec:p256", "--cn", "old.example.com", "--out", CSR, "--key-out", KEY,
+                     cwd=directory)
+    assert run.returncode == 0, run.stderr
+    return {name: (directory / name).read_bytes() for name in (KEY, CSR)}
+
+
+def _state(directory: Path, old: dict[str, bytes]) -> tuple[str, str]:
+    """('old'|'new') for the key and the CSR, after checking each is whole and readable by openssl."""
+    states = []
+    for name in (KEY, CSR):
+        path = directory / name
+        assert path.exists(), f"{name} disappeared"
+        data = path.read_bytes()
+        if data == old[name]:
+            states.append("old")
+            continue
+        # Not the old bytes: it must be a complete new object, not a torn or empty file.
+        if name == KEY:
+            openssl("pkey", "-in", str(path), "-noout")
+        else:
+            subject = openssl("req", "-in", str(path), "-verify", "-noout", "-subject").stdout.decode()
+            assert "new.example.com" in subject, subject
+        states.append("new")
+    assert stat.S_IMODE((directory / KEY).stat().st_mode) == 0o600
+    key_state, csr_state = states
+    if csr_state == "new":
+        # A new CSR is only ever on disk next to the key it was made for.
+        assert key_state == "new"
+        from_key = openssl("pkey", "-in", str(directory / KEY), "-pubout").stdout
+        from_csr = openssl("req", "-in", str(directory / CSR), "-noout", "-pubkey").stdout
+        assert from_key == from_csr
+    return key_state, csr_state
+
+
+def _leftovers(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name not in (KEY, CSR))
+
+
+def _check_leftovers_are_private(directory: Path) -> None:
+    for path in _leftovers(directory):
+        assert path.name.startswith((f".{KEY}.", f".{CSR}.")) and path.name.endswith(".tmp"), path.name
+        if path.name.startswith(f".{KEY}."):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def _run_killer(directory: Path, crash_at: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILLER, *CSR_ARGS], cwd=directory, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL,
+                          env=_env(CRASH_DIR=str(directory), CRASH_AT=str(crash_at)))
+
+
+def test_kill_at_every_write_step_leaves_old_or_new_files(tmp_path):
+    require_binary("openssl")
+    probe = _run_killer(_fresh(tmp_path, "steps"), 0)
+    assert probe.returncode == 0, probe.stderr
+    steps = [line for line in probe.stderr.splitlines() if line.startswith("step ")]
+    # At least: stage key, stage CSR, rename key, rename CSR. Fewer means the hook sees nothing.
+    assert sum("os.rename" in s for s in steps) == 2, steps
+    assert len(steps) >= 4, steps
+
+    observed = set()
+    for crash_at in range(1, len(steps) + 1):
+        directory = _fresh(tmp_path, f"at{crash_at}")
+        old = _make_old_files(directory)
+        run = _run_killer(directory, crash_at)
+        assert run.returncode == -signal.SIGKILL, (crash_at, steps[crash_at - 1], run.returncode, run.stderr)
+        observed.add(_state(directory, old))
+        _check_leftovers_are_private(directory)
+        # The next ordinary run succeeds and cleans up what the killed one left.
+        again = run_tlskit(*CSR_ARGS, cwd=directory)
+        assert again.returncode == 0, again.stderr
+        assert _state(directory, old) == ("new", "new")
+        assert _leftovers(directory) == [], (steps[crash_at - 1], _leftovers(directory))
+    # Every kill point was reached: before any rename, between the two, and after both.
+    assert observed == {("old", "old"), ("new", "old"), ("new", "new")}, (observed, steps)
+
+
+def test_kill_at_random_moments_never_tears_a_file(tmp_path):
+    require_binary("openssl")
+    directory = _fresh(tmp_path, "random")
+    old = _make_old_files(directory)
+    start = time.perf_counter()
+    assert run_tlskit(*CSR_ARGS, cwd=directory).returncode == 0
+    duration = time.perf_counter() - start
+    old = {name: (directory / name).read_bytes() for name in (KEY, CSR)}
+
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "0")) or None)
+    outcomes = []
+    for _ in range(20):
+        # Most kills aim at the end of the run, where the files are written; some anywhere.
+        delay = rng.uniform(0.0, duration * 1.2) if rng.random() < 0.3 else rng.uniform(duration * 0.6, duration * 1.2)
+        child = subprocess.Popen([sys.executable, "-m", "tlskit", *CSR_ARGS], cwd=directory, env=_env(),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        _, stderr = child.communicate(timeout=60)
+        assert child.returncode in (0, -signal.SIGKILL), stderr
+        state = _state(directory, old)
+        _check_leftovers_are_private(directory)
+        outcomes.append((round(delay, 3), child.returncode, state, len(_leftovers(directory))))
+        old = {name: (directory / name).read_bytes() for name in (KEY, CSR)}
+    again = run_tlskit(*CSR_ARGS, cwd=directory)
+    assert again.returncode == 0, again.stderr
+    assert _leftovers(directory) == []
+    print(outcomes)
+
+
+def test_a_live_writers_temp_file_is_left_alone(tmp_path):
+    """Cleaning up is only for dead writers: a temp file whose process is alive survives the next run."""
+    directory = _fresh(tmp_path, "live")
+    _make_old_files(directory)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL)
+    try:
+        live = directory / f".{KEY}.{sleeper.pid}.abcd1234.tmp"
+        live.write_bytes(b"partial")
+        dead_pid = _dead_pid()
+        dead = directory / f".{KEY}.{dead_pid}.efgh5678.tmp"
+        dead.write_bytes(b"partial")
+        run = run_tlskit(*CSR_ARGS, cwd=directory)
+        assert run.returncode == 0, run.stderr
+        assert live.exists()
+        assert not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.DEVNULL)
+    child.wait()
+    return child.pid
+
+
+def _fresh(base: Path, name: str) -> Path:
+    directory = (base / name).resolve()
+    directory.mkdir()
+    return directory
