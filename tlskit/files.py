@@ -289,7 +289,9 @@ def write_file(path: str | os.PathLike[str], data: bytes, secret: bool = False, 
 
 def _stage(output: Output) -> str:
     directory = output.path.parent if str(output.path.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{output.path.name}.", suffix=".tmp", dir=directory)
+    _remove_stale_temps(directory, output.path.name)
+    # The writer's pid is in the name, so a later run can tell a dead writer's leftover from a live one's.
+    fd, temp = tempfile.mkstemp(prefix=f".{output.path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         # mkstemp creates 0600; public files are widened only after the content is complete.
         with os.fdopen(fd, "wb") as handle:
@@ -302,6 +304,35 @@ def _stage(output: Output) -> str:
         _unlink_quietly(temp)
         raise
     return temp
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files for ``name`` left by a writer that died (SIGKILL, power loss) before its rename.
+
+    Only files whose writer process is gone are removed: a concurrent tlskit writing the same target
+    keeps its temp file. Leftovers never replace the real file; this only stops them piling up.
+    """
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[^.]+\.tmp\Z")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            _unlink_quietly(entry.path)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a pid we can ask about: leave its file alone
+    return True
 
 
 def _umask() -> int:
