@@ -365,7 +365,12 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
             raise NetworkError(f"TLS handshake with {target} failed", reason,
                                "is it a TLS port? for a plain-text port that upgrades, use --starttls") from None
         except SSL.Error as exc:
-            raise NetworkError(f"TLS handshake with {target} failed", _ssl_error_text(exc),
+            reason = _ssl_error_text(exc)
+            if "wrong version number" in reason and not options.starttls:
+                # OpenSSL's words for a reply that is not TLS at all: a plain-text (STARTTLS) port.
+                raise NetworkError(f"TLS handshake with {target} failed", "the server answered in plain text",
+                                   "for a port that upgrades, use --starttls smtp|imap|pop3|ftp|postgres") from None
+            raise NetworkError(f"TLS handshake with {target} failed", reason,
                                "check the port, --servername and the server's TLS settings") from None
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not any(select.select(*wait, remaining)):
@@ -541,9 +546,14 @@ def load_trust(ca_file: Path | None) -> tuple[str, list[x509.Certificate]]:
         if not roots:
             raise InputError(f"--ca-file {ca_file} holds no certificate", fix="pass a PEM file with your CA certificate")
         return str(ca_file), roots
+    import warnings
+
     import certifi
 
-    return "certifi", x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
+    with warnings.catch_warnings():
+        # certifi still carries an old root with a non-positive serial; cryptography warns on every load.
+        warnings.simplefilter("ignore")
+        return "certifi", x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -567,7 +577,7 @@ def chain_in_order(chain: list[x509.Certificate]) -> bool:
 
 def chain_has_root(chain: list[x509.Certificate]) -> bool:
     """The server also sent a self-signed root (harmless but useless: clients must already have it)."""
-    return len(chain) > 1 and _self_signed(chain[-1])
+    return any(_self_signed(c) for c in chain[1:])
 
 
 # ----------------------------------------------------------------------------------------------- verify
