@@ -26,6 +26,10 @@ def serve(
     no_access_log: Annotated[bool, typer.Option("--no-access-log", help="Do not write an access log line per request.")] = False,
     max_requests: Annotated[int, typer.Option("--max-requests", help="Default requests per hour per user (0: unlimited).")] = 0,
     max_concurrent: Annotated[int, typer.Option("--max-concurrent", help="Default requests in flight per user (0: unlimited).")] = 0,
+    upstream: Annotated[Optional[str], typer.Option("--upstream", help="Reverse proxy to this application (http://HOST:PORT); with --dataset, /api stays the dataset's.")] = None,
+    upstream_timeout: Annotated[float, typer.Option("--upstream-timeout", help="Seconds to wait for the upstream's answer before a 504.")] = 60.0,
+    trust_proxy: Annotated[Optional[list[str]], typer.Option("--trust-proxy", help="CIDR of a proxy in front of us whose X-Forwarded-For is believed, repeatable.")] = None,
+    reload_interval: Annotated[float, typer.Option("--reload-interval", help="Seconds between checks for renewed --cert/--key files (0: never reload).")] = 1.0,
 ) -> None:
     """Serve an SQLite dataset as an authenticated JSON API over HTTPS.
 
@@ -43,11 +47,23 @@ def serve(
             raise InputError(f"{flag} {value} is not a TCP port", fix="give a number from 1 to 65535")
     if max_requests < 0 or max_concurrent < 0:
         raise InputError("--max-requests and --max-concurrent cannot be negative", fix="give 0 (unlimited) or more")
+    if upstream is not None:
+        from tlskit.server.proxy import parse_upstream
+
+        parse_upstream(upstream)
+        if upstream_timeout <= 0:
+            raise InputError(f"--upstream-timeout {upstream_timeout} is not positive", fix="give seconds, e.g. 30")
+    if trust_proxy:
+        from tlskit.server.trusted_proxy import parse_networks
+
+        trust_proxy = [str(n) for n in parse_networks(trust_proxy)]
     config = ServeConfig(host=host, port=port, cert=cert, key=key, redirect_port=redirect_port, workers=workers,
                          state_dir=state_dir, db=db, dataset=dataset, allow=parse_allow(allow),
                          key_headers=parse_key_headers(key_header), allow_query_token=allow_query_token,
                          realm=realm, log_json=log_json, access_log=not no_access_log,
-                         max_requests=max_requests, max_concurrent=max_concurrent)
+                         max_requests=max_requests, max_concurrent=max_concurrent, upstream=upstream,
+                         upstream_timeout=upstream_timeout, trust_proxy=tuple(trust_proxy or ()),
+                         reload_interval=max(0.0, reload_interval))
     prepared = prepare(config)
     run_server(prepared, on_ready=lambda: _banner(prepared))
 
@@ -73,8 +89,11 @@ def _banner(prepared) -> None:
     ]
     if prepared.ca_cert:
         lines.append(f"  local CA:    {prepared.ca_cert}  (trust this file in clients)")
+    if config.upstream:
+        lines.append(f"  upstream:    {config.upstream} ({'/api from the dataset, ' if config.dataset else ''}"
+                     f"X-Forwarded-User set, credentials not forwarded)")
     lines += [
-        f"  dataset:     {prepared.dataset}",
+        f"  dataset:     {prepared.dataset}" if not config.upstream or config.dataset else "",
         f"  users:       {prepared.db} ({prepared.users} user{'' if prepared.users == 1 else 's'})",
         f"  clients:     {nets}",
     ]
@@ -85,5 +104,5 @@ def _banner(prepared) -> None:
         f"Call the API:  curl {cacert}-H \"Authorization: Bearer $TOKEN\" {prepared.url}api",
         "Stop with Ctrl-C.",
     ]
-    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write("\n".join(line for line in lines if line) + "\n")
     sys.stderr.flush()

@@ -41,7 +41,9 @@ class ServeConfig:
     max_concurrent: int = 0
     # Issue 7 seams: an upstream URL replaces the dataset handler; trusted proxies rewrite the client IP.
     upstream: str | None = None
+    upstream_timeout: float = 60.0         # seconds for the upstream's answer (and each piece of it): 504
     trust_proxy: tuple[str, ...] = ()
+    reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
     extra: dict = field(default_factory=dict)
 
     def networks(self) -> tuple[Network, ...]:

@@ -61,6 +61,9 @@ class Decision:
         return out
 
 
+_ADMITTED = Decision(True)
+
+
 class Limiter(Protocol):
     def acquire(self, user: str, limits: Limits) -> Decision: ...
     def release(self, user: str) -> None: ...
@@ -80,6 +83,10 @@ class MemoryLimiter:
         self._lock = threading.Lock()
 
     def acquire(self, user: str, limits: Limits) -> Decision:
+        """Admit (and count) or refuse one request. ``limits`` is any object with ``max_requests`` and
+        ``max_concurrent`` (the gate passes its own ``UserLimits``)."""
+        if not limits.max_requests and not limits.max_concurrent:
+            return _ADMITTED  # nothing to count; release() of an uncounted user is a no-op
         with self._lock:
             return self._acquire(user, limits)
 

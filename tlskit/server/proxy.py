@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -100,7 +100,7 @@ class ProxySettings:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     write_timeout: float = 60.0
-    max_connections: int = 512
+    max_idle: int = 256          # idle keep-alive connections kept open to the upstream
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     verify: bool | str = True  # https upstreams: certifi, or a CA file path
     extra_credential_headers: tuple[str, ...] = field(default_factory=tuple)
@@ -120,7 +120,12 @@ def _default_user_of(scope: Scope) -> str | None:
 
 
 class UpstreamProxy:
-    """ASGI application that forwards every HTTP request to ``upstream`` and streams the answer back."""
+    """ASGI application that forwards every HTTP request to ``upstream`` and streams the answer back.
+
+    The upstream side is a small HTTP/1.1 client on asyncio streams with the httptools parser uvicorn
+    already uses, and a pool of idle keep-alive connections: a general-purpose client (httpx) cost more
+    per request than the whole rest of the server.
+    """
 
     def __init__(self, upstream: Upstream, settings: ProxySettings | None = None,
                  user_of: Callable[[Scope], str | None] = _default_user_of,
@@ -134,33 +139,42 @@ class UpstreamProxy:
         names = {h.lower().encode("latin-1") for h in (*self.settings.key_headers,
                                                       *self.settings.extra_credential_headers)}
         self._dropped = HOP_BY_HOP | FORWARDING | {b"authorization", b"host", b"content-length"} | names
-        self._client = None  # made lazily inside the running event loop (one per worker process)
+        self._host_line = b"host: " + self.upstream.host_header.encode("latin-1") + b"\r\n"
+        self._idle: list[_Connection] = []
+        self._ssl = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def _http_client(self):
-        if self._client is None:
-            import httpx
-
-            settings = self.settings
-            self._client = httpx.AsyncClient(
-                base_url=self.upstream.origin,
-                timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                                      write=settings.write_timeout, pool=settings.connect_timeout),
-                limits=httpx.Limits(max_connections=settings.max_connections,
-                                    max_keepalive_connections=min(settings.max_connections, 128)),
-                verify=settings.verify, follow_redirects=False, trust_env=False,
-                headers={},  # no default User-Agent or Accept: forward exactly what the client sent
-            )
-            # httpx adds these defaults when absent; the client's own values (or none) must win.
-            for name in ("user-agent", "accept", "accept-encoding", "connection"):
-                self._client.headers.pop(name, None)
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    async def _connect(self) -> _Connection:
+        ssl_context = None
+        if self.upstream.scheme == "https":
+            if self._ssl is None:
+                import ssl
+
+                import certifi
+
+                verify = self.settings.verify
+                self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
+                if verify is False:
+                    self._ssl.check_hostname = False
+                    self._ssl.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.upstream.host, self.upstream.port, ssl=ssl_context or self._ssl,
+                                    server_hostname=self.upstream.host if self._ssl else None,
+                                    limit=_READ_SIZE),
+            self.settings.connect_timeout)
+        return _Connection(reader, writer)
+
+    def _release(self, connection: _Connection) -> None:
+        if len(self._idle) < self.settings.max_idle and not connection.writer.is_closing():
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     # --- request path ----------------------------------------------------------------------------
 
@@ -183,39 +197,127 @@ class UpstreamProxy:
                 return
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        import httpx
-
-        client = self._http_client()
-        headers = self.upstream_headers(scope)
+        method = scope["method"]
+        head = self.request_head(scope)
         body_length = _header(scope, b"content-length")
-        body_follows = body_length is not None or _header(scope, b"transfer-encoding") is not None
+        chunked = body_length is None and _header(scope, b"transfer-encoding") is not None
+        has_body = chunked or (body_length is not None and body_length != b"0")
         if body_length is not None:
-            headers.append((b"content-length", body_length))
-        request = client.build_request(
-            scope["method"], self.upstream_target(scope), headers=headers,
-            content=_request_body(receive) if body_follows else None,
-        )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            log.warning("upstream %s timed out (%s) for %s %s", self.upstream, type(exc).__name__,
-                        scope["method"], scope.get("path", ""))
-            await _plain(send, 504, b"upstream timed out\n")
-            return
-        except (httpx.HTTPError, OSError) as exc:
-            log.warning("upstream %s failed (%s: %s) for %s %s", self.upstream, type(exc).__name__,
-                        " ".join(str(exc).split()) or "no detail", scope["method"], scope.get("path", ""))
-            await _plain(send, 502, b"upstream unavailable\n")
-            return
-        try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": _response_headers(response.headers.raw)})
-            if scope["method"] == "HEAD":
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            head += b"content-length: " + body_length + b"\r\n"
+        elif chunked:
+            head += b"transfer-encoding: chunked\r\n"
+        head += b"\r\n"
+        response = None
+        for attempt in (0, 1):
+            reused = bool(self._idle)
+            try:
+                connection = self._idle.pop() if reused else await self._connect()
+            except (asyncio.TimeoutError, TimeoutError):
+                return await self._fail(send, 504, "connect timed out", scope)
+            except OSError as exc:
+                return await self._fail(send, 502, _reason(exc), scope)
+            try:
+                connection.writer.write(head)
+                if has_body:
+                    await self._send_body(connection, receive, chunked)
+                else:
+                    await connection.drain(self.settings.write_timeout)
+                response = await connection.read_head(method == "HEAD", self.settings.read_timeout)
+                break
+            except ClientGone:
+                connection.close()
                 return
-            await _pump_response(response, receive, send, str(self.upstream), scope)
+            except _StaleConnection:
+                connection.close()
+                # An idle keep-alive connection the upstream had already closed: retry once on a new
+                # one, but only when no body was consumed (it cannot be sent again).
+                if reused and not has_body and attempt == 0:
+                    continue
+                return await self._fail(send, 502, "upstream closed the connection", scope)
+            except (asyncio.TimeoutError, TimeoutError):
+                connection.close()
+                return await self._fail(send, 504, "no answer in time", scope)
+            except (OSError, _BadResponse) as exc:
+                connection.close()
+                return await self._fail(send, 502, _reason(exc), scope)
+        assert response is not None
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": _response_headers(response.headers)})
+        if response.complete:
+            await send({"type": "http.response.body", "body": b"".join(response.take()), "more_body": False})
+            self._finish(connection, response)
+            return
+        await self._stream_body(connection, response, receive, send, scope)
+
+    def _finish(self, connection: _Connection, response: _Response) -> None:
+        if response.keep_alive:
+            self._release(connection)
+        else:
+            connection.close()
+
+    async def _send_body(self, connection: _Connection, receive: Receive, chunked: bool) -> None:
+        """The client's body as it arrives, chunk by chunk (uvicorn applies flow control underneath)."""
+        timeout = self.settings.write_timeout
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                connection.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await connection.drain(timeout)
+            if not message.get("more_body", False):
+                if chunked:
+                    connection.writer.write(b"0\r\n\r\n")
+                await connection.drain(timeout)
+                return
+
+    async def _stream_body(self, connection: _Connection, response: _Response, receive: Receive,
+                           send: Send, scope: Scope) -> None:
+        """Copy the upstream's body to the client as it comes; stop early if the client disconnects.
+
+        Once the status line is out, a failing upstream can only be reported by cutting the connection:
+        ending the body cleanly would hand the client a truncated answer that looks complete.
+        """
+        async def copy() -> None:
+            while True:
+                for chunk in response.take():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if response.complete:
+                    break
+                await connection.read_more(response, self.settings.read_timeout)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        copier = asyncio.ensure_future(copy())
+        watcher = asyncio.ensure_future(client_gone())
+        try:
+            done, _ = await asyncio.wait({copier, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await response.aclose()
+            for task in (copier, watcher):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(copier, watcher, return_exceptions=True)
+        if copier in done and copier.exception() is None:
+            self._finish(connection, response)
+            return
+        connection.close()
+        if copier in done:
+            exc = copier.exception()
+            if isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError, _BadResponse, _StaleConnection)):
+                log.warning("upstream %s broke off its answer to %s %s (%s); closing the client connection",
+                            self.upstream, scope["method"], scope.get("path", ""), _reason(exc))
+                raise UpstreamBrokeOff(f"upstream {self.upstream} broke off its answer") from None
+            raise exc
+
+    async def _fail(self, send: Send, status: int, why: str, scope: Scope) -> None:
+        log.warning("upstream %s failed (%s) for %s %s: answering %d", self.upstream, why, scope["method"],
+                    scope.get("path", ""), status)
+        body = b"upstream timed out\n" if status == 504 else b"upstream unavailable\n"
+        await _plain(send, status, body)
 
     def upstream_target(self, scope: Scope) -> str:
         """Base path + the request's raw path (kept byte-exact) + the query without ``authtoken``."""
@@ -227,6 +329,15 @@ class UpstreamProxy:
             if query:
                 target += "?" + query.decode("latin-1")
         return target
+
+    def request_head(self, scope: Scope) -> bytes:
+        """Request line and headers (without the final blank line and without content-length)."""
+        lines = [scope["method"].encode("latin-1"), b" ", self.upstream_target(scope).encode("latin-1"),
+                 b" HTTP/1.1\r\n", self._host_line]
+        for name, value in self.upstream_headers(scope):
+            if name != b"host":
+                lines += [name, b": ", value, b"\r\n"]
+        return b"".join(lines)
 
     def upstream_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """The client's headers minus credentials, hop-by-hop and forwarding headers, plus our own."""
@@ -260,6 +371,120 @@ class UpstreamProxy:
         return headers
 
 
+# --- the upstream connection ---------------------------------------------------------------------
+
+_READ_SIZE = 65536
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were sending its body upstream."""
+
+
+class _StaleConnection(Exception):
+    """The upstream closed the connection before sending a single byte of the answer."""
+
+
+class _BadResponse(Exception):
+    """The upstream's answer is not HTTP/1.1 we can parse, or it stopped in the middle."""
+
+
+class _Response:
+    """httptools callbacks: the status line and headers, then body pieces as they are parsed."""
+
+    def __init__(self, head_only: bool) -> None:
+        import httptools
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.delimited = False  # content-length or chunked: the end is known without closing
+        self.received_any = False
+        self._pieces: list[bytes] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:  # an interim answer (102/103): skip it, the real one follows
+            self.headers = []
+            return
+        self.headers_done = True
+        names = {name.lower() for name, _ in self.headers}
+        self.delimited = b"content-length" in names or b"transfer-encoding" in names
+        if self.head_only or self.status in (204, 304):
+            self.complete = True
+            self.keep_alive = False  # the parser would wait for a body that never comes; start afresh
+
+    def on_body(self, body: bytes) -> None:
+        self._pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.headers_done:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
+
+    def feed(self, data: bytes) -> None:
+        import httptools
+
+        self.received_any = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if not self.complete:
+                raise _BadResponse(f"unparsable answer: {exc}") from None
+
+    def take(self) -> list[bytes]:
+        pieces, self._pieces = self._pieces, []
+        return pieces
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def drain(self, timeout: float) -> None:
+        await asyncio.wait_for(self.writer.drain(), timeout)
+
+    async def read_head(self, head_only: bool, timeout: float) -> _Response:
+        response = _Response(head_only)
+        while not response.headers_done:
+            await self.read_more(response, timeout)
+        return response
+
+    async def read_more(self, response: _Response, timeout: float) -> None:
+        data = await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+        if data:
+            response.feed(data)
+            return
+        if not response.received_any:
+            raise _StaleConnection()
+        if response.headers_done and not response.delimited:
+            response.complete = True  # read-until-close body (HTTP/1.0 style)
+            response.keep_alive = False
+            return
+        raise _BadResponse("connection closed in the middle of the answer")
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # already gone
+            pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -286,57 +511,6 @@ def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     return [(name.lower(), value) for name, value in raw if name.lower() not in dropped]
 
 
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    """The client's body as it arrives, chunk by chunk (uvicorn applies flow control underneath)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError("client went away while sending the body")
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-async def _pump_response(response, receive: Receive, send: Send, upstream: str, scope: Scope) -> None:
-    """Copy the upstream's body to the client; stop early if the client disconnects.
-
-    Once the status line is out, a failing upstream can only be reported by cutting the connection:
-    ending the body cleanly would hand the client a truncated answer that looks complete.
-    """
-    import httpx
-
-    async def copy() -> None:
-        async for chunk in response.aiter_raw():
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def client_gone() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    copier = asyncio.ensure_future(copy())
-    watcher = asyncio.ensure_future(client_gone())
-    try:
-        done, _ = await asyncio.wait({copier, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (copier, watcher):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(copier, watcher, return_exceptions=True)
-    if copier in done and copier.exception() is not None:
-        exc = copier.exception()
-        if isinstance(exc, (httpx.HTTPError, OSError)):
-            log.warning("upstream %s broke off its answer to %s %s (%s); closing the client connection",
-                        upstream, scope["method"], scope.get("path", ""), type(exc).__name__)
-            raise UpstreamBrokeOff(f"upstream {upstream} broke off its answer") from None
-        raise exc
-
-
 class UpstreamBrokeOff(Exception):
     """Raised after the response has started: the server closes the client connection."""
 
@@ -346,3 +520,28 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class DatasetAndUpstream:
+    """``--dataset`` and ``--upstream`` together: the dataset answers ``/api...`` and ``/openapi.json``,
+    the application everything else."""
+
+    def __init__(self, dataset, proxy: UpstreamProxy) -> None:
+        self.dataset = dataset
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path == "/api" or path.startswith("/api/") or path == "/openapi.json":
+            await self.dataset(scope, receive, send)
+        else:
+            await self.proxy(scope, receive, send)
+
+
+def upstream_handler(url: str, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS, timeout: float = 60.0,
+                     dataset=None):
+    """The handler `tlskit serve --upstream URL [--dataset F]` runs (one per worker process)."""
+    settings = ProxySettings(read_timeout=timeout, write_timeout=timeout, connect_timeout=min(timeout, 5.0),
+                             key_headers=tuple(key_headers))
+    proxy = UpstreamProxy(parse_upstream(url), settings)
+    return proxy if dataset is None else DatasetAndUpstream(dataset, proxy)

@@ -185,3 +185,30 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, ssl.SSLError) and exc.reason:
         text = exc.reason.replace("_", " ").lower()
     return text[:200]
+
+
+def log_to_stderr() -> None:
+    """Make reload (and proxy) log lines visible: ``tlskit serve: ...`` on stderr, INFO and up.
+
+    uvicorn configures only its own loggers; without this, INFO lines from ``tlskit.serve`` vanish.
+    """
+    logger = logging.getLogger("tlskit.serve")
+    if not logger.handlers:
+        import sys
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tlskit serve: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def watch(cert: Path, key: Path, listening: ssl.SSLContext, interval: float = 1.0) -> CertificateReloader:
+    """What `tlskit serve` runs in each worker: reload ``cert``/``key`` into ``listening`` when they change."""
+    from tlskit.server.tls import build_context
+
+    log_to_stderr()
+    reloader = CertificateReloader(cert, key, build_context, interval=interval)
+    reloader.install(listening)
+    reloader.start()
+    return reloader

@@ -83,19 +83,35 @@ def prepare(config: ServeConfig) -> Prepared:
 def make_handler(prepared: Prepared):
     from tlskit.server.dataset import Dataset
 
+    config = prepared.config
+    if config.upstream:
+        from tlskit.server.proxy import upstream_handler
+
+        # --upstream alone proxies every path; with an explicit --dataset, /api stays the dataset's.
+        dataset = Dataset(prepared.dataset) if config.dataset else None
+        return upstream_handler(config.upstream, config.key_headers, config.upstream_timeout, dataset)
     return Dataset(prepared.dataset)
 
 
 def make_limiter(prepared: Prepared):
-    return None
+    from tlskit.server.limits import MemoryLimiter
+
+    return MemoryLimiter()
 
 
 def wrap_app(prepared: Prepared, app):
+    if prepared.config.trust_proxy:
+        from tlskit.server.trusted_proxy import TrustedProxies, TrustedProxyMiddleware
+
+        return TrustedProxyMiddleware(app, TrustedProxies.parse(prepared.config.trust_proxy))
     return app
 
 
 def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
-    return None
+    if prepared.config.reload_interval > 0:
+        from tlskit.server.reload import watch
+
+        watch(prepared.cert, prepared.key, context, prepared.config.reload_interval)
 
 
 def build_app(prepared: Prepared, log_stream=None):
