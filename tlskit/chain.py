@@ -281,9 +281,9 @@ def build_chain(
         raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
                          fix="pass the private key this certificate was issued for", report=report)
     _check_validity(report, now)
+    report.findings += _warnings(report, now)
     if trust is not None:
         _verify(report, trust, now)
-    report.findings += _warnings(report, now)
     return report
 
 
@@ -458,8 +458,12 @@ def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
     try:
         _verifier(trust, now, None).verify(report.leaf, intermediates)
     except VerificationError as exc:
-        raise ChainError("the chain does not verify", _verification_reason(exc),
-                         f"check the certificates against {trust.name}", report=report) from None
+        reason, fix = _verification_reason(exc), f"check the certificates against {trust.name}"
+        weak = [f.subject for f in report.findings if f.code == "weak_signature"]
+        if weak and "signature algorithm" in reason.lower():
+            reason = f"{', '.join(map(str, weak))} {'is' if len(weak) == 1 else 'are'} signed with SHA-1 or MD5, which verifiers refuse"
+            fix = "have them reissued with SHA-256"
+        raise ChainError("the chain does not verify", reason, fix, report=report) from None
     if report.host is not None:
         try:
             _verifier(trust, now, report.host).verify(report.leaf, intermediates)
@@ -552,7 +556,7 @@ def _warnings(report: ChainReport, now: dt.datetime) -> list[Finding]:
         if isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
             findings.append(Finding("warning", "weak_signature",
                                     f"the {link.role} {name_to_slash(link.certificate.subject)} is signed with "
-                                    f"{algorithm.name.upper()}, which browsers reject; reissue it with SHA-256",
+                                    f"{'SHA-1' if algorithm.name == 'sha1' else 'MD5'}, which browsers reject; reissue it with SHA-256",
                                     name_to_slash(link.certificate.subject)))
     return findings
 
@@ -687,7 +691,33 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except Exception:  # wrong name, bad signature, or an algorithm cryptography cannot check
+    except ValueError as exc:
+        if "Unsupported signature algorithm" in str(exc) and cert.issuer == issuer.subject:
+            # cryptography refuses SHA-1 here; the chain still has to be ordered so that the SHA-1
+            # warning (or the verifier's refusal) can name the certificate.
+            return _signature_checks_out(cert, issuer)
+        return False
+    except Exception:  # a bad signature, or an algorithm cryptography cannot check
+        return False
+
+
+def _signature_checks_out(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+    public_key = issuer.public_key()
+    try:
+        algorithm = cert.signature_hash_algorithm
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes,
+                              cert.signature_algorithm_parameters or padding.PKCS1v15(), algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            return False
+        return True
+    except Exception:
         return False
 
 
