@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -180,3 +187,115 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+# --- the real `tlskit serve` process ------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """`python -m tlskit serve ...` on a free loopback port; stderr (banner, log lines) goes to a file."""
+
+    process: subprocess.Popen
+    port: int
+    state_dir: Path
+    stderr_path: Path
+    stdout_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "ca" / "ca.pem"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.stderr():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _tlskit_env() -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def add_user(state_dir: Path, name: str, *options: str) -> str:
+    """`tlskit users add NAME --token ...`; returns the token."""
+    done = subprocess.run([sys.executable, "-m", "tlskit", "users", "add", name, "--token", "--state-dir",
+                           str(state_dir), "--json", *options], capture_output=True, text=True, timeout=60,
+                          env=_tlskit_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["token"]
+
+
+def start_serve(state_dir: Path, *options: str, port: int | None = None, timeout: float = 30.0) -> Served:
+    """Start the server and return once a TLS handshake succeeds on its port."""
+    from conftest import free_port
+
+    port = port or free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stderr_path, stdout_path = state_dir / f"serve-{port}.err", state_dir / f"serve-{port}.out"
+    with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tlskit", "serve", "--state-dir", str(state_dir),
+                                    "--port", str(port), *options], stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL, env=_tlskit_env())
+    served = Served(process, port, state_dir, stderr_path, stdout_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"tlskit serve exited {process.returncode}: {served.stderr()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                with context.wrap_socket(sock):
+                    return served
+        except OSError:
+            time.sleep(0.05)
+    served.stop()
+    raise AssertionError(f"tlskit serve did not answer in time: {served.stderr()}")
+
+
+def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    from conftest import require_binary
+
+    return subprocess.run([require_binary("curl"), "-sS", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def status_and_headers(done: subprocess.CompletedProcess) -> tuple[int, dict[str, str], str]:
+    """Split `curl -i` output: status, lower-cased headers (last wins), body."""
+    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body

@@ -112,3 +112,105 @@ def test_unlimited_and_user_overrides():
     for _ in range(1000):
         decision = limiter.acquire("free", Limits())
         assert decision.allowed and decision.headers() == []
+
+
+# --- the real server, real curl ------------------------------------------------------------------
+
+import subprocess
+import time
+
+from conftest import require_binary
+from peers_upstream import UpstreamApp, add_user, curl, start_serve, status_and_headers
+
+
+def discard_bodies(urls: list[str]) -> list[str]:
+    """curl's -o applies to one URL: give each its own, so only the -w codes reach stdout."""
+    return [arg for url in urls for arg in ("-o", "/dev/null", url)]
+
+
+@pytest.fixture
+def upstream():
+    with UpstreamApp.start() as app:
+        yield app
+
+
+def test_five_per_hour_then_429_with_retry_after_and_ratelimit_headers(tmp_path):
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice", "--max-requests", "5")
+    with start_serve(state) as served:
+        answers = []
+        for _ in range(7):
+            answers.append(status_and_headers(curl("-i", "--cacert", str(served.ca_file), "-H",
+                                                   f"Authorization: Bearer {token}", f"https://localhost:{served.port}/api")))
+        assert [status for status, _, _ in answers] == [200] * 5 + [429] * 2
+        assert [h["ratelimit-remaining"] for _, h, _ in answers[:5]] == ["4", "3", "2", "1", "0"]
+        status, headers, body = answers[5]
+        assert headers["ratelimit-limit"] == "5" and headers["ratelimit-remaining"] == "0"
+        assert headers["ratelimit-policy"] == "5;w=3600"
+        retry_after = int(headers["retry-after"])
+        assert 3500 < retry_after <= 3600
+        assert 0 < int(headers["ratelimit-reset"]) <= 3600
+        assert "too many requests" in body
+        assert "strict-transport-security" in headers
+        # The access log names the user and the 429.
+        assert ' - alice [' in served.stdout() and '" 429 ' in served.stdout()
+
+
+def test_server_default_applies_and_user_zero_means_unlimited(tmp_path):
+    require_binary("curl")
+    state = tmp_path / "state"
+    limited = add_user(state, "dflt")                       # no own limit: the server's --max-requests 2
+    free = add_user(state, "free", "--max-requests", "0")   # 0: unlimited, overrides the default
+    with start_serve(state, "--max-requests", "2") as served:
+        def codes(token: str, n: int) -> list[int]:
+            done = curl("-k", "-w", "%{http_code}\n", "-H", f"X-API-Key: {token}",
+                        *discard_bodies([f"{served.url}/api"] * n))
+            return [int(c) for c in done.stdout.split()]
+        assert codes(limited, 4) == [200, 200, 429, 429]
+        assert codes(free, 6) == [200] * 6
+
+
+def test_hourly_limit_exact_under_simultaneous_requests(tmp_path):
+    """20 requests on 20 connections at once against a budget of 5: exactly 5 served, never 6."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "burst", "--max-requests", "5")
+    with start_serve(state) as served:
+        done = curl("-k", "-Z", "--parallel-immediate", "--parallel-max", "20",
+                    "-w", "%{http_code}\n", "-H", f"Authorization: Bearer {token}",
+                    *discard_bodies([f"{served.url}/api?n={i}" for i in range(20)]))
+        codes = sorted(int(c) for c in done.stdout.split())
+        assert codes == [200] * 5 + [429] * 15
+
+
+def test_two_concurrent_of_five_simultaneous_slow_requests(tmp_path, upstream):
+    """bob may have 2 requests in flight. The upstream holds every answer until we release it, so the
+    first two stay in flight while the other three arrive: exactly 2 served, 3 refused with 429."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "bob", "--max-concurrent", "2")
+    with start_serve(state, "--upstream", upstream.url) as served:
+        clients = [subprocess.Popen(["curl", "-sk", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}\n", "-H",
+                                     f"Authorization: Bearer {token}", f"{served.url}/gate?i={i}"],
+                                    stdout=subprocess.PIPE, text=True) for i in range(5)]
+        try:
+            # Three are refused at once, while two wait on the upstream.
+            deadline = time.monotonic() + 30
+            while sum(c.poll() is not None for c in clients) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            finished = [c for c in clients if c.poll() is not None]
+            assert len(finished) == 3
+            assert upstream.in_flight == 2
+            refused = [c.communicate(timeout=10)[0] for c in finished]
+            assert all(out.strip().endswith("429") for out in refused)
+            assert all("retry-after: 1" in out.lower() for out in refused)
+        finally:
+            upstream.release_gate()
+        outputs = [c.communicate(timeout=30)[0] for c in clients if c not in finished]
+        assert [out.strip()[-3:] for out in outputs] == ["200", "200"]
+        assert upstream.max_in_flight == 2
+        # The slots came back: bob can make requests again.
+        again = curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                     f"{served.url}/echo")
+        assert again.stdout == "200"
