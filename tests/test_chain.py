@@ -329,3 +329,23 @@ def test_stdin_input(tmp_path, tlskit_ca):
     doc = json.loads(completed.stdout)
     assert [c["subject"] for c in doc["chain"]] == expected_order(tlskit_ca)
     assert doc["chain"][0]["source"] == "stdin"
+
+
+def test_signature_decides_between_same_name_same_ski_issuers(tmp_path, openssl_ca):
+    # A decoy CA with the same name and the same SKI as intermediate 2, valid longer (so every
+    # tie-breaker prefers it): only the leaf's signature tells them apart.
+    ski = openssl("x509", "-in", str(openssl_ca.intermediates[0]), "-noout", "-ext", "subjectKeyIdentifier").stdout.decode()
+    ski_hex = ski.strip().splitlines()[-1].strip().replace(":", "")
+    (tmp_path / "decoy.cnf").write_text(
+        "[req]\ndistinguished_name = dn\n[dn]\n[decoy]\nbasicConstraints = critical,CA:TRUE\n"
+        f"keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = {ski_hex}\n")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(tmp_path / "decoy.key"), "-subj", openssl_ca.names["int2"], "-days", "9000", "-config",
+            str(tmp_path / "decoy.cnf"), "-extensions", "decoy", "-out", str(tmp_path / "decoy.pem"))
+    run = run_tlskit("chain", "decoy.pem", *map(str, openssl_ca.all_certs), "--ca-file", str(openssl_ca.root),
+                     "--out", "full.pem", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    real = openssl("x509", "-in", str(openssl_ca.intermediates[0]), "-noout", "-fingerprint", "-sha256").stdout.decode()
+    assert run.json["chain"][1]["fingerprint_sha256"] == real.strip().split("=", 1)[1]
+    assert [d["source"] for d in run.json["dropped"]] == ["decoy.pem"]
+    assert openssl_verify(openssl_ca.root, tmp_path / "full.pem").returncode == 0
