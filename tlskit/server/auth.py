@@ -129,20 +129,23 @@ class Authenticator:
 
     # snapshot
 
-    def refresh(self, force: bool = False) -> None:
+    def refresh(self, force: bool = False, check_now: bool = False) -> bool:
+        """Reload the snapshot if the database changed; True when it did. Checks at most once a
+        ``refresh_interval`` unless ``check_now`` (a miss: maybe the user was added a moment ago)."""
         now = self._clock()
-        if not force and now - self._checked_at < self.refresh_interval:
-            return
+        if not force and not check_now and now - self._checked_at < self.refresh_interval:
+            return False
         self._checked_at = now
         version = self.store.data_version()
         if version == self._version and not force:
-            return
+            return False
         self._version = version
         users = {user.name: user for user in self.store.all()}
         self.users = users
         self._tokens = {digest: user.name for user in users.values() for digest in user.token_hashes}
         self._good.clear()
         self._bad.clear()
+        return True
 
     # checking
 
@@ -150,9 +153,14 @@ class Authenticator:
         """The user these credentials prove, or None (unknown user, wrong secret: no difference)."""
         self.refresh()
         if credential.name is None:
-            name = self._tokens.get(_sha256(credential.secret))
+            digest = _sha256(credential.secret)
+            name = self._tokens.get(digest)
+            if name is None and self.refresh(check_now=True):
+                name = self._tokens.get(digest)
             return self.users.get(name) if name is not None else None
         user = self.users.get(credential.name)
+        if user is None and self.refresh(check_now=True):
+            user = self.users.get(credential.name)
         if user is not None and user.token_hashes:
             digest = _sha256(credential.secret)
             if any(hmac.compare_digest(digest, known) for known in user.token_hashes):

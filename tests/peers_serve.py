@@ -1,0 +1,146 @@
+"""A real `tlskit serve` for tests: a subprocess on a free 127.0.0.1 port with its own state dir.
+
+``Served.curl(...)`` drives it with the curl binary (always resolving localhost to 127.0.0.1, trusting
+the server's CA) and returns status, headers and body. The server is always terminated on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import free_port, require_binary, run_tlskit
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+    returncode: int
+    stderr: str
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen
+    port: int
+    state_dir: Path
+    stdout_path: Path
+    stderr_path: Path
+    redirect_port: int | None = None
+    ca: Path | None = None
+    db: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def curl(self, path: str = "/api", *args: str, method: str | None = None, data: str | None = None,
+             interface: str | None = None, scheme_port: str | None = None) -> Reply:
+        curl = require_binary("curl")
+        work = self.state_dir.parent
+        headers_file = work / f"h{os.getpid()}_{time.monotonic_ns()}"
+        body_file = work / f"b{os.getpid()}_{time.monotonic_ns()}"
+        base = scheme_port or self.url
+        command = [curl, "-sS", "--max-time", "30", "--resolve", f"localhost:{self.port}:127.0.0.1",
+                   "-D", str(headers_file), "-o", str(body_file), "-w", "%{http_code}"]
+        if self.ca:
+            command += ["--cacert", str(self.ca)]
+        if method:
+            command += ["-X", method]
+        if data is not None:
+            command += ["-H", "Content-Type: application/json", "--data-binary", data]
+        if interface:
+            command += ["--interface", interface]
+        command += [*args, base + path]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        headers: dict[str, list[str]] = {}
+        if headers_file.exists():
+            for line in headers_file.read_text("latin-1").splitlines()[1:]:
+                if ":" in line:
+                    name, _, value = line.partition(":")
+                    headers.setdefault(name.strip().lower(), []).append(value.strip())
+            headers_file.unlink()
+        body = body_file.read_bytes() if body_file.exists() else b""
+        body_file.unlink(missing_ok=True)
+        status = int(done.stdout.strip() or 0)
+        return Reply(status, headers, body, done.returncode, done.stderr)
+
+    def users(self, *args: str):
+        return run_tlskit("users", *args, "--db", str(self.db))
+
+    def add_token_user(self, name: str, methods: str = "GET") -> str:
+        run = self.users("add", name, "--token", "--methods", methods, "--json")
+        assert run.returncode == 0, run.stderr
+        return run.json["token"]
+
+    def access_log(self, settle: float = 1.3) -> str:
+        """Everything logged so far (the log is flushed at least once a second)."""
+        time.sleep(settle)
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+
+def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int | None = None,
+                redirect: bool = False, timeout: float = 30) -> Served:
+    """Start `tlskit serve` and wait until it accepts TLS connections. Call ``.stop()`` (or use serving())."""
+    state_dir = state_dir or work / "state"
+    port = port or free_port()
+    redirect_port = free_port() if redirect else None
+    stdout_path, stderr_path = work / f"serve{port}.out", work / f"serve{port}.err"
+    command = [sys.executable, "-m", "tlskit", "serve", "--port", str(port), "--state-dir", str(state_dir), *args]
+    if redirect_port:
+        command += ["--redirect-port", str(redirect_port)]
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "NO_COLOR": "1"})
+    served = Served(proc, port, state_dir, stdout_path, stderr_path, redirect_port)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"tlskit serve exited with {proc.returncode}: {stderr_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                served.stop()
+                raise AssertionError(f"tlskit serve did not listen within {timeout}s: {stderr_path.read_text()}")
+            time.sleep(0.05)
+    # The banner is written just before the sockets accept; wait for it so tests can read it.
+    while "Stop with Ctrl-C" not in stderr_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if "--cert" not in args:
+        served.ca = state_dir / "ca" / "ca.pem"
+    db = next((args[i + 1] for i, a in enumerate(args) if a == "--db"), None)
+    served.db = Path(db) if db else state_dir / "users.sqlite"
+    return served
