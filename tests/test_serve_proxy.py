@@ -52,3 +52,206 @@ def test_upstream_url_forms():
     for bad in ("ftp://x", "127.0.0.1:8000", "http://x/?a=1", "http://u:p@x", "http://x:99999"):
         with pytest.raises(InputError, match="--upstream"):
             parse_upstream(bad)
+
+
+# --- the real server in front of a real application, driven by curl ------------------------------
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+
+from conftest import free_port, require_binary
+from peers_upstream import UpstreamApp, add_user, curl, start_serve, status_and_headers
+
+
+@pytest.fixture
+def upstream():
+    with UpstreamApp.start() as app:
+        yield app
+
+
+@pytest.fixture
+def proxied(tmp_path, upstream):
+    """`tlskit serve --upstream` with alice (token and password) and a short upstream timeout."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice", "--methods", "GET,POST,PUT")
+    with start_serve(state, "--upstream", upstream.url, "--upstream-timeout", "2", "--allow-query-token") as served:
+        yield served, token
+
+
+def test_forwarded_headers_set_and_credentials_not_forwarded(proxied, upstream):
+    served, token = proxied
+    done = curl("--cacert", str(served.ca_file), "-H", f"Authorization: Bearer {token}",
+                "-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-User: root", "-H", "X-Real-IP: 6.6.6.6",
+                "-H", "X-Custom: kept", f"https://localhost:{served.port}/echo/a%2Fb?x=1&y=two")
+    seen = json.loads(done.stdout)
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    assert seen["path"] == "/echo/a%2Fb?x=1&y=two"   # path and query byte-exact
+    assert headers["x-forwarded-for"] == "127.0.0.1"  # the client's own claim is dropped
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-host"] == f"localhost:{served.port}"
+    assert headers["x-forwarded-user"] == "alice"
+    assert headers["host"] == f"127.0.0.1:{upstream.port}"
+    assert headers["x-custom"] == "kept"
+    assert "authorization" not in headers and "x-real-ip" not in headers
+    # Every credential form stays out of the application's sight.
+    curl("-k", "-H", f"X-API-Key: {token}", f"{served.url}/echo/key")
+    assert upstream.last().header("x-api-key") is None and upstream.last().header("x-forwarded-user") == "alice"
+    curl("-k", f"{served.url}/echo/q?authtoken={token}&keep=1")
+    assert upstream.last().path == "/echo/q?keep=1"
+    curl("-k", "-u", f"alice:{token}", f"{served.url}/echo/basic")
+    assert upstream.last().header("authorization") is None
+    assert all(token not in json.dumps(r.headers) + r.path for r in upstream.received)
+
+
+def test_unauthenticated_requests_never_reach_the_application(proxied, upstream):
+    served, _ = proxied
+    status, headers, _ = status_and_headers(curl("-k", "-i", f"{served.url}/echo"))
+    assert status == 401 and "www-authenticate" in headers
+    assert upstream.received == []
+
+
+def test_response_streams_before_the_upstream_finishes(proxied, upstream):
+    """/gate sends its first line, then waits for us: we must see that line through the proxy first."""
+    served, token = proxied
+    client = subprocess.Popen(["curl", "-sSkN", "-H", f"Authorization: Bearer {token}", f"{served.url}/gate"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        first = []
+        reader = threading.Thread(target=lambda: first.append(client.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(20)
+        assert first == ["first\n"], "the first chunk did not arrive while the upstream was still answering"
+    finally:
+        upstream.release_gate()
+    rest, _ = client.communicate(timeout=20)
+    assert rest == "second\n" and client.returncode == 0
+
+
+def test_request_body_streams_to_the_upstream(proxied, upstream):
+    """curl uploads from a pipe (chunked); the application sees the first part before we send the rest."""
+    served, token = proxied
+    client = subprocess.Popen(["curl", "-sSk", "-T", "-", "-X", "POST", "-H", f"Authorization: Bearer {token}",
+                               f"{served.url}/upload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    first = os.urandom(200_000)
+    client.stdin.write(first)
+    client.stdin.flush()
+    try:
+        assert upstream.upload_chunk_seen.wait(20), "the body was held back until the upload ended"
+    finally:
+        rest = os.urandom(3_000_000)
+        client.stdin.write(rest)
+        client.stdin.close()
+    out = json.loads(client.stdout.read())
+    client.wait(20)
+    assert out["body_length"] == len(first) + len(rest)
+    assert out["body_sha256"] == hashlib.sha256(first + rest).hexdigest()
+    assert out["method"] == "POST"
+
+
+def test_large_bodies_both_ways_with_content_length(proxied, upstream, tmp_path):
+    served, token = proxied
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(5_000_000))
+    done = curl("-k", "-X", "PUT", "--data-binary", f"@{payload}", "-H", f"Authorization: Bearer {token}",
+                f"{served.url}/echo/put")
+    out = json.loads(done.stdout)
+    assert out["body_sha256"] == hashlib.sha256(payload.read_bytes()).hexdigest()
+    assert dict((k.lower(), v) for k, v in out["headers"])["content-length"] == "5000000"
+    big = curl("-k", "-o", str(tmp_path / "big"), "-w", "%{http_code} %{size_download}",
+               "-H", f"Authorization: Bearer {token}", f"{served.url}/big?n=20000000")
+    assert big.stdout == "200 20000000"
+
+
+def test_504_when_the_upstream_is_too_slow(proxied, upstream):
+    served, token = proxied
+    status, _, body = status_and_headers(curl("-k", "-i", "-H", f"Authorization: Bearer {token}",
+                                              f"{served.url}/slow?s=5"))
+    assert status == 504 and "timed out" in body
+    assert served.wait_for_log("answering 504")
+    # The server is fine afterwards.
+    assert curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                f"{served.url}/echo").stdout == "200"
+
+
+def test_502_when_the_upstream_is_down(tmp_path):
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    down = f"http://127.0.0.1:{free_port()}"
+    with start_serve(state, "--upstream", down) as served:
+        status, headers, body = status_and_headers(curl("-k", "-i", "-H", f"Authorization: Bearer {token}",
+                                                        f"{served.url}/anything"))
+        assert status == 502 and "upstream unavailable" in body
+        assert "strict-transport-security" in headers
+        assert served.wait_for_log("connection refused")
+        # When it comes up, requests go through without a restart.
+        with UpstreamApp.start(int(down.rsplit(":", 1)[1])):
+            assert curl("-k", "-H", f"Authorization: Bearer {token}", f"{served.url}/x").stdout == "hello\n"
+
+
+def test_dataset_and_upstream_together(tmp_path, upstream):
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    dataset = tmp_path / "data.sqlite"
+    with sqlite3.connect(dataset) as db:
+        db.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        db.execute("INSERT INTO things (name) VALUES ('widget')")
+    with start_serve(state, "--upstream", upstream.url, "--dataset", str(dataset)) as served:
+        rows = json.loads(curl("-k", "-H", f"Authorization: Bearer {token}", f"{served.url}/api/things").stdout)
+        assert "widget" in json.dumps(rows)
+        assert curl("-k", "-H", f"Authorization: Bearer {token}", f"{served.url}/app").stdout == "hello\n"
+        assert [r.path for r in upstream.received] == ["/app"]
+
+
+def test_bad_upstream_flag_is_one_line_error(tmp_path):
+    from conftest import assert_one_line_error, run_tlskit
+
+    run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()), "--upstream", "ftp://x")
+    assert_one_line_error(run, 2, "--upstream")
+    run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()), "--trust-proxy", "nope")
+    assert_one_line_error(run, 2, "--trust-proxy")
+
+
+# --- --trust-proxy with the real server ----------------------------------------------------------
+
+def _seen_forwarded_for(served, token: str, upstream, *curl_options: str) -> tuple[int, str | None]:
+    done = curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                *curl_options, f"{served.url}/echo/xff")
+    status = int(done.stdout)
+    return status, (upstream.last().header("x-forwarded-for") if status == 200 else None)
+
+
+def test_forwarded_for_honoured_only_from_listed_peers(tmp_path, upstream):
+    """127.0.0.2 is our trusted load balancer; 127.0.0.1 is not (curl --interface picks the source)."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    with start_serve(state, "--upstream", upstream.url, "--trust-proxy", "127.0.0.2/32",
+                     "--allow", "127.0.0.0/8", "--allow", "203.0.113.0/24") as served:
+        # From the trusted peer: the client it names is believed (and extended with that peer).
+        status, chain = _seen_forwarded_for(served, token, upstream, "--interface", "127.0.0.2",
+                                            "-H", "X-Forwarded-For: 203.0.113.9")
+        assert (status, chain) == (200, "203.0.113.9, 127.0.0.2")
+        assert "203.0.113.9 - alice" in served.stdout()
+        # The allow-list sees the real client too: 198.51.100.1 is outside --allow.
+        status, _ = _seen_forwarded_for(served, token, upstream, "--interface", "127.0.0.2",
+                                        "-H", "X-Forwarded-For: 198.51.100.1")
+        assert status == 403
+        # From anyone else the header is ignored and replaced.
+        status, chain = _seen_forwarded_for(served, token, upstream, "--interface", "127.0.0.1",
+                                            "-H", "X-Forwarded-For: 198.51.100.1")
+        assert (status, chain) == (200, "127.0.0.1")
+
+
+def test_without_trust_proxy_forwarded_for_is_never_believed(proxied, upstream):
+    served, token = proxied
+    status, chain = _seen_forwarded_for(served, token, upstream, "-H", "X-Forwarded-For: 127.0.0.1, 10.9.9.9")
+    assert (status, chain) == (200, "127.0.0.1")
+    assert "10.9.9.9" not in served.stdout()
