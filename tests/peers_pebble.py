@@ -163,14 +163,19 @@ class Pebble:
         path.write_bytes(self.get("/roots/0"))
         return path
 
-    def dns_hook(self) -> Path:
-        """A --dns-hook script that sets/clears the TXT record through challtestsrv's management API."""
+    def dns_hook(self, log: Path | None = None) -> Path:
+        """A --dns-hook script that sets/clears the TXT record through challtestsrv's management API.
+
+        With ``log``, each call appends ``<action> <record> <value>`` there, so a test can see both ran.
+        """
         path = self.workdir / "dns-hook.sh"
         path.write_text(
             "#!/bin/sh\n"
             "# tlskit acme dns-01 hook for pebble-challtestsrv: $1 is add or remove.\n"
             "set -e\n"
             f'api={self.challtestsrv}\n'
+            + (f'echo "$1 $TLSKIT_DNS_RECORD $TLSKIT_DNS_VALUE" >> "{log}"\n' if log else "")
+            +
             'case "$1" in\n'
             '  add) curl -sf -X POST -d "{\\"host\\":\\"$TLSKIT_DNS_RECORD\\",\\"value\\":\\"$TLSKIT_DNS_VALUE\\"}" '
             '"$api/set-txt" ;;\n'
@@ -180,6 +185,10 @@ class Pebble:
         )
         path.chmod(0o755)
         return path
+
+    def cert_status(self, serial_hex: str) -> str:
+        """Pebble's view of a certificate it issued: "Valid" or "Revoked" (management API)."""
+        return json.loads(self.get(f"/cert-status-by-serial/{serial_hex}"))["Status"]
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -174,7 +174,8 @@ def _problem_fix(problem: messages.Error) -> str:
         "alreadyRevoked": "nothing to do",
         "badCSR": "check the CSR's names and key",
         "userActionRequired": "visit the CA's terms of service and agree",
-    }.get(problem.code or "", "see the CA's problem detail above")
+        "invalidContact": "check --email",
+    }.get(problem.code or "", "check the request against the CA's message")
 
 
 def _first_reason(exc: BaseException) -> str:

@@ -108,6 +108,9 @@ def normalize_names(names: Sequence[str]) -> list[str]:
         if not _NAME.match(name) or len(name) > 253:
             raise InputError(f"{raw!r} is not a DNS name an ACME CA issues for",
                              "letters, digits, '-' and dots; '*.' only in front", "check the spelling")
+        if re.fullmatch(r"[0-9.]+|[0-9a-f:]*:[0-9a-f:.]*", name):
+            raise InputError(f"{raw!r} is an IP address", "tlskit acme issues for DNS names",
+                             "use a DNS name that points at this machine")
         if name not in result:
             result.append(name)
     if not result:
