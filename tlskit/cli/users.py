@@ -82,6 +82,10 @@ def add(
     check_limit(max_requests, "--max-requests")
     check_limit(max_concurrent, "--max-concurrent")
     password = _password(password_file)
+    if password is None and not token:
+        from tlskit.errors import InputError
+
+        raise InputError(f"user {name!r} would have no credential", fix="give --password-file F or --token")
     store = _store(db, state_dir)
     new_token = store.add(name, password=password, token=token, methods=allowed,
                           max_requests=max_requests, max_concurrent=max_concurrent)

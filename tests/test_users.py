@@ -1,0 +1,163 @@
+"""`tlskit users`: the CLI as a user runs it, and the htpasswd formats checked against openssl and bcrypt."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+import stat
+
+import pytest
+
+from conftest import assert_one_line_error, openssl, run_tlskit
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "users.sqlite"
+
+
+def users(db, *args, input=None):
+    return run_tlskit("users", *args, "--db", str(db), input=input)
+
+
+def test_add_token_user_shows_the_token_once_and_stores_its_hash(db):
+    run = users(db, "add", "alice", "--token", "--methods", "GET,POST", "--max-requests", "100",
+                "--max-concurrent", "4", "--json")
+    assert run.returncode == 0, run.stderr
+    doc = run.json
+    assert doc["token"].startswith("tlk_") and len(doc["token"]) > 40
+    assert doc["methods"] == ["GET", "POST"]
+    assert doc["max_requests"] == 100 and doc["max_concurrent"] == 4
+    assert doc["token"].encode() not in db.read_bytes()
+    stored = sqlite3.connect(db).execute("SELECT token_sha256 FROM tokens").fetchone()[0]
+    assert stored == hashlib.sha256(doc["token"].encode()).hexdigest()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    listed = users(db, "list", "--json").json["users"]
+    assert listed == [{"name": "alice", "methods": ["GET", "POST"], "password": None, "tokens": 1,
+                       "max_requests": 100, "max_concurrent": 4}]
+    assert doc["token"] not in users(db, "list").stdout
+
+
+def test_add_text_output_mentions_token(db):
+    run = users(db, "add", "tom", "--token")
+    assert run.returncode == 0
+    assert "shown once" in run.stdout and "tlk_" in run.stdout
+
+
+def test_add_password_user_hashes_with_argon2(db, tmp_path):
+    (tmp_path / "pw").write_text("s3cret-pass\nignored second line\n")
+    run = users(db, "add", "bob", "--password-file", str(tmp_path / "pw"), "--json")
+    assert run.returncode == 0, run.stderr
+    assert run.json["token"] is None and run.json["password"] == "argon2"
+    assert b"s3cret-pass" not in db.read_bytes()
+    from tlskit.server.users import UserStore, verify_password
+
+    user = UserStore(db).require("bob")
+    assert user.password_hash.startswith("$argon2id$")
+    assert verify_password(user.password_hash, "s3cret-pass")
+    assert not verify_password(user.password_hash, "s3cret-pas")
+
+
+def test_password_from_stdin(db):
+    run = users(db, "add", "carol", "--password-file", "-", "--json", input="from-stdin\n")
+    assert run.returncode == 0, run.stderr
+    from tlskit.server.users import UserStore, verify_password
+
+    assert verify_password(UserStore(db).require("carol").password_hash, "from-stdin")
+
+
+def test_set_and_remove(db, tmp_path):
+    first = users(db, "add", "dave", "--token", "--json").json["token"]
+    run = users(db, "set", "dave", "--methods", "all", "--max-requests", "0", "--new-token", "--json")
+    assert run.returncode == 0, run.stderr
+    assert run.json["methods"] == ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    assert run.json["tokens"] == 2 and run.json["token"] != first and run.json["max_requests"] == 0
+    run = users(db, "set", "dave", "--revoke-tokens", "--json")
+    assert run.json["tokens"] == 0
+    assert "cannot log in" in run.stderr
+    assert users(db, "remove", "dave", "--json").json == {"removed": "dave"}
+    assert users(db, "list", "--json").json["users"] == []
+
+
+@pytest.mark.parametrize("args,contains", [
+    (("add", "eve"), "no credential"),
+    (("add", "bad:name", "--token"), "invalid user name"),
+    (("add", "eve", "--token", "--methods", "GET,FETCH"), "unknown method"),
+    (("add", "eve", "--token", "--max-requests", "-1"), "negative"),
+    (("add", "eve", "--password-file", "/nonexistent/pw"), "pw"),
+])
+def test_add_errors_are_one_line_and_write_nothing(db, args, contains):
+    run = users(db, *args)
+    assert_one_line_error(run, 2, contains)
+    assert not db.exists()
+
+
+def test_duplicate_user_refused(db):
+    assert users(db, "add", "frank", "--token").returncode == 0
+    assert_one_line_error(users(db, "add", "frank", "--token"), 2, "already exists")
+
+
+def test_set_or_remove_unknown_user(db):
+    assert users(db, "add", "gus", "--token").returncode == 0
+    assert_one_line_error(users(db, "set", "nobody", "--methods", "GET"), 2, "no user")
+    assert_one_line_error(users(db, "remove", "nobody"), 2, "no user")
+    assert_one_line_error(users(db, "set", "gus"), 2, "nothing to change")
+
+
+def test_list_without_database_is_an_error(tmp_path):
+    assert_one_line_error(users(tmp_path / "none.sqlite", "list"), 2, "does not exist")
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_not_a_database(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("this is not sqlite " * 100)
+    assert_one_line_error(users(bad, "list"), 2, "cannot open users database")
+
+
+# ---- htpasswd ------------------------------------------------------------------------------------
+
+def test_import_htpasswd_all_formats_nginx_accepts(db, tmp_path):
+    import bcrypt
+
+    apr1 = openssl("passwd", "-apr1", "apr-pass").stdout.decode().strip()
+    y2 = bcrypt.hashpw(b"bc-pass", bcrypt.gensalt(rounds=5)).decode().replace("$2b$", "$2y$", 1)
+    sha = "{SHA}" + base64.b64encode(hashlib.sha1(b"sha-pass").digest()).decode()
+    crypt_des = "abJnggxhB/yWI"      # old crypt(3): refused, nginx on glibc would accept it, we cannot
+    (tmp_path / "ht").write_text(f"# comment\nu_apr:{apr1}\nu_bc:{y2}\nu_sha:{sha}\nu_des:{crypt_des}\n\nbroken line\n")
+    run = users(db, "import-htpasswd", str(tmp_path / "ht"), "--methods", "GET,POST", "--json")
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.json["added"]) == ["u_apr", "u_bc", "u_sha"]
+    assert [s["line"] for s in run.json["skipped"]] == [5, 7]
+    from tlskit.server.users import UserStore, verify_password
+
+    store = UserStore(db)
+    for name, secret in (("u_apr", "apr-pass"), ("u_bc", "bc-pass"), ("u_sha", "sha-pass")):
+        user = store.require(name)
+        assert user.methods == {"GET", "POST"}
+        assert verify_password(user.password_hash, secret), name
+        assert not verify_password(user.password_hash, secret + "!"), name
+    # Re-importing updates the hashes in place.
+    again = users(db, "import-htpasswd", str(tmp_path / "ht"), "--json")
+    assert sorted(again.json["updated"]) == ["u_apr", "u_bc", "u_sha"] and again.json["added"] == []
+
+
+def test_import_htpasswd_with_nothing_usable(db, tmp_path):
+    (tmp_path / "ht").write_text("x:plaintext\n")
+    assert_one_line_error(users(db, "import-htpasswd", str(tmp_path / "ht")), 2, "no user imported")
+
+
+@pytest.mark.parametrize("password", ["a", "password", "exactly16bytes!!", "a much longer password than sixteen bytes", "pässwörd"])
+def test_apr1_matches_openssl(password):
+    from tlskit.server.users import apr1_md5
+
+    expected = openssl("passwd", "-apr1", "-salt", "xyZ12./a", password).stdout.decode().strip()
+    assert apr1_md5(password.encode(), b"xyZ12./a") == expected
+
+
+def test_malformed_stored_hashes_never_verify():
+    from tlskit.server.users import verify_password
+
+    for stored in ("$apr1$", "$2y$05$short", "{SHA}", "$argon2id$v=19$garbage", "plain"):
+        assert verify_password(stored, "x") is False
