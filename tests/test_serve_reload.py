@@ -133,3 +133,72 @@ def test_bad_new_pair_is_refused_and_old_certificate_kept(listener, caplog):
     replace(key, key_pem)
     replace(cert, cert_pem)
     assert wait_for_serial(port, third) == third
+
+
+# --- the real `tlskit serve` -------------------------------------------------------------------------
+
+import http.client
+
+from peers_upstream import add_user, start_serve
+
+
+def test_serve_picks_up_renewed_files_and_keeps_open_connections(tmp_path):
+    """Renewal replaces --cert/--key under a running server: new handshakes get the new serial within
+    15 s, a connection opened before keeps working, and no restart happens."""
+    require_binary("openssl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    cert_pem, key_pem, first = make_pair()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    with start_serve(state, "--cert", str(cert), "--key", str(key)) as served:
+        assert served_serial(served.port) == first
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        old = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=10)
+        headers = {"Authorization": f"Bearer {token}"}
+        old.request("GET", "/api", headers=headers)
+        assert old.getresponse().read() and old.sock is not None
+        socket_before = old.sock
+        cert_pem, key_pem, second = make_pair()
+        replace(key, key_pem)
+        replace(cert, cert_pem)
+        assert wait_for_serial(served.port, second) == second
+        assert served.wait_for_log(f"serial {second} (was {first})")
+        old.request("GET", "/api", headers=headers)  # the connection opened before the reload
+        response = old.getresponse()
+        assert response.status == 200 and response.read()
+        assert old.sock is socket_before
+        assert _serial_of(old.sock.getpeercert(binary_form=True)) == first
+        old.close()
+        assert served.process.pid and served.process.poll() is None
+
+
+def test_serve_refuses_a_bad_pair_and_keeps_serving_the_old_one(tmp_path):
+    require_binary("openssl")
+    state = tmp_path / "state"
+    cert_pem, key_pem, first = make_pair()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    with start_serve(state, "--cert", str(cert), "--key", str(key)) as served:
+        stranger, _, _ = make_pair()
+        replace(cert, stranger)  # a certificate for another key
+        assert served.wait_for_log("certificate reload refused")
+        line = [x for x in served.stderr().splitlines() if "refused" in x][0]
+        assert str(key) in line and f"still serving serial {first}" in line
+        assert "Traceback" not in served.stderr()
+        assert served_serial(served.port) == first
+        # Putting a matching pair in place afterwards works.
+        cert_pem, key_pem, third = make_pair()
+        replace(key, key_pem)
+        replace(cert, cert_pem)
+        assert wait_for_serial(served.port, third) == third
+
+
+def _serial_of(der: bytes) -> str:
+    from cryptography import x509
+
+    return format(x509.load_der_x509_certificate(der).serial_number, "X")
