@@ -1,0 +1,87 @@
+"""`tlskit acme issue` vs `certbot certonly --standalone`: wall time of one http-01 issuance.
+
+Both run against the same Pebble (PEBBLE_VA_NOSLEEP=1) with the same challenge (standalone http-01 on
+Pebble's httpPort), the same key type (EC P-256) and an account kept between runs, interleaved, each
+run for a fresh name so neither side skips the challenge on a cached authorization. Figure: median
+whole-process wall time in ms, lower is better.
+
+    .venv/bin/python -m bench.bench_acme
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import ROOT, TLSKIT, Result, workdir
+
+RUNS = 7
+WARMUP = 1
+
+
+def _certbot() -> str:
+    candidate = ROOT / ".venv" / "bin" / "certbot"
+    if candidate.exists():
+        return str(candidate)
+    raise SystemExit("bench needs certbot: .venv/bin/pip install certbot (make bench-deps does it)")
+
+
+def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env={**os.environ, **(env or {})}, timeout=300)
+    elapsed = (time.perf_counter() - start) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {done.stderr.decode(errors='replace')[-600:]}")
+    return elapsed
+
+
+def run() -> list[Result]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from peers_pebble import Pebble
+
+    base = workdir("acme")
+    certbot = _certbot()
+    pebble = Pebble.start(base / "pebble")
+    try:
+        http = ["--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
+        tlskit_cmd = [*TLSKIT, "acme", "issue", "NAME", "--agree-tos", "--email", "bench@example.com",
+                      "--out-dir", str(base / "tlskit"), "--directory", pebble.directory,
+                      "--directory-ca-file", str(pebble.ca_file), *http]
+        certbot_cmd = [certbot, "certonly", "--standalone", "--http-01-port", str(pebble.http_port),
+                       "--http-01-address", "127.0.0.1", "--server", pebble.directory, "-d", "NAME",
+                       "--agree-tos", "--register-unsafely-without-email", "--non-interactive",
+                       "--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
+                       "--config-dir", str(base / "certbot" / "config"), "--work-dir", str(base / "certbot" / "work"),
+                       "--logs-dir", str(base / "certbot" / "logs")]
+        certbot_env = {"REQUESTS_CA_BUNDLE": str(pebble.ca_file)}
+        ours, theirs = [], []
+        for index in range(WARMUP + RUNS):
+            name_t, name_c = f"t{index}.bench.example.com", f"c{index}.bench.example.com"
+            t = _timed([name_t if a == "NAME" else a for a in tlskit_cmd])
+            c = _timed([name_c if a == "NAME" else a for a in certbot_cmd], certbot_env)
+            if index >= WARMUP:
+                ours.append(t)
+                theirs.append(c)
+    finally:
+        pebble.stop()
+    show = lambda cmd: " ".join("example.com" if a == "NAME" else a for a in cmd)  # noqa: E731
+    return [Result(
+        work="acme issue, 1 name, http-01 standalone (Pebble, new name each run, account reused)",
+        tlskit=round(statistics.median(ours), 1), peer=round(statistics.median(theirs), 1), unit="ms",
+        better="lower", peer_name="certbot " + _certbot_version(certbot),
+        tlskit_command=show(tlskit_cmd), peer_command=show(certbot_cmd), target="<= 0.5x")]
+
+
+def _certbot_version(certbot: str) -> str:
+    done = subprocess.run([certbot, "--version"], capture_output=True, text=True)
+    return (done.stdout or done.stderr).strip().split()[-1] if done.returncode == 0 else "?"
+
+
+if __name__ == "__main__":
+    print(json.dumps([r.as_dict() for r in run()], indent=2))
