@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _START_TIMEOUT = 20.0
+_CONFIG_TEMPLATE = Path(__file__).resolve().parent.parent / "fixtures" / "pebble" / "pebble-config.json"
 
 
 def _free_port() -> int:
@@ -103,16 +104,16 @@ class Pebble:
         while len(set(ports)) < 6:
             ports = [_free_port() for _ in range(6)]
         self = cls(workdir, *ports, ca_file=ca_file, eab_keys=dict(eab_keys or {}))
-        config = {"pebble": {
+        config = json.loads(_CONFIG_TEMPLATE.read_text())
+        config["pebble"].update({
             "listenAddress": f"127.0.0.1:{self.listen_port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": str(cert_path),
             "privateKey": str(workdir / "listener.key"),
             "httpPort": self.http_port,
             "tlsPort": self.tls_port,
-            "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab_keys),
-        }}
+        })
         if eab_keys:
             config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
         (workdir / "pebble.json").write_text(json.dumps(config, indent=2))
