@@ -234,14 +234,10 @@ class ProbeResult:
     verification: Verification
 
     def chain_pem(self) -> bytes:
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return b"".join(c.public_bytes(Encoding.PEM) for c in self.chain)
+        return b"".join(_pem(c) for c in self.chain)
 
     def as_dict(self, with_pem: bool = False) -> dict[str, Any]:
         """The JSON document of `tlskit probe --json`; these keys are a contract."""
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         from tlskit.inspect import describe_certificate
 
         now = dt.datetime.now(dt.timezone.utc)
@@ -249,7 +245,7 @@ class ProbeResult:
         for depth, cert in enumerate(self.chain):
             info = {"depth": depth, **describe_certificate(cert, now)}
             if with_pem:
-                info["pem"] = cert.public_bytes(Encoding.PEM).decode()
+                info["pem"] = _pem(cert).decode()
             chain.append(info)
         return {
             "host": self.target.host,
@@ -268,6 +264,12 @@ class ProbeResult:
             "verified": self.verification.verified,
             "verification": self.verification.as_dict(),
         }
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
 
 
 # ---------------------------------------------------------------------------------------------- connect
@@ -540,9 +542,7 @@ def load_trust(ca_file: Path | None) -> tuple[str, list[x509.Certificate]]:
     from cryptography import x509
 
     if ca_file is not None:
-        from tlskit.files import load_certificates
-
-        roots = load_certificates(ca_file)
+        roots = _load_ca_file(ca_file)
         if not roots:
             raise InputError(f"--ca-file {ca_file} holds no certificate", fix="pass a PEM file with your CA certificate")
         return str(ca_file), roots
@@ -554,6 +554,27 @@ def load_trust(ca_file: Path | None) -> tuple[str, list[x509.Certificate]]:
         # certifi still carries an old root with a non-positive serial; cryptography warns on every load.
         warnings.simplefilter("ignore")
         return "certifi", x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
+
+
+def _load_ca_file(path: Path) -> list[x509.Certificate]:
+    """The certificates of a CA file. Plain PEM certificates take a direct path: tlskit.files (temp files,
+    key formats) costs ~25 ms of imports that a probe, run often from scripts, does not need to pay."""
+    import re
+
+    from cryptography import x509
+
+    from tlskit.files import read_bytes
+
+    data = read_bytes(path, "CA file")
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", data, re.DOTALL)
+    if blocks and b"-----BEGIN " not in re.sub(rb"-----BEGIN CERTIFICATE-----", b"", data):
+        try:
+            return [x509.load_pem_x509_certificate(block) for block in blocks]
+        except ValueError:
+            pass  # let the general reader name the bad block
+    from tlskit.files import load_certificates
+
+    return load_certificates(path)
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
