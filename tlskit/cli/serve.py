@@ -30,6 +30,13 @@ def serve(
     upstream_timeout: Annotated[float, typer.Option("--upstream-timeout", help="Seconds to wait for the upstream's answer before a 504.")] = 60.0,
     trust_proxy: Annotated[Optional[list[str]], typer.Option("--trust-proxy", help="CIDR of a proxy in front of us whose X-Forwarded-For is believed, repeatable.")] = None,
     reload_interval: Annotated[float, typer.Option("--reload-interval", help="Seconds between checks for renewed --cert/--key files (0: never reload).")] = 1.0,
+    acme: Annotated[Optional[list[str]], typer.Option("--acme", help="Get (and renew) the certificate for this name from an ACME CA, repeatable; http-01 on the redirect port [default 80].")] = None,
+    email: Annotated[Optional[str], typer.Option("--email", help="--acme: contact for the CA's expiry notices.")] = None,
+    agree_tos: Annotated[bool, typer.Option("--agree-tos", help="--acme: agree to the CA's terms of service.")] = False,
+    directory: Annotated[Optional[str], typer.Option("--directory", help="--acme: ACME directory URL, or letsencrypt / letsencrypt-staging [default: letsencrypt].")] = None,
+    directory_ca_file: Annotated[Optional[Path], typer.Option("--directory-ca-file", help="--acme: trust this CA file for the directory's HTTPS (a private CA such as Pebble).")] = None,
+    acme_renew_days: Annotated[int, typer.Option("--acme-renew-days", help="--acme: renew this many days before expiry.")] = 30,
+    acme_check_interval: Annotated[float, typer.Option("--acme-check-interval", hidden=True, help="--acme: seconds between renewal checks.")] = 12 * 3600.0,
 ) -> None:
     """Serve an SQLite dataset as an authenticated JSON API over HTTPS.
 
@@ -57,15 +64,52 @@ def serve(
         from tlskit.server.trusted_proxy import parse_networks
 
         trust_proxy = [str(n) for n in parse_networks(trust_proxy)]
+    managed = None
+    if acme:
+        managed, cert, key, redirect_port = _acme_certificate(
+            acme, cert, key, host, redirect_port, state_dir, email, agree_tos, directory, directory_ca_file,
+            acme_renew_days, acme_check_interval)
     config = ServeConfig(host=host, port=port, cert=cert, key=key, redirect_port=redirect_port, workers=workers,
                          state_dir=state_dir, db=db, dataset=dataset, allow=parse_allow(allow),
                          key_headers=parse_key_headers(key_header), allow_query_token=allow_query_token,
                          realm=realm, log_json=log_json, access_log=not no_access_log,
                          max_requests=max_requests, max_concurrent=max_concurrent, upstream=upstream,
                          upstream_timeout=upstream_timeout, trust_proxy=tuple(trust_proxy or ()),
-                         reload_interval=max(0.0, reload_interval))
+                         reload_interval=max(0.0, reload_interval),
+                         acme_webroot=managed.webroot if managed else None)
     prepared = prepare(config)
+    if managed is not None:
+        managed.start_renewal()
     run_server(prepared, on_ready=lambda: _banner(prepared))
+
+
+def _acme_certificate(names, cert, key, host, redirect_port, state_dir, email, agree_tos, directory,
+                      directory_ca_file, renew_days, check_interval):
+    """--acme: the certificate comes from the CA (kept under STATE_DIR/acme), not from --cert/--key."""
+    import sys
+
+    from tlskit.acme import resolve_directory
+    from tlskit.errors import InputError
+    from tlskit.server import default_state_dir
+    from tlskit.server.managed_acme import ManagedCertificate
+
+    if cert is not None or key is not None:
+        raise InputError("--acme and --cert/--key exclude each other",
+                         fix="let --acme obtain the certificate, or serve your own with --cert/--key")
+    if renew_days < 1 or check_interval <= 0:
+        raise InputError("--acme-renew-days must be 1 or more", fix="for example --acme-renew-days 30")
+    managed = ManagedCertificate(
+        names=list(names), out_dir=(Path(state_dir) if state_dir else default_state_dir()) / "acme",
+        directory=resolve_directory(directory), email=email, agree_tos=agree_tos,
+        directory_ca_file=directory_ca_file, http_address=host if host not in ("0.0.0.0", "::") else "",
+        http_port=redirect_port or 80, renew_days=renew_days, check_interval=check_interval)
+
+    def say(text: str) -> None:
+        sys.stderr.write(f"tlskit serve: {text}\n")
+        sys.stderr.flush()
+
+    fullchain, privkey = managed.ensure(say)
+    return managed, fullchain, privkey, managed.http_port
 
 
 def _banner(prepared) -> None:

@@ -44,6 +44,7 @@ class ServeConfig:
     upstream_timeout: float = 60.0         # seconds for the upstream's answer (and each piece of it): 504
     trust_proxy: tuple[str, ...] = ()
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
+    acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves
     extra: dict = field(default_factory=dict)
 
     def networks(self) -> tuple[Network, ...]:

@@ -107,6 +107,15 @@ def wrap_app(prepared: Prepared, app):
     return app
 
 
+def wrap_redirect(prepared: Prepared, app):
+    """With --acme the plain-HTTP listener also answers http-01 challenges for background renewal."""
+    if prepared.config.acme_webroot is not None:
+        from tlskit.server.managed_acme import ChallengeResponder
+
+        return ChallengeResponder(app, prepared.config.acme_webroot)
+    return app
+
+
 def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
     if prepared.config.reload_interval > 0:
         from tlskit.server.reload import watch
@@ -178,7 +187,8 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
     if "redirect" in sockets:
         from tlskit.server.app import RedirectApp
 
-        servers.append((_Server.make(RedirectApp(prepared.config.port), None), sockets["redirect"]))
+        servers.append((_Server.make(wrap_redirect(prepared, RedirectApp(prepared.config.port)), None),
+                        sockets["redirect"]))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -1,0 +1,96 @@
+"""`tlskit serve --acme` against a real Pebble: the server orders its certificate at start, serves it,
+answers http-01 on its redirect port for renewals, and hot-reloads what it renewed.
+
+Pebble's validator resolves every name to 127.0.0.1 (pebble-challtestsrv) and connects to
+``pebble.http_port``, so that is the server's ``--redirect-port``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import assert_one_line_error, free_port, openssl, require_binary, run_tlskit
+from peers_pebble import pebble_fixture
+from peers_upstream import add_user, curl, start_serve
+
+NAME = "app.example.test"
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory):
+    instance = pebble_fixture(tmp_path_factory)
+    yield instance
+    instance.stop()
+
+
+def acme_options(pebble, *extra: str) -> list[str]:
+    return ["--acme", NAME, "--email", "ops@example.com", "--agree-tos", "--directory", pebble.directory,
+            "--directory-ca-file", str(pebble.ca_file), "--redirect-port", str(pebble.http_port), *extra]
+
+
+def served_certificate(port: int) -> tuple[str, str]:
+    """(serial, issuer) of what the server presents for NAME, as openssl s_client sees it."""
+    hello = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-servername", NAME, input=b"", check=False)
+    out = openssl("x509", "-noout", "-serial", "-issuer", input=hello.stdout).stdout.decode()
+    fields = dict(line.split("=", 1) for line in out.splitlines())
+    return fields["serial"].upper(), fields["issuer"]
+
+
+def test_serve_acme_obtains_serves_and_reuses(pebble, tmp_path):
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    root = pebble.root_file()
+    with start_serve(state, *acme_options(pebble), timeout=120) as served:
+        assert "certificate issued: serial" in served.stderr()
+        serial, issuer = served_certificate(served.port)
+        assert "Pebble Intermediate CA" in issuer
+        # A client that trusts only Pebble's root verifies the whole chain and the name.
+        done = curl("--cacert", str(root), "--resolve", f"{NAME}:{served.port}:127.0.0.1", "-o", "/dev/null",
+                    "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}", f"https://{NAME}:{served.port}/api")
+        assert done.stdout == "200", done.stderr
+        # The redirect port (where http-01 was answered) now redirects to HTTPS.
+        redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                        f"http://127.0.0.1:{pebble.http_port}/x?y=1")
+        assert redirect.stdout == f"308 https://127.0.0.1:{served.port}/x?y=1"
+        lineage = state / "acme" / NAME
+        assert {p.name for p in lineage.iterdir()} >= {"privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"}
+        assert (lineage / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    # A restart reuses the kept certificate: no new order.
+    with start_serve(state, *acme_options(pebble), timeout=120) as again:
+        assert served_certificate(again.port)[0] == serial
+        assert "ordering" not in again.stderr()
+
+
+def test_serve_acme_renews_in_the_background_and_serves_the_new_certificate(pebble, tmp_path):
+    """A renewal window longer than the certificate's life makes every check renew; the check runs every
+    second here. The running server answers http-01 on its redirect listener, writes the new files and
+    its hot reload hands them to new connections."""
+    state = tmp_path / "state"
+    with start_serve(state, *acme_options(pebble, "--acme-renew-days", "100000", "--acme-check-interval", "1"),
+                     timeout=120) as served:
+        first, _ = served_certificate(served.port)
+        deadline = time.monotonic() + 60
+        serial = first
+        while serial == first and time.monotonic() < deadline:
+            time.sleep(0.2)
+            serial, issuer = served_certificate(served.port)
+        assert serial != first, served.stderr()
+        assert "Pebble Intermediate CA" in issuer
+        assert served.wait_for_log("ACME certificate for app.example.test renewed")
+        assert served.wait_for_log("certificate reloaded")
+        assert "Traceback" not in served.stderr()
+
+
+def test_serve_acme_errors_are_one_line(pebble, tmp_path):
+    run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()), "--acme", NAME,
+                     "--cert", "x.pem", "--key", "x.key")
+    assert_one_line_error(run, 2, "--acme")
+    # The CA cannot validate: nothing answers where Pebble looks (port taken by us, not bound by tlskit).
+    run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()), "--acme", NAME,
+                     "--email", "ops@example.com", "--agree-tos", "--directory", f"https://127.0.0.1:{free_port()}/dir",
+                     "--redirect-port", str(free_port()))
+    assert run.returncode == 3 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: ")
