@@ -218,3 +218,86 @@ def pebble_fixture(tmp_path_factory, **kwargs) -> Pebble:
     challtestsrv = require_binary("pebble-challtestsrv")
     require_binary("curl")  # the dns-01 hook script talks to challtestsrv with curl
     return Pebble.start(tmp_path_factory.mktemp("pebble"), pebble=pebble, challtestsrv=challtestsrv, **kwargs)
+
+
+class ThrottlingProxy:
+    """An HTTPS proxy in front of Pebble that answers the first POST to ``path`` with 429 + Retry-After.
+
+    Pebble itself never sends Retry-After; this shows the client waits as long as the CA asks before
+    retrying (and gives up at once when the wait is unreasonable). Pebble builds its URLs from the Host
+    header, which the proxy keeps as its own, so the client talks to the proxy throughout.
+    """
+
+    def __init__(self, pebble: Pebble, path: str, retry_after: int) -> None:
+        import http.server
+        import threading
+
+        self.pebble, self.path, self.retry_after = pebble, path, retry_after
+        self.seen: list[tuple[str, str, float]] = []   # (method, path, monotonic time)
+        self._throttled = False
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                import http.client
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.seen.append((self.command, self.path, time.monotonic()))
+                if self.command == "POST" and self.path.startswith(proxy.path) and not proxy._throttled:
+                    proxy._throttled = True
+                    problem = json.dumps({"type": "urn:ietf:params:acme:error:rateLimited",
+                                          "detail": "slow down (test proxy)", "status": 429}).encode()
+                    self.send_response(429)
+                    self.send_header("Content-Type", "application/problem+json")
+                    self.send_header("Retry-After", str(proxy.retry_after))
+                    self.send_header("Content-Length", str(len(problem)))
+                    self.end_headers()
+                    self.wfile.write(problem)
+                    return
+                context = ssl.create_default_context(cafile=str(proxy.pebble.ca_file))
+                upstream = http.client.HTTPSConnection("127.0.0.1", proxy.pebble.listen_port, context=context,
+                                                       timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("connection", "content-length", "transfer-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_HEAD = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.port = _free_port()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pebble.workdir / "listener.pem", pebble.workdir / "listener.key")
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def directory(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def times(self, method: str, prefix: str) -> list[float]:
+        return [t for m, p, t in self.seen if m == method and p.startswith(prefix)]
+
+    def __enter__(self) -> ThrottlingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -394,3 +394,25 @@ def _wait_listening(port: int, timeout: float = 10) -> None:
         except OSError:
             time.sleep(0.02)
     raise AssertionError(f"nothing listens on {port}")
+
+
+def test_retry_after_is_honoured_and_an_unreasonable_one_fails_at_once(pebble, root, tmp_path):
+    from peers_pebble import ThrottlingProxy
+
+    with ThrottlingProxy(pebble, "/order-plz", retry_after=1) as proxy:
+        run = run_tlskit("acme", "issue", "slow.example.com", "--agree-tos", "--out-dir", str(tmp_path / "a"),
+                         "--directory", proxy.directory, "--directory-ca-file", str(pebble.ca_file),
+                         "--http-port", str(pebble.http_port), "--bind", "127.0.0.1", "--json")
+        assert run.returncode == 0, run.stderr
+        throttled, retried = proxy.times("POST", "/order-plz")[:2]
+        # A lower bound only: the client waited at least what the CA asked before asking again.
+        assert retried - throttled >= 1.0
+    check_lineage(root, tmp_path / "a" / "slow.example.com", ["slow.example.com"])
+
+    with ThrottlingProxy(pebble, "/order-plz", retry_after=3600) as proxy:
+        run = run_tlskit("acme", "issue", "slower.example.com", "--agree-tos", "--out-dir", str(tmp_path / "b"),
+                         "--directory", proxy.directory, "--directory-ca-file", str(pebble.ca_file),
+                         "--http-port", str(pebble.http_port), "--bind", "127.0.0.1")
+        assert_one_line_error(run, 3, "rateLimited")
+        assert len(proxy.times("POST", "/order-plz")) == 1
+    assert not (tmp_path / "b" / "slower.example.com").exists()
