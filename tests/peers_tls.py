@@ -46,9 +46,22 @@ class Pki:
     selfsigned: Path      # self-signed localhost
     selfsigned_key: Path
     ocsp_good: Path       # DER OCSP response "good" for the leaf, signed by the intermediate
+    ocsp_revoked: Path    # "revoked" for the leaf, signed by the intermediate
+    ocsp_forged: Path     # "good" for the leaf, signed by an unrelated key
 
 
 def _pem(cert) -> bytes:
+    def ocsp_response(status, signer_cert, signer_key, certs=None) -> bytes:
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf, issuer=inter.certificate, algorithm=hashes.SHA1(), cert_status=status,
+            this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=3),
+            revocation_time=now - dt.timedelta(hours=2) if status == ocsp.OCSPCertStatus.REVOKED else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if status == ocsp.OCSPCertStatus.REVOKED else None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, signer_cert)
+        if certs:
+            builder = builder.certificates(certs)
+        return builder.sign(signer_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.PEM)
@@ -110,6 +123,17 @@ def build_pki(directory: Path) -> Pki:
         .responder_id(ocsp.OCSPResponderEncoding.HASH, inter.certificate)
         .sign(inter.key, hashes.SHA256())
     )
+    def ocsp_response(status, signer_cert, signer_key, certs=None) -> bytes:
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf, issuer=inter.certificate, algorithm=hashes.SHA1(), cert_status=status,
+            this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=3),
+            revocation_time=now - dt.timedelta(hours=2) if status == ocsp.OCSPCertStatus.REVOKED else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if status == ocsp.OCSPCertStatus.REVOKED else None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, signer_cert)
+        if certs:
+            builder = builder.certificates(certs)
+        return builder.sign(signer_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
     root_pem, inter_pem = _pem(root.certificate), _pem(inter.certificate)
@@ -131,6 +155,9 @@ def build_pki(directory: Path) -> Pki:
         selfsigned=write("self.pem", _pem(selfcert)),
         selfsigned_key=write("self.key", private_key_pem(self_key)),
         ocsp_good=write("ocsp-good.der", staple.public_bytes(Encoding.DER)),
+        ocsp_revoked=write("ocsp-revoked.der", ocsp_response(ocsp.OCSPCertStatus.REVOKED, inter.certificate, inter.key)),
+        # "good", but signed by a key that has nothing to do with the issuer: a forged staple.
+        ocsp_forged=write("ocsp-forged.der", ocsp_response(ocsp.OCSPCertStatus.GOOD, selfcert, self_key)),
     )
 
 

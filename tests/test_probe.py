@@ -271,8 +271,27 @@ def test_ocsp_staple_is_shown(pki):
     assert run.returncode == 0, run.stderr
     staple = run.json["ocsp"]
     assert staple["response_status"] == "successful" and staple["certificate_status"] == "good"
-    assert staple["matches_leaf"] is True and staple["next_update"]
+    assert staple["matches_leaf"] is True and staple["next_update"] and staple["signature_valid"] is True
     assert "OCSP staple: good" in text.stdout
+
+
+def test_revoked_staple_fails_verification_with_23(pki):
+    with s_server(pki.leaf, pki.leaf_key, pki.intermediate, extra=("-status_file", str(pki.ocsp_revoked))) as server:
+        run = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--json")
+    assert run.returncode == 1, run.stdout
+    assert run.json["ocsp"]["certificate_status"] == "revoked"
+    assert run.json["ocsp"]["revocation_reason"] == "key_compromise"
+    assert run.json["ocsp"]["signature_valid"] is True
+    assert run.json["verification"]["code"] == 23 and run.json["verification"]["reason"] == "certificate revoked"
+
+
+def test_forged_staple_is_flagged_and_ignored(pki):
+    with s_server(pki.leaf, pki.leaf_key, pki.intermediate, extra=("-status_file", str(pki.ocsp_forged))) as server:
+        run = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--json")
+        text = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root))
+    assert run.returncode == 0
+    assert run.json["ocsp"]["certificate_status"] == "good" and run.json["ocsp"]["signature_valid"] is False
+    assert "signature NOT valid" in text.stdout
 
 
 def test_alpn(pki):
@@ -350,6 +369,7 @@ def _wait_without_closing_stdin(process: subprocess.Popen) -> tuple[bytes, bytes
     (["localhost", "--timeout", "0"], "timeout"),
     (["localhost", "--alpn", "h2,,http/1.1"], "alpn"),
     (["localhost", "--ca-file", "/nonexistent/ca.pem"], "does not exist"),
+    (["127.0.0.1:1", "--servername", "a" * 64 + ".example"], "not a valid host name"),
 ])
 def test_bad_arguments_are_exit_2(args, contains):
     assert_one_line_error(probe(*args), 2, contains)

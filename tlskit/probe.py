@@ -49,6 +49,7 @@ VERIFY_REASONS = {
     20: "unable to get local issuer certificate",
     21: "unable to verify the first certificate",
     22: "certificate chain too long",
+    23: "certificate revoked",
     24: "invalid CA certificate",
     25: "path length constraint exceeded",
     26: "unsupported certificate purpose",
@@ -65,6 +66,7 @@ _FIXES = {
     18: "the server uses a self-signed certificate: pass it with --ca-file to trust it on purpose",
     19: "the chain ends in a root nobody trusts: pass that root with --ca-file if it is your own CA",
     20: "the chain's issuer is not trusted: pass your CA with --ca-file, or fix the server's chain",
+    23: "the issuer revoked this certificate: install a new one",
     21: "the server sent no intermediate: serve the full chain (fullchain.pem), or pass the issuer with --ca-file",
     62: "the certificate does not name this host: probe the name it was issued for, or reissue with a matching SAN",
     64: "the certificate does not name this IP address: reissue it with an IP SAN",
@@ -179,6 +181,7 @@ class OcspStaple:
     revocation_time: str | None = None
     revocation_reason: str | None = None
     matches_leaf: bool | None = None
+    signature_valid: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -281,6 +284,12 @@ def probe(options: ProbeOptions) -> ProbeResult:
         raise InputError(f"unknown --starttls {options.starttls!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
     if options.timeout <= 0:
         raise InputError(f"--timeout {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
+    if options.sni is not None:
+        try:
+            options.sni.encode("idna")
+        except UnicodeError:
+            raise InputError(f"{options.name_to_verify!r} is not a valid host name",
+                             fix="pass a DNS name, e.g. --servername www.example.com") from None
     trust_label, roots = load_trust(options.ca_file)
     target = Target(options.host, options.port)
     deadline = time.monotonic() + options.timeout
@@ -296,12 +305,13 @@ def probe(options: ProbeOptions) -> ProbeResult:
     if not chain:
         raise NetworkError(f"{target} sent no certificate", "anonymous cipher or PSK-only server",
                            "check the server's certificate configuration")
-    verification = verify_chain(chain, options.name_to_verify, roots, trust_label, options.now)
+    staple = decode_staple(handshake.staple, chain)
+    verification = verify_chain(chain, options.name_to_verify, roots, trust_label, options.now, staple)
     return ProbeResult(
         target=target, address=address, servername=options.sni, starttls=options.starttls,
         protocol=handshake.protocol, cipher=handshake.cipher, cipher_bits=handshake.cipher_bits,
         alpn=handshake.alpn, chain=chain, chain_in_order=chain_in_order(chain), chain_has_root=chain_has_root(chain),
-        ocsp=_decode_staple(handshake.staple, chain), verification=verification,
+        ocsp=staple, verification=verification,
     )
 
 
@@ -610,6 +620,7 @@ def verify_chain(
     roots: list[x509.Certificate],
     trust_label: str = "certifi",
     now: dt.datetime | None = None,
+    staple: OcspStaple | None = None,
 ) -> Verification:
     """Verify the chain a server sent for ``hostname`` and name the first fault as OpenSSL would.
 
@@ -623,6 +634,11 @@ def verify_chain(
     name_ok = hostname_matches(leaf, hostname)
     problems, path = _diagnose(leaf, sent, roots, now)
     verdict_error = _cryptography_verify(leaf, sent, roots, now, hostname)
+    if staple is not None and staple.certificate_status == "revoked" and staple.matches_leaf and staple.signature_valid:
+        # The issuer itself says so, stapled: no chain can make a revoked certificate good.
+        when = f" on {staple.revocation_time[:16]}" if staple.revocation_time else ""
+        problems.append(Problem(23, VERIFY_REASONS[23], 0, f"the stapled OCSP response says revoked{when}"))
+        verdict_error = verdict_error or "revoked"
     if verdict_error is None:
         return Verification(True, 0, VERIFY_REASONS[0], trust_label, hostname, True, [], None, path)
     if not name_ok:
@@ -696,7 +712,10 @@ def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], r
 
     ip = _ip_or_none(hostname)
     try:
-        subject = IPAddress(ip) if ip is not None else DNSName(hostname.rstrip(".").lower())
+        # Certificates carry IDNs as A-labels (xn--...), so compare in that form.
+        subject = IPAddress(ip) if ip is not None else DNSName(hostname.rstrip(".").encode("idna").decode().lower())
+    except UnicodeError:
+        return f"{hostname!r} is not a valid DNS name"
     except ValueError:
         return f"{hostname!r} is not a valid DNS name"
     verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(subject)
@@ -743,7 +762,10 @@ def hostname_matches(leaf: x509.Certificate, hostname: str) -> bool:
     ip = _ip_or_none(hostname)
     if ip is not None:
         return any(isinstance(n, x509.IPAddress) and n.value == ip for n in names)
-    wanted = hostname.rstrip(".").lower()
+    try:
+        wanted = hostname.rstrip(".").encode("idna").decode().lower()
+    except UnicodeError:
+        return False
     for name in names:
         if not isinstance(name, x509.DNSName):
             continue
@@ -761,7 +783,12 @@ def hostname_matches(leaf: x509.Certificate, hostname: str) -> bool:
 # ------------------------------------------------------------------------------------------------- OCSP
 
 
-def _decode_staple(data: bytes, chain: list[x509.Certificate]) -> OcspStaple | None:
+def decode_staple(data: bytes, chain: list[x509.Certificate]) -> OcspStaple | None:
+    """Decode a stapled OCSP response and check that the leaf's issuer (or its delegated responder) signed it.
+
+    A staple is only as good as its signature: anyone can staple bytes. ``signature_valid`` is None when
+    the issuer was not sent, so there is nothing to check it against.
+    """
     if not data:
         return None
     from cryptography.x509 import ocsp
@@ -773,14 +800,46 @@ def _decode_staple(data: bytes, chain: list[x509.Certificate]) -> OcspStaple | N
     status = response.response_status.name.lower()
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         return OcspStaple(response_status=status)
-    matches = response.serial_number == chain[0].serial_number
+    leaf = chain[0]
+    single = next((r for r in response.responses if r.serial_number == leaf.serial_number), None)
+    matches = single is not None
+    single = single or next(iter(response.responses))
     return OcspStaple(
         response_status=status,
-        certificate_status=response.certificate_status.name.lower(),
+        certificate_status=single.certificate_status.name.lower(),
         produced_at=response.produced_at_utc.isoformat(),
-        this_update=response.this_update_utc.isoformat(),
-        next_update=response.next_update_utc.isoformat() if response.next_update_utc else None,
-        revocation_time=response.revocation_time_utc.isoformat() if response.revocation_time_utc else None,
-        revocation_reason=response.revocation_reason.name if response.revocation_reason else None,
+        this_update=single.this_update_utc.isoformat(),
+        next_update=single.next_update_utc.isoformat() if single.next_update_utc else None,
+        revocation_time=single.revocation_time_utc.isoformat() if single.revocation_time_utc else None,
+        revocation_reason=single.revocation_reason.name if single.revocation_reason else None,
         matches_leaf=matches,
+        signature_valid=_staple_signed_by_issuer(response, chain),
     )
+
+
+def _staple_signed_by_issuer(response, chain: list[x509.Certificate]) -> bool | None:
+    issuer = next((c for c in chain[1:] if _issued_by(chain[0], c)), None)
+    if issuer is None:
+        return None
+    # RFC 6960 4.2.2.2: signed by the issuer itself, or by a responder certificate the issuer issued.
+    signers = [issuer] + [c for c in response.certificates if _issued_by(c, issuer)]
+    return any(_signature_ok(s.public_key(), response.signature, response.tbs_response_bytes,
+                             response.signature_hash_algorithm) for s in signers)
+
+
+def _signature_ok(public_key, signature: bytes, data: bytes, hash_algorithm) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, TypeError, ValueError):
+        return False
+    return True

@@ -104,7 +104,9 @@ def _render(result, showcerts: bool, out: Path | None) -> None:
         colour = "green" if status == "good" else "red"
         nxt = f", next update {ocsp['next_update'][:16]}" if ocsp["next_update"] else ""
         other = "" if ocsp["matches_leaf"] else " [yellow](for another certificate)[/]"
-        con.print(f"OCSP staple: [{colour}]{status}[/]{other}, this update {ocsp['this_update'][:16]}{nxt}")
+        signed = {True: "signed by the issuer", False: "[red]signature NOT valid[/]",
+                  None: "signature not checked (issuer not sent)"}[ocsp["signature_valid"]]
+        con.print(f"OCSP staple: [{colour}]{status}[/]{other}, {signed}, this update {ocsp['this_update'][:16]}{nxt}")
     if out is not None:
         con.print(f"Saved the {count} certificate(s) sent to [bold]{escape(str(out))}[/]")
     verification = result.verification
