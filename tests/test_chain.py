@@ -349,3 +349,50 @@ def test_signature_decides_between_same_name_same_ski_issuers(tmp_path, openssl_
     assert run.json["chain"][1]["fingerprint_sha256"] == real.strip().split("=", 1)[1]
     assert [d["source"] for d in run.json["dropped"]] == ["decoy.pem"]
     assert openssl_verify(openssl_ca.root, tmp_path / "full.pem").returncode == 0
+
+
+def test_intermediates_in_the_ca_file_still_go_into_the_fullchain(tmp_path, pki):
+    mixed_bundle(tmp_path / "cafile.pem", pki.root, *pki.intermediates)
+    run = run_tlskit("chain", str(pki.leaf), "--ca-file", "cafile.pem", "--out", "full.pem", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert pem_subjects(tmp_path / "full.pem") == expected_order(pki)
+    assert openssl_verify(pki.root, tmp_path / "full.pem").returncode == 0
+
+
+def test_self_signed_leaf_has_no_chain(tmp_path):
+    made = run_tlskit("selfsign", "--cn", "self.example.test", "--out", "self.pem", "--key-out", "self.key", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    run = run_tlskit("chain", "self.pem", "--ca-file", "self.pem", "--out", "full.pem", cwd=tmp_path)
+    assert_one_line_error(run, 1, "self-signed")
+    assert not (tmp_path / "full.pem").exists()
+
+
+def test_expired_leaf_is_named(tmp_path, openssl_ca):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    issuer_dir = openssl_ca.root.parent
+    issuer = x509.load_pem_x509_certificate((issuer_dir / "int2.pem").read_bytes())
+    issuer_key = serialization.load_pem_private_key((issuer_dir / "int2.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old.example.test")]))
+            .issuer_name(issuer.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=100)).not_valid_after(now - dt.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("old.example.test")]), critical=False)
+            .sign(issuer_key, hashes.SHA256()))
+    (tmp_path / "old.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    untrusted = mixed_bundle(tmp_path / "ints.pem", *openssl_ca.intermediates)
+    # openssl agrees: error 10, certificate has expired.
+    assert b"certificate has expired" in openssl("verify", "-CAfile", str(openssl_ca.root), "-untrusted",
+                                                 str(untrusted), str(tmp_path / "old.pem"), check=False).stderr
+    run = run_tlskit("chain", "old.pem", "ints.pem", "--ca-file", str(openssl_ca.root), "--out", "full.pem", cwd=tmp_path)
+    assert_one_line_error(run, 1, "the leaf /CN=old.example.test expired on")
+    assert not (tmp_path / "full.pem").exists()

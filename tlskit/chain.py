@@ -351,8 +351,16 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
             continue
         anchors = trust.issuers_of(current) if trust is not None else []
         if anchors:
-            report.links.append(Link(anchors[0], "root", trust.name))
-            return used
+            # A CA file may hold intermediates too: they still belong in the fullchain, and the walk
+            # goes on until a root.
+            anchor = anchors[0]
+            role = "root" if _self_issued(anchor) else "intermediate"
+            report.links.append(Link(anchor, role, trust.name))
+            if role == "root":
+                return used
+            used.add(anchor)
+            current = anchor
+            continue
         if fetch:
             fetched = _fetch_issuer(current, fetcher)
             if fetched is not None:
