@@ -259,6 +259,16 @@ def test_ca_refusal_carries_its_problem_document(pebble, tmp_path):
     assert not (tmp_path / "contact.example.com").exists() and not (tmp_path / "accounts").exists()
 
 
+def test_terms_not_agreed_or_directory_not_trusted_write_nothing(pebble, tmp_path):
+    http = ["--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
+    no_tos = acme(pebble, "issue", "tos.example.com", "--out-dir", str(tmp_path / "a"), *http)
+    assert_one_line_error(no_tos, 2, "pass --agree-tos")
+    untrusted = run_tlskit("acme", "issue", "tls.example.com", "--agree-tos", "--out-dir", str(tmp_path / "b"),
+                           "--directory", pebble.directory, *http)
+    assert_one_line_error(untrusted, 3, "--directory-ca-file")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_wildcard_without_dns_hook_is_refused_before_contacting_the_ca(tmp_path):
     run = run_tlskit("acme", "issue", "*.example.com", "--out-dir", str(tmp_path), "--directory",
                      f"https://127.0.0.1:{free_port()}/dir")

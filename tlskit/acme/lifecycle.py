@@ -321,7 +321,7 @@ def renew_due(
             outcome.days_left = int((cert.not_valid_after_utc - now).total_seconds() // 86400)
             reason = _due_reason(lineage, cert, days, now, force_renew, settings, sessions if use_ari else None)
             if reason is None:
-                outcome.status, outcome.reason = "not-due", f"expires in {outcome.days_left} days (window {days})"
+                outcome.status, outcome.reason = "not-due", f"{outcome.days_left} days left, window {days} days"
                 continue
             outcome.reason = reason
             solver = challenge or solver_from_settings(settings.challenge)
@@ -345,7 +345,7 @@ def _due_reason(lineage: Lineage, cert, days: int, now: dt.datetime, force: bool
         return "privkey.pem does not match cert.pem"
     left = cert.not_valid_after_utc - now
     if left < dt.timedelta(days=days):
-        return f"expires in {max(left.days, 0)} days (window {days})"
+        return f"{max(left.days, 0)} days left, window {days} days"
     if sessions is not None:
         return _ari_reason(lineage, settings, now, sessions)
     return None
