@@ -396,3 +396,21 @@ def test_expired_leaf_is_named(tmp_path, openssl_ca):
     run = run_tlskit("chain", "old.pem", "ints.pem", "--ca-file", str(openssl_ca.root), "--out", "full.pem", cwd=tmp_path)
     assert_one_line_error(run, 1, "the leaf /CN=old.example.test expired on")
     assert not (tmp_path / "full.pem").exists()
+
+
+def test_pkcs12_is_read_by_java_keytool(tmp_path, tlskit_ca):
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        pytest.skip("keytool (a JDK) is not installed; openssl reads the same file in test_pkcs12_openssl_reads_key_and_chain")
+    (tmp_path / "pass.txt").write_text("changeit\n")
+    run = run_tlskit("chain", *map(str, tlskit_ca.all_certs), "--ca-file", str(tlskit_ca.root),
+                     "--key", str(tlskit_ca.leaf_key), "--pkcs12", "site.p12", "--passphrase-file", "pass.txt", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    import subprocess
+
+    listing = subprocess.run([keytool, "-list", "-v", "-keystore", str(tmp_path / "site.p12"), "-storetype", "PKCS12",
+                              "-storepass", "changeit"], capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "Entry type: PrivateKeyEntry" in listing.stdout
+    assert "Certificate chain length: 3" in listing.stdout
+    assert f"Alias name: {LEAF_NAME}" in listing.stdout
