@@ -224,6 +224,15 @@ class Served:
             time.sleep(0.05)
         return False
 
+    def wait_for_access_log(self, text: str, timeout: float = 15.0) -> bool:
+        """The access log (stdout) is buffered and flushed about once a second: poll for a line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.stdout():
+                return True
+            time.sleep(0.05)
+        return False
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

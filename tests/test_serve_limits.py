@@ -154,7 +154,7 @@ def test_five_per_hour_then_429_with_retry_after_and_ratelimit_headers(tmp_path)
         assert "too many requests" in body
         assert "strict-transport-security" in headers
         # The access log names the user and the 429.
-        assert ' - alice [' in served.stdout() and '" 429 ' in served.stdout()
+        assert served.wait_for_access_log('" 429 ') and " - alice [" in served.stdout()
 
 
 def test_server_default_applies_and_user_zero_means_unlimited(tmp_path):
