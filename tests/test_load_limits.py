@@ -1,0 +1,156 @@
+"""Per-user limits under load: 100 concurrent clients, and exactly the allowed number get through.
+
+Each client is a thread with its own TLS connection (tests/peers_rawhttp.py); all start together
+behind a barrier, so the requests really race in the server. Limits are counted per user: a user's
+burst never spends another user's budget. With one worker the count is exact (MemoryLimiter admits
+and counts in one step on the event loop); with ``--workers N`` each worker counts for itself, which
+is documented and not what this file tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import require_binary
+from peers_rawhttp import RawReply, request, tls_context
+from peers_serve import start_serve
+
+pytestmark = pytest.mark.slow
+CLIENTS = 100
+
+
+def _burst(served, jobs: list[tuple[str, list[tuple[bytes, bytes]]]], timeout: float = 120) -> list[RawReply]:
+    """Send every (target, headers) job at once, one thread and one TLS connection each."""
+    context = tls_context(served.ca)
+    barrier = threading.Barrier(len(jobs))
+
+    def one(job):
+        target, headers = job
+        barrier.wait(timeout=60)
+        return request(served.port, served.ca, "GET", target, headers, context=context, timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def _bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"Authorization", b"Bearer " + token.encode())]
+
+
+def _check_refusals(replies: list[RawReply]) -> None:
+    for reply in replies:
+        if reply.status == 429:
+            assert int(reply.header("retry-after")) >= 1, reply.headers
+
+
+@pytest.fixture
+def server(tmp_path):
+    require_binary("curl")
+    served = start_serve(tmp_path)
+    try:
+        yield served
+    finally:
+        served.stop()
+        assert "Traceback" not in served.stderr()
+
+
+def test_hundred_clients_against_an_hourly_limit(server):
+    token = _add(server, "metered", "--max-requests", "37")
+    replies = _burst(server, [(f"/api/products?limit={i}", _bearer(token)) for i in range(CLIENTS)])
+    assert Counter(r.status for r in replies) == {200: 37, 429: 63}
+    _check_refusals(replies)
+    # The RateLimit fields count down to zero across the admitted ones; every refusal says 0 left.
+    remaining = sorted(int(r.header("ratelimit-remaining")) for r in replies if r.status == 200)
+    assert remaining == list(range(37)), remaining
+    assert all(r.header("ratelimit-remaining") == "0" for r in replies if r.status == 429)
+    # The budget is spent: the next request is refused too.
+    assert request(server.port, server.ca, "GET", "/api", _bearer(token)).status == 429
+
+
+def test_limits_are_per_user_under_a_mixed_burst(server):
+    """Three users race at once: 100 clients each for two limited users, 20 for an unlimited one."""
+    small = _add(server, "small", "--max-requests", "20")
+    large = _add(server, "large", "--max-requests", "45")
+    free = _add(server, "free")
+    jobs = ([("/api/customers", _bearer(small))] * CLIENTS + [("/api/orders", _bearer(large))] * CLIENTS
+            + [("/api", _bearer(free))] * 20)
+    replies = _burst(server, jobs)
+    by_user = {
+        "small": Counter(r.status for r in replies[:CLIENTS]),
+        "large": Counter(r.status for r in replies[CLIENTS:2 * CLIENTS]),
+        "free": Counter(r.status for r in replies[2 * CLIENTS:]),
+    }
+    assert by_user == {"small": {200: 20, 429: 80}, "large": {200: 45, 429: 55}, "free": {200: 20}}, by_user
+    _check_refusals(replies)
+
+
+def test_hundred_basic_auth_clients_share_one_password_check_and_one_budget(server):
+    """Password users are limited the same way; 100 concurrent first requests must not pass 100 hashes."""
+    (server.state_dir.parent / "pw").write_text("s3cret-for-load\n")
+    added = server.users("add", "carol", "--password-file", str(server.state_dir.parent / "pw"),
+                         "--max-requests", "10")
+    assert added.returncode == 0, added.stderr
+    import base64
+
+    basic = [(b"Authorization", b"Basic " + base64.b64encode(b"carol:s3cret-for-load"))]
+    wrong = [(b"Authorization", b"Basic " + base64.b64encode(b"carol:wrong"))]
+    replies = _burst(server, [("/api", basic)] * CLIENTS + [("/api", wrong)] * 20)
+    assert Counter(r.status for r in replies[:CLIENTS]) == {200: 10, 429: 90}
+    # Wrong passwords are 401 and spend nothing of carol's budget (it was already spent by the others).
+    assert Counter(r.status for r in replies[CLIENTS:]) == {401: 20}
+    _check_refusals(replies)
+
+
+def test_hundred_clients_against_a_concurrency_limit(tmp_path):
+    """7 requests in flight allowed: the upstream holds every answer until released, so while 7 wait
+    there, the other 93 must be refused, whatever the timing."""
+    require_binary("curl")
+    from peers_upstream import UpstreamApp
+
+    with UpstreamApp.start() as upstream:
+        served = start_serve(tmp_path, "--upstream", upstream.url)
+        try:
+            token = _add(served, "bursty", "--max-concurrent", "7")
+            context = tls_context(served.ca)
+            results: list[RawReply | None] = [None] * CLIENTS
+            barrier = threading.Barrier(CLIENTS)
+
+            def one(index: int) -> None:
+                barrier.wait(timeout=60)
+                results[index] = request(served.port, served.ca, "GET", f"/gate?i={index}", _bearer(token),
+                                         context=context, timeout=120)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(CLIENTS)]
+            for thread in threads:
+                thread.start()
+            # Wait (bounded) until every refused client has its answer: 93 of them, while 7 hang.
+            import time
+
+            deadline = time.monotonic() + 90
+            while sum(r is not None for r in results) < CLIENTS - 7 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            done = [r for r in results if r is not None]
+            assert len(done) == CLIENTS - 7, Counter(r.status for r in done)
+            assert all(r.status == 429 for r in done), Counter(r.status for r in done)
+            assert upstream.in_flight == 7
+            upstream.release_gate()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert Counter(r.status for r in results) == {200: 7, 429: 93}
+            assert upstream.max_in_flight == 7
+            _check_refusals(results)
+            # Every slot came back.
+            assert request(served.port, served.ca, "GET", "/echo", _bearer(token), context=context).status == 200
+        finally:
+            upstream.release_gate()
+            served.stop()
+
+
+def _add(served, name: str, *options: str) -> str:
+    run = served.users("add", name, "--token", "--methods", "GET", "--json", *options)
+    assert run.returncode == 0, run.stderr
+    return run.json["token"]
