@@ -334,26 +334,41 @@ def test_external_account_binding(tmp_path_factory, tmp_path):
 
 
 def test_sigkill_during_issue_leaves_no_truncated_file(pebble, root, tmp_path):
-    """Kill `tlskit acme renew` at random moments: every file is always complete and cert matches key."""
+    """SIGKILL `tlskit acme issue --force` the moment its temp files appear, i.e. in the middle of
+    writing: every file under its final name is always complete, and the next run heals the rest."""
     first = issue(pebble, tmp_path, "kill.example.com")
     assert first.returncode == 0, first.stderr
     lineage = tmp_path / "kill.example.com"
-    for delay in (0.3, 0.5, 0.7, 0.9):
-        process = subprocess.Popen([sys.executable, "-m", "tlskit", "acme", "renew", "--out-dir", str(tmp_path),
-                                    "--days", "3000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+    command = [sys.executable, "-m", "tlskit", "acme", "issue", "kill.example.com", "--force", "--agree-tos",
+               "--out-dir", str(tmp_path), "--directory", pebble.directory, "--directory-ca-file", str(pebble.ca_file),
+               "--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
+    caught = 0
+    for _ in range(8):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if any(name.endswith(".tmp") for name in os.listdir(lineage)):
+                process.send_signal(signal.SIGKILL)
+                caught += 1
+                break
+        process.wait(timeout=30)
         for name in ("cert.pem", "chain.pem", "fullchain.pem"):
             data = (lineage / name).read_bytes()
+            assert data.startswith(b"-----BEGIN CERTIFICATE-----"), name
             assert data.rstrip().endswith(b"-----END CERTIFICATE-----"), name
         openssl("pkey", "-in", str(lineage / "privkey.pem"), "-noout")
         json.loads((lineage / "renewal.json").read_text())
-    # Whatever state the kills left, the next renew heals a key/cert mismatch and the result verifies.
-    healed = run_tlskit("acme", "renew", "--out-dir", str(tmp_path), "--days", "3000", "--json")
+        if caught >= 3:
+            break
+    assert caught, "never caught tlskit while it was writing"
+    # A kill between two renames can pair a new key with the old certificate: renew sees it and heals.
+    healed = run_tlskit("acme", "renew", "--out-dir", str(tmp_path), "--days", "30", "--json")
     assert healed.returncode == 0, healed.stderr
     check_lineage(root, lineage, ["kill.example.com"])
+    again = issue(pebble, tmp_path, "kill.example.com", extra=["--force"])
+    assert again.returncode == 0, again.stderr
     assert not list(lineage.glob(".*.tmp"))
+    check_lineage(root, lineage, ["kill.example.com"])
 
 
 # --- the library API, as `tlskit serve --acme` uses it --------------------------------------------

@@ -352,14 +352,26 @@ def _due_reason(lineage: Lineage, cert, days: int, now: dt.datetime, force: bool
 
 
 def _ari_reason(lineage: Lineage, settings: RenewalSettings, now: dt.datetime, sessions: dict) -> str | None:
-    """Ask the CA's renewalInfo (ARI) when the directory offers it; its window wins over ``days``."""
+    """Ask the CA's renewalInfo (ARI) when the directory offers it; its window wins over ``days``.
+
+    ARI is advice: a CA without it, or one that cannot be reached, leaves the decision to the expiry
+    window. Only the directory is fetched (renewalInfo is a plain GET); no account is touched.
+    """
+    cache_key = ("ari", settings.directory, settings.directory_ca_file)
+    if cache_key in sessions and sessions[cache_key] is None:
+        return None  # this CA already failed to answer in this run
     try:
-        session = _session(lineage.path.parent, settings.directory, settings.directory_ca_file, settings.email,
-                           True, (None, None), sessions)
+        session = sessions.get(cache_key)
+        if session is None:
+            key_pem = AccountFiles.for_directory(lineage.path.parent, settings.directory).load_key_pem()
+            if key_pem is None:
+                return None
+            session = sessions[cache_key] = connect(settings.directory, key_pem, settings.directory_ca_file)
         if "renewalInfo" not in session.client.directory.to_partial_json():
             return None
         suggested, _ = session.client.renewal_time(lineage.cert.read_bytes())
-    except Exception:  # ARI is advice: if it is unavailable, the expiry window decides
+    except Exception:
+        sessions[cache_key] = None
         return None
     if suggested is not None and suggested.astimezone(dt.timezone.utc) <= now:
         return "the CA's renewalInfo (ARI) window has started"

@@ -134,6 +134,9 @@ class Lineage:
             outputs.append(Output.of(self.request, csr_pem))
         outputs.append(Output.of(self.renewal, settings.to_json()))
         write_outputs(outputs, force)
+        if key_pem is None and force and self.privkey.exists():
+            # Replaced by a certificate for the caller's own key: the old key no longer belongs here.
+            self.privkey.unlink()
         return [o.path for o in outputs]
 
 
