@@ -294,6 +294,16 @@ def test_forged_staple_is_flagged_and_ignored(pki):
     assert "signature NOT valid" in text.stdout
 
 
+def test_tls12_server_shows_its_version_and_cipher(pki):
+    with s_server(pki.leaf, pki.leaf_key, pki.intermediate, extra=("-tls1_2",)) as server:
+        run = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--json")
+        s_client = openssl("s_client", "-connect", server.target, "-servername", "localhost", input=b"", check=False)
+    assert run.returncode == 0, run.stdout
+    assert run.json["protocol"] == "TLSv1.2"
+    assert f"Cipher is {run.json['cipher']}".encode() in s_client.stdout
+    assert run.json["cipher_bits"] >= 128
+
+
 def test_alpn(pki):
     with s_server(pki.leaf, pki.leaf_key, pki.intermediate, extra=("-alpn", "h2,http/1.1")) as server:
         h2 = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--alpn", "h2,http/1.1", "--json")
