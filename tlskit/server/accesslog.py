@@ -75,7 +75,7 @@ class AccessLog:
                     f'"{_quote(agent)}" {duration * 1000:.3f}ms\n')
         self._buffer.append(line)
         self._size += len(line)
-        if self._size >= FLUSH_BYTES or now - self._last_flush >= FLUSH_SECONDS:
+        if self._size >= FLUSH_BYTES:
             self.flush()
         elif self._timer is None:
             self._schedule()

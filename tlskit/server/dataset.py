@@ -55,6 +55,8 @@ class Table:
     name: str
     columns: list[dict]        # {"name", "type", "notnull", "pk"}
     key: str                   # primary key column, or "rowid"
+    by_key: str | None = None  # SELECT ... WHERE key = ?, built on first use
+    names: tuple[str, ...] | None = None
 
     @property
     def column_names(self) -> set[str]:
@@ -255,10 +257,18 @@ class Dataset:
         return {"table": table.name, "rows": rows, "limit": limit, "offset": offset}
 
     def get(self, table: Table, key: str) -> dict:
-        rows = self._rows(self.db.execute(f"{self._select(table)} WHERE {_ident(table.key)} = ?", (key,)))
-        if not rows:
+        # The hot path of a read API: one cached statement, one row.
+        sql = table.by_key
+        if sql is None:
+            sql = table.by_key = f"{self._select(table)} WHERE {_ident(table.key)} = ?"
+        cursor = self.db.execute(sql, (key,))
+        row = cursor.fetchone()
+        if row is None:
             raise _error(404, "not found", f"no row {key!r} in {table.name}")
-        return rows[0]
+        names = table.names
+        if names is None:
+            names = table.names = tuple(d[0] for d in cursor.description)
+        return {n: _encode(v) if v.__class__ is bytes else v for n, v in zip(names, row)}
 
     def insert(self, table: Table, document: dict) -> dict:
         values = self._values(table, document)
