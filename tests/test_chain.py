@@ -414,3 +414,31 @@ def test_pkcs12_is_read_by_java_keytool(tmp_path, tlskit_ca):
     assert "Entry type: PrivateKeyEntry" in listing.stdout
     assert "Certificate chain length: 3" in listing.stdout
     assert f"Alias name: {LEAF_NAME}" in listing.stdout
+
+
+def test_cross_signed_root_copy_is_not_needed_when_the_root_is_trusted(tmp_path, openssl_ca):
+    # Like Let's Encrypt's old chain: the bundle carries a copy of the root cross-signed by an older
+    # root that clients no longer have. The trusted root ends the chain; the cross-sign is dropped.
+    d = openssl_ca.root.parent
+    old = tmp_path / "old"
+    old.mkdir()
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(old / "old.key"), "-subj", "/CN=Retired Root", "-days", "3650", "-config", str(d / "openssl.cnf"),
+            "-extensions", "root", "-out", str(old / "old.pem"))
+    openssl("req", "-new", "-key", str(d / "root.key"), "-subj", openssl_ca.names["root"], "-config",
+            str(d / "openssl.cnf"), "-out", str(old / "cross.csr"))
+    openssl("x509", "-req", "-in", str(old / "cross.csr"), "-CA", str(old / "old.pem"), "-CAkey", str(old / "old.key"),
+            "-set_serial", "4242", "-days", "365", "-extfile", str(d / "openssl.cnf"), "-extensions", "int1",
+            "-out", str(old / "cross.pem"))
+    run = run_tlskit("chain", str(openssl_ca.leaf), *map(str, openssl_ca.intermediates), str(old / "cross.pem"),
+                     "--ca-file", str(openssl_ca.root), "--out", "full.pem", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [c["subject"] for c in run.json["chain"]] == expected_order(openssl_ca)
+    assert [(x["source"], x["reason"]) for x in run.json["dropped"]] == [(str(old / "cross.pem"), "unrelated")]
+    assert openssl_verify(openssl_ca.root, tmp_path / "full.pem").returncode == 0
+    # Trusting only the retired root, the cross-sign is the way up, and it is kept.
+    run = run_tlskit("chain", str(openssl_ca.leaf), *map(str, openssl_ca.intermediates), str(old / "cross.pem"),
+                     "--ca-file", str(old / "old.pem"), "--out", "full-old.pem", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert pem_subjects(tmp_path / "full-old.pem") == [*expected_order(openssl_ca), openssl_ca.names["root"]]
+    assert openssl_verify(old / "old.pem", tmp_path / "full-old.pem").returncode == 0

@@ -342,6 +342,15 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
         if len(report.links) > MAX_DEPTH:
             raise ChainError(f"the chain is longer than {MAX_DEPTH} certificates", "a loop of cross-signed CAs?",
                              "give only the certificates of one chain", report=report)
+        anchors = trust.issuers_of(current) if trust is not None else []
+        roots = [a for a in anchors if _self_issued(a)]
+        if roots:
+            # A trusted root signed it: the chain is complete. An input that would lead elsewhere
+            # (a cross-signed copy of this root, as in Let's Encrypt's old chain) is not needed.
+            same = [i for i in by_subject.get(roots[0].subject, []) if i.certificate == roots[0]]
+            report.links.append(Link(roots[0], "root", same[0].source if same else trust.name))
+            used.add(roots[0])
+            return used
         issuer = _best_issuer(current, [i for i in by_subject.get(current.issuer, []) if i.certificate not in used],
                               trust)
         if issuer is not None:
@@ -349,17 +358,12 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
             used.add(issuer.certificate)
             current = issuer.certificate
             continue
-        anchors = trust.issuers_of(current) if trust is not None else []
         if anchors:
             # A CA file may hold intermediates too: they still belong in the fullchain, and the walk
             # goes on until a root.
-            anchor = anchors[0]
-            role = "root" if _self_issued(anchor) else "intermediate"
-            report.links.append(Link(anchor, role, trust.name))
-            if role == "root":
-                return used
-            used.add(anchor)
-            current = anchor
+            report.links.append(Link(anchors[0], "intermediate", trust.name))
+            used.add(anchors[0])
+            current = anchors[0]
             continue
         if fetch:
             fetched = _fetch_issuer(current, fetcher)
