@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tlskit.server.limits import WINDOW_SECONDS, Limits, MemoryLimiter
+from tlskit.server.limits import WINDOW_SECONDS, Limits, MemoryLimiter, SharedLimiter
+
+
+@pytest.fixture(params=["memory", "shared"])
+def make_limiter(request, tmp_path):
+    """Every rule holds for the in-process limiter and for the one shared by worker processes."""
+    if request.param == "memory":
+        return MemoryLimiter
+    return lambda clock=None: SharedLimiter(tmp_path / "limits.sqlite", **({"clock": clock} if clock else {}))
 
 
 class Clock:
@@ -15,9 +23,9 @@ class Clock:
         return self.now
 
 
-def test_hourly_limit_admits_exactly_n_then_refuses_with_retry_after():
+def test_hourly_limit_admits_exactly_n_then_refuses_with_retry_after(make_limiter):
     clock = Clock()
-    limiter = MemoryLimiter(clock)
+    limiter = make_limiter(clock)
     limits = Limits(max_requests=5)
     decisions = []
     for _ in range(7):
@@ -39,9 +47,9 @@ def test_hourly_limit_admits_exactly_n_then_refuses_with_retry_after():
     assert b"retry-after" not in dict(decisions[0].headers())
 
 
-def test_window_rolls_one_request_at_a_time():
+def test_window_rolls_one_request_at_a_time(make_limiter):
     clock = Clock()
-    limiter = MemoryLimiter(clock)
+    limiter = make_limiter(clock)
     limits = Limits(max_requests=2)
     assert limiter.acquire("a", limits).allowed
     clock.now += 100
@@ -54,9 +62,9 @@ def test_window_rolls_one_request_at_a_time():
     assert limiter.acquire("a", limits).allowed
 
 
-def test_refused_requests_do_not_use_the_budget():
+def test_refused_requests_do_not_use_the_budget(make_limiter):
     clock = Clock()
-    limiter = MemoryLimiter(clock)
+    limiter = make_limiter(clock)
     limits = Limits(max_requests=3, max_concurrent=1)
     assert limiter.acquire("a", limits).allowed
     for _ in range(10):
@@ -67,8 +75,8 @@ def test_refused_requests_do_not_use_the_budget():
     assert limiter.acquire("a", limits).remaining == 1
 
 
-def test_concurrent_limit_is_exact_and_slots_come_back():
-    limiter = MemoryLimiter()
+def test_concurrent_limit_is_exact_and_slots_come_back(make_limiter):
+    limiter = make_limiter()
     limits = Limits(max_concurrent=2)
     outcomes = [limiter.acquire("bob", limits).allowed for _ in range(5)]
     assert outcomes == [True, True, False, False, False]
@@ -80,10 +88,10 @@ def test_concurrent_limit_is_exact_and_slots_come_back():
     assert limiter.acquire("carol", limits).allowed
 
 
-def test_threads_never_get_n_plus_one():
+def test_threads_never_get_n_plus_one(make_limiter):
     import threading
 
-    limiter = MemoryLimiter()
+    limiter = make_limiter()
     limits = Limits(max_requests=50, max_concurrent=0)
     admitted = []
     barrier = threading.Barrier(8)
@@ -214,3 +222,58 @@ def test_two_concurrent_of_five_simultaneous_slow_requests(tmp_path, upstream):
         again = curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
                      f"{served.url}/echo")
         assert again.stdout == "200"
+
+
+def test_limits_hold_across_worker_processes(tmp_path, upstream):
+    """With --workers 2 the kernel spreads connections over two processes; the budget is still the user's,
+    not each worker's: 5 of 20 parallel requests, and 2 of 5 held requests in flight."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    hourly = add_user(state, "hourly", "--max-requests", "5")
+    slots = add_user(state, "slots", "--max-concurrent", "2")
+    with start_serve(state, "--workers", "2", "--upstream", upstream.url) as served:
+        done = curl("-k", "-Z", "--parallel-immediate", "--parallel-max", "20", "-w", "%{http_code}\n",
+                    "-H", f"Authorization: Bearer {hourly}", *discard_bodies([f"{served.url}/h?n={i}" for i in range(20)]))
+        assert sorted(int(c) for c in done.stdout.split()) == [200] * 5 + [429] * 15
+        clients = [subprocess.Popen(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                                     f"Authorization: Bearer {slots}", f"{served.url}/gate?i={i}"],
+                                    stdout=subprocess.PIPE, text=True) for i in range(5)]
+        try:
+            deadline = time.monotonic() + 30
+            while sum(c.poll() is not None for c in clients) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sum(c.poll() is not None for c in clients) == 3 and upstream.in_flight == 2
+        finally:
+            upstream.release_gate()
+        codes = sorted(c.communicate(timeout=30)[0] for c in clients)
+        assert codes == ["200", "200", "429", "429", "429"]
+
+
+def test_shared_counters_are_seen_by_another_process_and_dead_workers_are_forgotten(tmp_path):
+    """Two limiters on one file behave as one; in-flight rows of a worker that died are cleared."""
+    import multiprocessing
+
+    path = tmp_path / "limits.sqlite"
+    limits = Limits(max_requests=3, max_concurrent=1)
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_hold_one_slot, args=(str(path),))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    # The child took one of 3 requests and died holding its in-flight slot.
+    limiter = SharedLimiter(path)
+    first = limiter.acquire("u", limits)
+    assert first.allowed and first.remaining == 1
+    assert not limiter.acquire("u", limits).allowed  # concurrency: our own request is in flight
+    limiter.release("u")
+    assert limiter.acquire("u", limits).allowed
+    limiter.release("u")
+    assert not limiter.acquire("u", limits).allowed  # the hour's 3 are used, across both processes
+
+
+def _hold_one_slot(path: str) -> None:
+    import os
+
+    limiter = SharedLimiter(path)
+    assert limiter.acquire("u", Limits(max_requests=3, max_concurrent=1)).allowed
+    os._exit(0)

@@ -131,3 +131,102 @@ class MemoryLimiter:
         reset = math.ceil(window[0] + WINDOW_SECONDS - now) if window else 0
         return Decision(allowed, retry_after, reason, limit=limits.max_requests,
                         remaining=max(0, limits.max_requests - len(window)), reset=reset)
+
+
+class SharedLimiter:
+    """The same counters in a small SQLite file, shared by every worker process of ``--workers N``.
+
+    Each decision is one ``BEGIN IMMEDIATE`` transaction, which SQLite serializes across processes, so
+    the N-never-N+1 rule holds for the server as a whole. Admissions carry a wall-clock time, so the
+    hour's budget also survives a restart. In-flight requests are rows keyed by worker pid: a worker
+    that died leaves rows behind, and the next worker to start clears the rows of dead pids.
+    Costs a transaction (tens of microseconds, no fsync) for limited users only; unlimited users skip it.
+    """
+
+    def __init__(self, path, clock=time.time) -> None:
+        import os
+        import sqlite3
+
+        self._clock = clock
+        self._pid = os.getpid()
+        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._mine: dict[str, int] = {}  # this worker's admitted, unreleased requests: release() skips the rest
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS admitted (user TEXT NOT NULL, at REAL NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS admitted_user ON admitted (user, at);"
+            "CREATE TABLE IF NOT EXISTS in_flight (user TEXT NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,"
+            " PRIMARY KEY (user, pid));")
+        self._forget_dead_workers()
+
+    def _forget_dead_workers(self) -> None:
+        import os
+
+        with self._lock:
+            pids = [row[0] for row in self._db.execute("SELECT DISTINCT pid FROM in_flight")]
+            for pid in pids:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    self._db.execute("DELETE FROM in_flight WHERE pid = ?", (pid,))
+                except PermissionError:  # alive, someone else's
+                    pass
+
+    def acquire(self, user: str, limits: Limits) -> Decision:
+        if not limits.max_requests and not limits.max_concurrent:
+            return _ADMITTED
+        with self._lock:
+            db = self._db
+            now = self._clock()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                decision = self._decide(db, user, limits, now)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return decision
+
+    def _decide(self, db, user: str, limits: Limits, now: float) -> Decision:
+        count, oldest = 0, None
+        if limits.max_requests:
+            db.execute("DELETE FROM admitted WHERE user = ? AND at <= ?", (user, now - WINDOW_SECONDS))
+            count, oldest = db.execute("SELECT COUNT(*), MIN(at) FROM admitted WHERE user = ?", (user,)).fetchone()
+        in_flight = db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?", (user,)).fetchone()[0]
+
+        def decision(allowed: bool, retry_after: int, reason: str, admitted: int, first: float | None) -> Decision:
+            if not limits.max_requests:
+                return Decision(allowed, retry_after, reason)
+            reset = math.ceil(first + WINDOW_SECONDS - now) if first is not None else 0
+            return Decision(allowed, retry_after, reason, limit=limits.max_requests,
+                            remaining=max(0, limits.max_requests - admitted), reset=reset)
+
+        if limits.max_concurrent and in_flight >= limits.max_concurrent:
+            return decision(False, 1, "concurrent requests", count, oldest)
+        if limits.max_requests and count >= limits.max_requests:
+            return decision(False, math.ceil(oldest + WINDOW_SECONDS - now), "requests per hour", count, oldest)
+        if limits.max_requests:
+            db.execute("INSERT INTO admitted (user, at) VALUES (?, ?)", (user, now))
+            count, oldest = count + 1, now if oldest is None else oldest
+        db.execute("INSERT INTO in_flight (user, pid, n) VALUES (?, ?, 1) "
+                   "ON CONFLICT (user, pid) DO UPDATE SET n = n + 1", (user, self._pid))
+        self._mine[user] = self._mine.get(user, 0) + 1
+        return decision(True, 0, "", count, oldest)
+
+    def release(self, user: str) -> None:
+        with self._lock:
+            left = self._mine.get(user, 0) - 1
+            if left < 0:
+                return  # admitted without counting (an unlimited user)
+            if left:
+                self._mine[user] = left
+            else:
+                del self._mine[user]
+            self._db.execute("UPDATE in_flight SET n = n - 1 WHERE user = ? AND pid = ? AND n > 0", (user, self._pid))
+            self._db.execute("DELETE FROM in_flight WHERE user = ? AND pid = ? AND n <= 0", (user, self._pid))
+
+    def in_flight(self, user: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?", (user,)).fetchone()[0]

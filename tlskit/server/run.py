@@ -94,8 +94,11 @@ def make_handler(prepared: Prepared):
 
 
 def make_limiter(prepared: Prepared):
-    from tlskit.server.limits import MemoryLimiter
+    from tlskit.server.limits import MemoryLimiter, SharedLimiter
 
+    if prepared.config.workers > 1:
+        # Every worker counts in one file, so a user's limits hold for the server, not per process.
+        return SharedLimiter(prepared.state_dir / "limits.sqlite")
     return MemoryLimiter()
 
 
