@@ -170,6 +170,7 @@ def test_renew_outside_the_window_leaves_files_untouched_inside_renews_and_deplo
     quiet = run_tlskit("acme", "renew", "--out-dir", str(tmp_path), "--days", "30", "--deploy-hook", hook, "--json")
     assert quiet.returncode == 0, quiet.stderr
     assert [c["status"] for c in quiet.json["certificates"]] == ["not-due"]
+    assert quiet.json["certificates"][0]["days_left"] > 30 and quiet.json["certificates"][0]["not_after"]
     assert snapshot(tmp_path) == before
     assert not hook_out.exists()
 
@@ -292,6 +293,9 @@ def test_bad_input_is_one_line(tmp_path):
     assert_one_line_error(run_tlskit("acme", "issue", "bad_name!.example.com", "--out-dir", str(tmp_path)), 2,
                           "not a DNS name")
     assert_one_line_error(run_tlskit("acme", "issue", "192.0.2.1", "--out-dir", str(tmp_path)), 2, "IP address")
+    # Checked before the CA is contacted (the directory here is dead: contacting it would be exit 3).
+    assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--webroot", str(tmp_path / "nowww"),
+                                     "--directory", f"https://127.0.0.1:{free_port()}/dir"), 2, "not a directory")
     assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--webroot", str(tmp_path), "--http-port", "8080",
                                      "--out-dir", str(tmp_path)), 2, "choose one challenge")
     assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--directory", "nowhere"), 2,

@@ -163,10 +163,13 @@ class Webroot:
     challenge_type: str = HTTP01
     _created_dirs: list[Path] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Checked before the CA is contacted: an order made for nothing still counts against rate limits.
+        if not Path(self.path).is_dir():
+            raise InputError(f"webroot {self.path} is not a directory", fix="give the directory your web server serves")
+
     def present(self, pending: list[Pending]) -> None:
         root = Path(self.path)
-        if not root.is_dir():
-            raise InputError(f"webroot {root} is not a directory", fix="give the directory your web server serves")
         target = root / ".well-known" / "acme-challenge"
         for directory in (root / ".well-known", target):
             if not directory.exists():

@@ -65,13 +65,14 @@ class RenewOutcome:
     status: str
     reason: str
     days_left: int | None = None
+    not_after: dt.datetime | None = None      # of the certificate in place now (the new one once renewed)
     issued: IssuedFiles | None = None
     error: TlskitError | None = None
     deploy_hook_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"dir": str(self.lineage), "names": self.names, "status": self.status, "reason": self.reason,
-                "days_left": self.days_left, "not_after": self.issued.not_after.isoformat() if self.issued else None,
+                "days_left": self.days_left, "not_after": self.not_after.isoformat() if self.not_after else None,
                 "error": self.error.message if self.error else None, "deploy_hook_error": self.deploy_hook_error}
 
 
@@ -319,6 +320,7 @@ def renew_due(
             outcome.names = settings.names
             cert = lineage.certificate()
             outcome.days_left = int((cert.not_valid_after_utc - now).total_seconds() // 86400)
+            outcome.not_after = cert.not_valid_after_utc
             reason = _due_reason(lineage, cert, days, now, force_renew, settings, sessions if use_ari else None)
             if reason is None:
                 outcome.status, outcome.reason = "not-due", f"{outcome.days_left} days left, window {days} days"
@@ -328,7 +330,7 @@ def renew_due(
             csr_pem = lineage.request.read_bytes() if settings.key_type is None else None
             outcome.issued = _obtain(lineage, settings, solver, agree_tos=True, csr_pem=csr_pem, eab=(None, None),
                                      force=True, timeout=timeout, progress=progress, sessions=sessions)
-            outcome.status = "renewed"
+            outcome.status, outcome.not_after = "renewed", outcome.issued.not_after
             if deploy_hook:
                 outcome.deploy_hook_error = _run_deploy_hook(deploy_hook, lineage, settings.names)
         except TlskitError as exc:
