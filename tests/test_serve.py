@@ -151,6 +151,8 @@ def test_method_the_user_lacks_is_403(server):
         assert reply.status == 403, (method, reply.body)
         assert reply.json["error"] == "forbidden"
     assert server.curl("/api/products/1", "-H", f"X-API-Key: {token}").json["stock"] == 120
+    refused = [line for line in server.access_log().splitlines() if '"DELETE /api/products/1 HTTP/1.1" 403 ' in line]
+    assert refused and all(" - bob [" in line for line in refused)
 
 
 def test_client_outside_allow_is_403(tmp_path):

@@ -61,6 +61,7 @@ class TlskitApp:
         user_name = None
         decision = await self.gate.admit(scope, ip)
         if isinstance(decision, Denial):
+            user_name = decision.user
             await _answer(send_with_headers, decision.status, decision.body, decision.headers, scope["method"])
         else:
             user_name = decision.user.name

@@ -201,13 +201,14 @@ class Authenticator:
         loop = asyncio.get_running_loop()
         if user is None or not user.password_hash:
             # Spend what a real check costs, so an unknown name does not answer faster than a wrong password.
-            await loop.run_in_executor(None, verify_password, self._dummy(), password)
+            await loop.run_in_executor(None, self._dummy_check, password)
             return False
         return await loop.run_in_executor(None, verify_password, user.password_hash, password)
 
-    def _dummy(self) -> str:
+    def _dummy_check(self, password: str) -> None:
+        # Runs in the executor: making the dummy hash the first time costs what a check costs.
         if self._dummy_hash is None:
             from tlskit.server.users import hash_password
 
             self._dummy_hash = hash_password(secrets.token_urlsafe(16))
-        return self._dummy_hash
+        verify_password(self._dummy_hash, password)

@@ -60,6 +60,7 @@ class Denial:
     body: bytes
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     reason: str = ""     # for the log, never echoed with secrets
+    user: str | None = None   # set when the user was authenticated (403 method, 429), for the log
 
 
 @dataclass
@@ -122,14 +123,14 @@ class Gate:
         method = scope["method"]
         if not user.may(method):
             return Denial(403, _json({"error": "forbidden", "detail": f"user may not {method}",
-                                      "allowed": sorted(user.methods)}), reason="method")
+                                      "allowed": sorted(user.methods)}), reason="method", user=user.name)
         if self.limiter is None:
             return Passed(user, [], False)
         decision = self.limiter.acquire(user.name, self.limits_for(user))
         headers = decision.headers() if callable(decision.headers) else list(decision.headers)
         if not decision.allowed:
             return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
-                          headers, "limit")
+                          headers, "limit", user.name)
         return Passed(user, headers, True)
 
     def release(self, passed: Passed) -> None:
