@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench.common import ROOT, TLSKIT, Result, workdir
 
