@@ -56,7 +56,7 @@ def _print_user(json_output: bool, document: dict, text: str, token: str | None)
     out.print(text)
     if token:
         out.print(f"Token (shown once, store it now): [bold]{escape(token)}[/]")
-        out.print(f'  curl -H "Authorization: Bearer {escape(token)}" https://localhost:8443/api')
+        out.print(f'Send it as "Authorization: Bearer {escape(token)}" (or X-API-Key, or as the Basic password)')
 
 
 @app.command("add")
