@@ -449,7 +449,10 @@ class _Connection:
         self.writer = writer
 
     async def drain(self, timeout: float) -> None:
-        await asyncio.wait_for(self.writer.drain(), timeout)
+        if self.writer.transport.get_write_buffer_size() == 0:
+            return  # all handed to the kernel already: nothing to wait for
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
 
     async def read_head(self, head_only: bool, timeout: float) -> _Response:
         response = _Response(head_only)
@@ -458,7 +461,8 @@ class _Connection:
         return response
 
     async def read_more(self, response: _Response, timeout: float) -> None:
-        data = await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+        async with asyncio.timeout(timeout):  # cheaper than wait_for: no task per read
+            data = await self.reader.read(_READ_SIZE)
         if data:
             response.feed(data)
             return
