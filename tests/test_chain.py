@@ -442,3 +442,53 @@ def test_cross_signed_root_copy_is_not_needed_when_the_root_is_trusted(tmp_path,
     assert run.returncode == 0, run.stderr
     assert pem_subjects(tmp_path / "full-old.pem") == [*expected_order(openssl_ca), openssl_ca.names["root"]]
     assert openssl_verify(old / "old.pem", tmp_path / "full-old.pem").returncode == 0
+
+
+@pytest.mark.parametrize("int_eku,ok", [("serverAuth", True), ("serverAuth,clientAuth", True), ("codeSigning", False)])
+def test_intermediates_restricted_by_eku(tmp_path, int_eku, ok):
+    # Many public intermediates carry EKU serverAuth only; one restricted to code signing cannot
+    # vouch for a TLS server, and openssl says so too (error 26, unsuitable certificate purpose).
+    pki = openssl_pki(tmp_path / "ca", prefix="EKU", int_eku=int_eku)
+    run = run_tlskit("chain", *map(str, pki.all_certs), "--ca-file", str(pki.root), "--out", "full.pem", cwd=tmp_path)
+    server_ok = openssl("verify", "-purpose", "sslserver", "-CAfile", str(pki.root), "-untrusted",
+                        str(mixed_bundle(tmp_path / "ints.pem", *pki.intermediates)), str(pki.leaf), check=False)
+    assert (server_ok.returncode == 0) is ok
+    if ok:
+        assert run.returncode == 0, run.stderr
+        assert openssl_verify(pki.root, tmp_path / "full.pem").returncode == 0
+    else:
+        assert_one_line_error(run, 1, "does not allow serverAuth")
+        assert not (tmp_path / "full.pem").exists()
+
+
+def test_real_public_chain_verifies_against_certifi(tmp_path):
+    # The default trust store, with a real Let's Encrypt chain at a time when it was valid
+    # (library call: the CLI always verifies at the current time).
+    import datetime as dt
+
+    import certifi
+
+    from peers_chain import PUBLIC_AT, PUBLIC_E1, PUBLIC_LEAF
+    from tlskit.chain import ChainError, TrustStore, build_chain, load_inputs
+
+    (tmp_path / "leaf.pem").write_bytes(PUBLIC_LEAF)
+    (tmp_path / "e1.pem").write_bytes(PUBLIC_E1)
+    at = dt.datetime.fromisoformat(PUBLIC_AT)
+    inputs, _ = load_inputs([str(tmp_path / "e1.pem"), str(tmp_path / "leaf.pem")])
+    report = build_chain(inputs, TrustStore.certifi(), host="cryptography.io", now=at)
+    assert report.verified
+    assert [link.role for link in report.links] == ["leaf", "intermediate", "root"]
+    assert report.links[-1].source == "certifi"
+    assert "ISRG Root X2" in report.links[-1].certificate.subject.rfc4514_string()
+    (tmp_path / "full.pem").write_bytes(report.fullchain_pem())
+    # openssl, at the same time and with the same roots, agrees.
+    verify = openssl("verify", "-attime", str(int(at.timestamp())), "-CAfile", certifi.where(),
+                     "-untrusted", str(tmp_path / "full.pem"), str(tmp_path / "full.pem"), check=False)
+    assert verify.returncode == 0, verify.stderr
+    with pytest.raises(ChainError) as caught:
+        build_chain(load_inputs([str(tmp_path / "leaf.pem")])[0], TrustStore.certifi(), now=at)
+    assert caught.value.missing_issuer == "/C=US/O=Let's Encrypt/CN=E1"
+    assert "--fetch to download it from http://e1.i.lencr.org/" in caught.value.message
+    # Today the same files are expired: the CLI says so, names the leaf, and exits 1.
+    run = run_tlskit("chain", "leaf.pem", "e1.pem", "--out", "today.pem", cwd=tmp_path)
+    assert_one_line_error(run, 1, "the leaf /CN=cryptography.io expired on 2024-02-20")

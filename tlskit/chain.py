@@ -500,11 +500,14 @@ def _verifier(trust: TrustStore, now: dt.datetime, host: str | None):
     builder = PolicyBuilder().store(store).time(now.replace(tzinfo=None))
     if host is not None:
         return builder.build_server_verifier(_host_name(host))
-    # The client verifier checks everything but the host name; its EKU rule (clientAuth) is swapped
-    # for the server's, since a fullchain is for a TLS server.
+    # The client verifier checks everything but the host name. Its EKU rule (clientAuth, on the leaf
+    # and on any CA that carries an EKU) is swapped for the server's, since a fullchain is for a TLS
+    # server: intermediates restricted to serverAuth are common.
     ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
         x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
-    builder = builder.extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
+    builder = builder.extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
     return builder.build_client_verifier()
 
 
@@ -512,7 +515,7 @@ def _require_server_auth(policy, cert, eku) -> None:
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-        raise ValueError("the leaf's extendedKeyUsage does not allow serverAuth")
+        raise ValueError(f"the extendedKeyUsage of {name_to_slash(cert.subject)} does not allow serverAuth")
 
 
 def _host_name(host: str):
@@ -534,6 +537,7 @@ def _verification_reason(exc: Exception) -> str:
     import re
 
     text = str(exc).removeprefix("validation failed: ")
+    text = text.replace("Python extension validator failed: ValueError: ", "")
     text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>", r"\1", text)
     for oid, name in _EXTENSION_NAMES.items():
         text = text.replace(f"{oid}:", f"{name}:")
