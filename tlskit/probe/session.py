@@ -1,0 +1,233 @@
+"""One probe: connect, (upgrade,) handshake with verification off, collect the facts, then verify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlskit.errors import InputError, NetworkError
+from tlskit.probe.ocsp import OcspStaple, decode_staple
+from tlskit.probe.starttls import STARTTLS_PORTS, upgrade
+from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none
+from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, load_trust, verify_chain
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+
+@dataclass
+class ProbeOptions:
+    """What to connect to and how. ``servername`` is both the SNI sent and the name verified."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    servername: str | None = None
+    ca_file: Path | None = None
+    alpn: list[str] = field(default_factory=list)
+    timeout: float = 10.0
+    starttls: str | None = None
+    now: dt.datetime | None = None  # verification time; tests and --at style checks
+
+    @property
+    def name_to_verify(self) -> str:
+        return self.servername or self.host
+
+    @property
+    def sni(self) -> str | None:
+        # RFC 6066: SNI carries host names only, never IP literals.
+        name = self.name_to_verify
+        return None if ip_or_none(name) is not None else name
+
+
+@dataclass
+class ProbeResult:
+    target: Target
+    address: str
+    servername: str | None
+    starttls: str | None
+    protocol: str
+    cipher: str
+    cipher_bits: int | None
+    alpn: str | None
+    chain: list[x509.Certificate]
+    chain_in_order: bool
+    chain_has_root: bool
+    ocsp: OcspStaple | None
+    verification: Verification
+
+    def chain_pem(self) -> bytes:
+        return b"".join(_pem(c) for c in self.chain)
+
+    def as_dict(self, with_pem: bool = False) -> dict[str, Any]:
+        """The JSON document of `tlskit probe --json`; these keys are a contract."""
+        from tlskit.inspect import describe_certificate
+
+        now = dt.datetime.now(dt.timezone.utc)
+        chain = []
+        for depth, cert in enumerate(self.chain):
+            info = {"depth": depth, **describe_certificate(cert, now)}
+            if with_pem:
+                info["pem"] = _pem(cert).decode()
+            chain.append(info)
+        return {
+            "host": self.target.host,
+            "port": self.target.port,
+            "address": self.address,
+            "servername": self.servername,
+            "starttls": self.starttls,
+            "protocol": self.protocol,
+            "cipher": self.cipher,
+            "cipher_bits": self.cipher_bits,
+            "alpn": self.alpn,
+            "chain": chain,
+            "chain_in_order": self.chain_in_order,
+            "chain_has_root": self.chain_has_root,
+            "ocsp": self.ocsp.as_dict() if self.ocsp else None,
+            "verified": self.verification.verified,
+            "verification": self.verification.as_dict(),
+        }
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
+
+
+def probe(options: ProbeOptions) -> ProbeResult:
+    """Connect, (upgrade,) handshake without verifying, then verify what was sent. Network faults raise NetworkError."""
+    if options.starttls is not None and options.starttls not in STARTTLS_PORTS:
+        raise InputError(f"unknown --starttls {options.starttls!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
+    if options.timeout <= 0:
+        raise InputError(f"--timeout {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
+    if options.sni is not None:
+        try:
+            options.sni.encode("idna")
+        except UnicodeError:
+            raise InputError(f"{options.name_to_verify!r} is not a valid host name",
+                             fix="pass a DNS name, e.g. --servername www.example.com") from None
+    trust_label, roots = load_trust(options.ca_file)
+    target = Target(options.host, options.port)
+    deadline = time.monotonic() + options.timeout
+    sock = _connect(target, options.timeout)
+    try:
+        address = sock.getpeername()[0]
+        if options.starttls:
+            upgrade(sock, options.starttls, deadline, target)
+        handshake = _handshake(sock, options, deadline, target)
+    finally:
+        sock.close()
+    chain = handshake.chain
+    if not chain:
+        raise NetworkError(f"{target} sent no certificate", "anonymous cipher or PSK-only server",
+                           "check the server's certificate configuration")
+    staple = decode_staple(handshake.staple, chain)
+    verification = verify_chain(chain, options.name_to_verify, roots, trust_label, options.now, staple)
+    return ProbeResult(
+        target=target, address=address, servername=options.sni, starttls=options.starttls,
+        protocol=handshake.protocol, cipher=handshake.cipher, cipher_bits=handshake.cipher_bits,
+        alpn=handshake.alpn, chain=chain, chain_in_order=chain_in_order(chain), chain_has_root=chain_has_root(chain),
+        ocsp=staple, verification=verification,
+    )
+
+
+def _connect(target: Target, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((target.host, target.port), timeout=timeout)
+    except socket.gaierror as exc:
+        raise NetworkError(f"cannot resolve {target.host}", exc.strerror, "check the host name") from None
+    except (TimeoutError, socket.timeout):
+        raise NetworkError(f"cannot connect to {target}", f"timed out after {timeout:g}s",
+                           "check the host, port and firewall, or raise --timeout") from None
+    except OSError as exc:
+        raise NetworkError(f"cannot connect to {target}", exc.strerror or str(exc),
+                           "check that the server is running on that port") from None
+
+
+@dataclass
+class _Handshake:
+    protocol: str
+    cipher: str
+    cipher_bits: int | None
+    alpn: str | None
+    chain: list[x509.Certificate]
+    staple: bytes
+
+
+def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, target: Target) -> _Handshake:
+    """A TLS handshake through pyOpenSSL with verification off: we verify afterwards, ourselves."""
+    import select
+
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+    staples: list[bytes] = []
+
+    def keep_staple(connection, data: bytes, _user) -> bool:
+        staples.append(bytes(data or b""))
+        return True  # judge the staple afterwards, never abort the handshake over it
+
+    context.set_ocsp_client_callback(keep_staple)
+    if options.alpn:
+        try:
+            context.set_alpn_protos([p.encode("ascii") for p in options.alpn])
+        except (UnicodeEncodeError, ValueError, SSL.Error) as exc:
+            raise InputError(f"bad --alpn {','.join(options.alpn)!r}", str(exc), "e.g. --alpn h2,http/1.1") from None
+    connection = SSL.Connection(context, sock)
+    if options.sni:
+        connection.set_tlsext_host_name(options.sni.encode("idna"))
+    connection.request_ocsp()
+    connection.set_connect_state()
+    sock.setblocking(False)
+    while True:
+        try:
+            connection.do_handshake()
+            break
+        except SSL.WantReadError:
+            wait = ([sock], [], [])
+        except SSL.WantWriteError:
+            wait = ([], [sock], [])
+        except SSL.SysCallError as exc:
+            reason = "the server closed the connection" if exc.args and exc.args[0] in (-1, 0) else str(exc.args[-1])
+            raise NetworkError(f"TLS handshake with {target} failed", reason,
+                               "is it a TLS port? for a plain-text port that upgrades, use --starttls") from None
+        except SSL.Error as exc:
+            reason = _ssl_error_text(exc)
+            if "wrong version number" in reason and not options.starttls:
+                # OpenSSL's words for a reply that is not TLS at all: a plain-text (STARTTLS) port.
+                raise NetworkError(f"TLS handshake with {target} failed", "the server answered in plain text",
+                                   "for a port that upgrades, use --starttls smtp|imap|pop3|ftp|postgres") from None
+            raise NetworkError(f"TLS handshake with {target} failed", reason,
+                               "check the port, --servername and the server's TLS settings") from None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not any(select.select(*wait, remaining)):
+            raise NetworkError(f"TLS handshake with {target} timed out", f"no answer within {options.timeout:g}s",
+                               "is it a TLS port? for a plain-text port that upgrades, use --starttls")
+    chain = connection.get_peer_cert_chain(as_cryptography=True) or []
+    alpn = connection.get_alpn_proto_negotiated()
+    result = _Handshake(
+        protocol=connection.get_protocol_version_name(),
+        cipher=connection.get_cipher_name() or "",
+        cipher_bits=connection.get_cipher_bits(),
+        alpn=alpn.decode("ascii", "replace") if alpn else None,
+        chain=list(chain),
+        staple=staples[0] if staples else b"",
+    )
+    try:
+        connection.shutdown()
+    except SSL.Error:
+        pass  # a polite close_notify is best effort; the facts are already collected
+    return result
+
+
+def _ssl_error_text(exc: Exception) -> str:
+    parts = []
+    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return "; ".join(parts) or str(exc) or type(exc).__name__
