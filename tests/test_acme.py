@@ -260,6 +260,20 @@ def test_ca_refusal_carries_its_problem_document(pebble, tmp_path):
     assert not (tmp_path / "contact.example.com").exists() and not (tmp_path / "accounts").exists()
 
 
+def test_an_account_the_ca_forgot_is_registered_again(pebble, root, tmp_path):
+    first = issue(pebble, tmp_path, "forgot1.example.com")
+    assert first.returncode == 0, first.stderr
+    # A key the CA has never seen stands in for a CA that lost its accounts (Pebble after a restart).
+    (account_dir,) = (tmp_path / "accounts").iterdir()
+    fresh = openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256").stdout
+    (account_dir / "account-key.pem").write_bytes(fresh)
+    again = issue(pebble, tmp_path, "forgot2.example.com")
+    assert again.returncode == 0, again.stderr
+    assert again.json["account"] != first.json["account"]
+    assert json.loads((account_dir / "account.json").read_text())["uri"] == again.json["account"]
+    check_lineage(root, tmp_path / "forgot2.example.com", ["forgot2.example.com"])
+
+
 def test_terms_not_agreed_or_directory_not_trusted_write_nothing(pebble, tmp_path):
     http = ["--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
     no_tos = acme(pebble, "issue", "tos.example.com", "--out-dir", str(tmp_path / "a"), *http)
@@ -301,6 +315,13 @@ def test_bad_input_is_one_line(tmp_path):
     assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--directory", "nowhere"), 2,
                           "unknown ACME directory")
     assert_one_line_error(run_tlskit("acme", "revoke", str(tmp_path / "missing.pem")), 2, "does not exist")
+    dead = ["--directory", f"https://127.0.0.1:{free_port()}/dir", "--out-dir", str(tmp_path / "out")]
+    assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--key-type", "ed25519", *dead), 2, "Ed25519")
+    made = run_tlskit("csr", "--cn", "c.example.com", "--out", "c.csr", "--key-out", "c.key", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert_one_line_error(run_tlskit("acme", "issue", "other.example.com", "--csr", str(tmp_path / "c.csr"), *dead), 2,
+                          "differ from the CSR")
+    assert not (tmp_path / "out").exists()
 
 
 # --- reliability ---------------------------------------------------------------------------------
