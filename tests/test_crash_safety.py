@@ -32,6 +32,7 @@ CSR_ARGS = ["csr", "--key-type", "ec:p256", "--cn", "new.example.com", "--san", 
 
 # Runs tlskit's CLI in this interpreter and SIGKILLs itself at the CRASH_AT-th file-system event
 # under CRASH_DIR, before that step happens. CRASH_AT=0 never kills and lists the events on stderr.
+# Removing stale temp files is not a step: how many there are depends on the previous kill.
 KILLER = r"""
 import os, signal, sys
 target = os.path.realpath(os.environ["CRASH_DIR"])
@@ -39,7 +40,7 @@ crash_at = int(os.environ["CRASH_AT"])
 seen = 0
 def hook(event, args):
     global seen
-    if event not in ("open", "os.rename", "os.chmod", "os.remove") or not args:
+    if event not in ("open", "os.rename", "os.chmod") or not args:
         return
     path = args[0]
     if isinstance(path, bytes):
@@ -107,10 +108,13 @@ def _check_leftovers_are_private(directory: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
-def _run_killer(directory: Path, crash_at: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", KILLER, *CSR_ARGS], cwd=directory, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL,
-                          env=_env(CRASH_DIR=str(directory), CRASH_AT=str(crash_at)))
+def _run_killer(directory: Path, crash_at: int, args: list[str] | None = None,
+                watch: Path | None = None) -> subprocess.CompletedProcess:
+    """Run tlskit ``args`` (default: the csr command) in ``directory``, SIGKILLed at step ``crash_at``
+    of the file-system events under ``watch`` (default: ``directory``)."""
+    return subprocess.run([sys.executable, "-c", KILLER, *(args or CSR_ARGS)], cwd=directory, capture_output=True,
+                          text=True, timeout=180, stdin=subprocess.DEVNULL,
+                          env=_env(CRASH_DIR=str(watch or directory), CRASH_AT=str(crash_at)))
 
 
 def test_kill_at_every_write_step_leaves_old_or_new_files(tmp_path):
@@ -314,3 +318,73 @@ def test_server_killed_mid_request_loses_no_acknowledged_row(tmp_path):
 def stop_quietly(served) -> None:
     if served.proc.poll() is None:
         served.stop()
+
+
+# --- ACME: the same kill at every write step of `tlskit acme issue --force` ---------------------------
+
+LINEAGE_FILES = ("privkey.pem", "cert.pem", "chain.pem", "fullchain.pem", "renewal.json")
+
+
+def test_acme_issue_killed_at_every_write_step_leaves_old_or_new_files(tmp_path):
+    """Pebble issues a new certificate on each run; the run dies at write step 1, 2, 3 ... in turn."""
+    import json as _json
+
+    from peers_pebble import pebble_fixture
+
+    class _Factory:  # pebble_fixture wants a tmp_path_factory; one directory is enough here
+        @staticmethod
+        def mktemp(name):
+            path = tmp_path / name
+            path.mkdir()
+            return path
+
+    pebble = pebble_fixture(_Factory)
+    try:
+        out = tmp_path / "out"
+        lineage = out / "kill.example.com"
+        args = ["acme", "issue", "kill.example.com", "--force", "--agree-tos", "--email", "t@example.com",
+                "--out-dir", str(out), "--directory", pebble.directory, "--directory-ca-file", str(pebble.ca_file),
+                "--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
+        first = run_tlskit(*args, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        probe = _run_killer(tmp_path, 0, args, lineage)
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        steps = [line for line in probe.stderr.splitlines() if line.startswith("step ")]
+        assert sum("os.rename" in s for s in steps) == len(LINEAGE_FILES), steps
+
+        renamed_cert_first = 0
+        for crash_at in range(1, len(steps) + 1):
+            old = {name: (lineage / name).read_bytes() for name in LINEAGE_FILES}
+            run = _run_killer(tmp_path, crash_at, args, lineage)
+            assert run.returncode == -signal.SIGKILL, (crash_at, steps[crash_at - 1], run.stderr[-2000:])
+            new = set()
+            for name in LINEAGE_FILES:
+                data = (lineage / name).read_bytes()
+                if data == old[name]:
+                    continue
+                new.add(name)
+                if name == "privkey.pem":
+                    openssl("pkey", "-in", str(lineage / name), "-noout")
+                elif name == "renewal.json":
+                    _json.loads(data)
+                else:
+                    openssl("x509", "-in", str(lineage / name), "-noout")
+            assert stat.S_IMODE((lineage / "privkey.pem").stat().st_mode) == 0o600
+            for leftover in lineage.glob(".privkey.pem.*"):
+                assert stat.S_IMODE(leftover.stat().st_mode) == 0o600
+            # The key is renamed first: a new certificate never sits next to the key it does not belong to.
+            if "cert.pem" in new:
+                assert "privkey.pem" in new
+                from_key = openssl("pkey", "-in", str(lineage / "privkey.pem"), "-pubout").stdout
+                from_cert = openssl("x509", "-in", str(lineage / "cert.pem"), "-noout", "-pubkey").stdout
+                assert from_key == from_cert
+                renamed_cert_first += 1
+        assert renamed_cert_first >= 1, steps
+        # The next run heals whatever mix the kills left, and leaves no temp file.
+        again = run_tlskit(*args, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in lineage.iterdir() if p.name.startswith(".")) == []
+        openssl("verify", "-CAfile", str(pebble.root_file()), "-untrusted", str(lineage / "chain.pem"),
+                str(lineage / "cert.pem"))
+    finally:
+        pebble.stop()
