@@ -122,6 +122,22 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _DualStackHTTPServer(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        # Accept IPv4 as well (mapped addresses), like a web server listening on [::]:80.
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _http_server(address: str, port: int, handler: type) -> http.server.ThreadingHTTPServer:
+    """Listen on ``address``, or on every IPv4 and IPv6 address when it is empty."""
+    if not address and socket.has_dualstack_ipv6():
+        return _DualStackHTTPServer(("::", port), handler)
+    return http.server.ThreadingHTTPServer((address, port), handler)
+
+
 @dataclass
 class HttpStandalone:
     """A small HTTP server on ``port`` (80 by default) that answers http-01 while the order runs."""
@@ -138,7 +154,7 @@ class HttpStandalone:
             return
         handler = type("Handler", (_TokenHandler,), {"tokens": self._tokens})
         try:
-            self._server = http.server.ThreadingHTTPServer((self.address, self.port), handler)
+            self._server = _http_server(self.address, self.port, handler)
         except OSError as exc:
             raise _bind_error("http-01", self.address, self.port, exc, "--http-port") from None
         self._server.daemon_threads = True
@@ -280,7 +296,11 @@ class TlsAlpnStandalone:
         default = _server_context()
         default.sni_callback = self._pick_context
         try:
-            sock = socket.create_server((self.address, self.port), reuse_port=False)
+            if not self.address and socket.has_dualstack_ipv6():
+                # All interfaces means IPv6 too: CAs prefer a name's AAAA record when it has one.
+                sock = socket.create_server(("::", self.port), family=socket.AF_INET6, dualstack_ipv6=True)
+            else:
+                sock = socket.create_server((self.address, self.port))
         except OSError as exc:
             raise _bind_error("tls-alpn-01", self.address, self.port, exc, "--tls-alpn-port") from None
         sock.settimeout(0.05)
