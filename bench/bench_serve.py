@@ -90,7 +90,8 @@ def wrk(port: int, header: str, close: bool = False, seconds: int = DURATION) ->
 
 def wrk_command_text(header_name: str, close: bool = False) -> str:
     extra = ' -H "Connection: close"' if close else ""
-    return (f'taskset -c {CLIENT_CPU} wrk -t1 -c{CONNECTIONS} -d{DURATION}s -H "Authorization: Basic <{header_name}>"'
+    credential = {"apr": "Basic <apr1 user>", "bc": "Basic <bcrypt user>", "bearer": "Bearer <token>"}[header_name]
+    return (f'taskset -c {CLIENT_CPU} wrk -t1 -c{CONNECTIONS} -d{DURATION}s -H "Authorization: {credential}"'
             f"{extra} https://127.0.0.1:PORT{PATH}")
 
 
@@ -227,7 +228,7 @@ def run() -> list[Result]:
         results.append(Result(
             work=f"serve: {label}", tlskit=round(ours, 1), peer=round(peer, 1), unit=unit, better="higher",
             peer_name="nginx 1 worker auth_basic",
-            tlskit_command=f"{tlskit_cmd} {' '.join(extra)}; {wrk_command_text(theirs, close)}".replace("  ", " "),
+            tlskit_command=f"{' '.join([tlskit_cmd, *extra])}; {wrk_command_text(theirs, close)}",
             peer_command=f"{nginx_cmd}; {wrk_command_text(peer_header, close)}", target=target))
     return results
 
