@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import ROOT, openssl, require_binary, run_tlskit
 
 KEY, CSR = "r.key", "r.csr"
@@ -222,7 +220,6 @@ def test_server_killed_mid_request_loses_no_acknowledged_row(tmp_path):
     from peers_rawhttp import request, tls_context
     from peers_serve import start_serve
 
-    require_binary("curl")
     rng = random.Random(int(os.environ.get("CRASH_SEED", "0")) or None)
     state = tmp_path / "state"
     acknowledged: dict[str, dict] = {}      # name -> {"id", "stock": last acked, "maybe": in-flight stock}

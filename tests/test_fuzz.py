@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_one_line_error, openssl, require_binary, run_tlskit
+from conftest import assert_one_line_error, openssl, run_tlskit
 from peers_rawhttp import request as raw_request
 from peers_rawhttp import tls_context
 from tlskit.errors import InputError, TlskitError
@@ -331,7 +331,6 @@ PASSWORD = "correct horse battery staple"
 def api(tmp_path_factory):
     from peers_serve import start_serve
 
-    require_binary("curl")
     work = tmp_path_factory.mktemp("api")
     served = start_serve(work)
     try:

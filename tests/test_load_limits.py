@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import require_binary
 from peers_rawhttp import RawReply, request, tls_context
 from peers_serve import start_serve
 
@@ -49,7 +48,6 @@ def _check_refusals(replies: list[RawReply]) -> None:
 
 @pytest.fixture
 def server(tmp_path):
-    require_binary("curl")
     served = start_serve(tmp_path)
     try:
         yield served
@@ -108,7 +106,6 @@ def test_hundred_basic_auth_clients_share_one_password_check_and_one_budget(serv
 def test_hundred_clients_against_a_concurrency_limit(tmp_path):
     """7 requests in flight allowed: the upstream holds every answer until released, so while 7 wait
     there, the other 93 must be refused, whatever the timing."""
-    require_binary("curl")
     from peers_upstream import UpstreamApp
 
     with UpstreamApp.start() as upstream:
