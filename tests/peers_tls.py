@@ -40,6 +40,11 @@ class Pki:
     expired: Path         # localhost, issued by the intermediate, expired 10 days ago
     expired_key: Path
     expired_chain: Path
+    future: Path          # localhost, valid from 10 days on (key: expired_key)
+    under_leaf: Path      # localhost, signed by the other.example leaf (not a CA; key: expired_key)
+    under_leaf_chain: Path  # other.example + intermediate, sent after under_leaf
+    wildcard: Path        # *.example.test, issued by the intermediate
+    wildcard_key: Path
     wrong_name: Path      # other.example only, issued by the intermediate
     wrong_name_key: Path
     wrong_name_chain: Path
@@ -95,25 +100,37 @@ def build_pki(directory: Path) -> Pki:
     self_key = generate_key(KeySpec.parse("ec:p256"))
     selfcert = self_signed(self_key, {"CN": "localhost"}, localhost, days=30).certificate
 
-    # Expired: tlskit will not issue in the past, so build it like any CA would have 40 days ago.
-    old_key = generate_key(KeySpec.parse("ec:p256"))
+    # Expired and not-yet-valid: tlskit will not issue outside "now", so build them like any CA would.
     now = dt.datetime.now(dt.timezone.utc)
-    expired = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(inter.certificate.subject)
-        .public_key(old_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=40))
-        .not_valid_after(now - dt.timedelta(days=10))
-        .add_extension(x509.SubjectAlternativeName(localhost), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(old_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(inter.certificate.public_key()),
-                       critical=False)
-        .sign(inter.key, hashes.SHA256())
-    )
+
+    def by_hand(subject_cn, public_key, issuer_cert, signing_key, start, end, names):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+            .issuer_name(issuer_cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + start)
+            .not_valid_after(now + end)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key()),
+                           critical=False)
+            .sign(signing_key, hashes.SHA256())
+        )
+
+    old_key = generate_key(KeySpec.parse("ec:p256"))
+    expired = by_hand("localhost", old_key.public_key(), inter.certificate, inter.key,
+                      -dt.timedelta(days=40), -dt.timedelta(days=10), localhost)
+    future = by_hand("localhost", old_key.public_key(), inter.certificate, inter.key,
+                     dt.timedelta(days=10), dt.timedelta(days=40), localhost)
+    # A "CA" that is not one: other.example (CA:FALSE) signing a localhost certificate.
+    under_leaf = by_hand("localhost", old_key.public_key(), other, other_key,
+                         -dt.timedelta(hours=1), dt.timedelta(days=10), localhost)
+    wildcard_key = generate_key(KeySpec.parse("ec:p256"))
+    wildcard = inter.issue({"CN": "*.example.test"}, [x509.DNSName("*.example.test")], wildcard_key, days=30).certificate
 
     staple = (
         ocsp.OCSPResponseBuilder()
@@ -149,6 +166,11 @@ def build_pki(directory: Path) -> Pki:
         expired=write("expired.pem", _pem(expired)),
         expired_key=write("expired.key", private_key_pem(old_key)),
         expired_chain=write("expired-chain.pem", _pem(expired) + inter_pem),
+        future=write("future.pem", _pem(future)),
+        under_leaf_chain=write("under-leaf-chain.pem", _pem(other) + inter_pem),
+        under_leaf=write("under-leaf.pem", _pem(under_leaf)),
+        wildcard=write("wildcard.pem", _pem(wildcard)),
+        wildcard_key=write("wildcard.key", private_key_pem(wildcard_key)),
         wrong_name=write("wrong.pem", _pem(other)),
         wrong_name_key=write("wrong.key", private_key_pem(other_key)),
         wrong_name_chain=write("wrong-chain.pem", _pem(other) + inter_pem),
@@ -240,6 +262,13 @@ def s_client_verify_code(target: str, servername: str, ca_file: Path) -> int:
     match = re.search(rb"Verify return code: (\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     return int(match.group(1))
+
+
+def openssl_verify_first_code(leaf: Path, untrusted: Path, ca_file: Path) -> int:
+    """The first error `openssl verify` reports (s_client reports the last one when there are several)."""
+    result = openssl("verify", "-CAfile", str(ca_file), "-untrusted", str(untrusted), str(leaf), check=False)
+    match = re.search(rb"error (\d+) at", result.stdout + result.stderr)
+    return int(match.group(1)) if match else 0
 
 
 # ----------------------------------------------------------------------------------- STARTTLS responder

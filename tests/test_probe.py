@@ -13,8 +13,8 @@ import certifi
 import pytest
 
 from conftest import ROOT, assert_one_line_error, openssl, run_tlskit
-from peers_tls import (build_pki, ipv6_available, s_client_verify_code, s_server, silent_listener,
-                       starttls_responder)
+from peers_tls import (build_pki, ipv6_available, openssl_verify_first_code, s_client_verify_code, s_server,
+                       silent_listener, starttls_responder)
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +107,35 @@ def test_expired_is_10(pki):
     assert (verification["code"], verification["reason"]) == (10, "certificate has expired")
     assert verification["problems"][0]["depth"] == 0
     assert run.json["chain"][0]["expired"] is True and run.json["chain"][0]["days_left"] < 0
+
+
+def test_not_yet_valid_is_9(pki):
+    with s_server(pki.future, pki.expired_key, pki.intermediate) as server:
+        run = probe(server.target, "--servername", "localhost", "--ca-file", str(pki.root), "--json")
+        assert s_client_verify_code(server.target, "localhost", pki.root) == 9
+    assert run.returncode == 1
+    assert (run.json["verification"]["code"], run.json["verification"]["reason"]) == (9, "certificate is not yet valid")
+
+
+def test_issuer_that_is_not_a_ca_is_79_then_32(pki):
+    """OpenSSL 3 finds two faults here; `openssl verify` reports the first (79), s_client the last (32)."""
+    with s_server(pki.under_leaf, pki.expired_key, pki.under_leaf_chain) as server:
+        run = probe(server.target, "--servername", "localhost", "--ca-file", str(pki.root), "--json")
+        assert s_client_verify_code(server.target, "localhost", pki.root) == 32
+    assert openssl_verify_first_code(pki.under_leaf, pki.under_leaf_chain, pki.root) == 79
+    assert run.returncode == 1, run.stdout
+    verification = run.json["verification"]
+    assert (verification["code"], verification["reason"]) == (79, "invalid CA certificate")
+    assert [(p["code"], p["depth"]) for p in verification["problems"]] == [(79, 1), (32, 1)]
+
+
+@pytest.mark.parametrize("name, code", [("www.example.test", 0), ("a.b.example.test", 62), ("example.test", 62)])
+def test_wildcard_covers_one_label(pki, name, code):
+    with s_server(pki.wildcard, pki.wildcard_key, pki.intermediate) as server:
+        run = probe(server.target, "--servername", name, "--ca-file", str(pki.root), "--json")
+        assert s_client_verify_code(server.target, name, pki.root) == code
+    assert run.json["verification"]["code"] == code
+    assert run.returncode == (0 if code == 0 else 1)
 
 
 def test_wrong_name_is_62(pki):

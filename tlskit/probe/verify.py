@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from tlskit.probe.ocsp import OcspStaple
 
-# OpenSSL's X509_V_ERR_* numbers and the words `openssl verify` prints for them (x509_txt.c).
+# OpenSSL 3's X509_V_ERR_* numbers and the words X509_verify_cert_error_string() gives for them.
 VERIFY_REASONS = {
     0: "ok",
     1: "unspecified certificate verification error",
@@ -34,12 +34,13 @@ VERIFY_REASONS = {
     21: "unable to verify the first certificate",
     22: "certificate chain too long",
     23: "certificate revoked",
-    24: "invalid CA certificate",
     25: "path length constraint exceeded",
-    26: "unsupported certificate purpose",
+    26: "unsuitable certificate purpose",
+    32: "key usage does not include certificate signing",
     47: "permitted subtree violation",
     62: "hostname mismatch",
     64: "IP address mismatch",
+    79: "invalid CA certificate",  # 24 before OpenSSL 3.0, which gave 24 to "no issuer public key"
 }
 
 # What the server operator (or the user) can do about each failure.
@@ -234,6 +235,14 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
         current = issuer
     else:
         problems.append(Problem(22, VERIFY_REASONS[22], len(path) - 1, "more than 10 certificates"))
+    # OpenSSL's check_chain_extensions: every issuer on the path must be a CA allowed to sign certificates.
+    for depth, cert in enumerate(path[1:], start=1):
+        if not _is_ca(cert):
+            problems.append(Problem(79, VERIFY_REASONS[79], depth,
+                                    f"{name_to_slash(cert.subject)} signs certificates but is not a CA (CA:FALSE)"))
+        if not _may_sign_certificates(cert):
+            problems.append(Problem(32, VERIFY_REASONS[32], depth,
+                                    f"{name_to_slash(cert.subject)} has a keyUsage without keyCertSign"))
     for depth, cert in enumerate(path):
         if cert.not_valid_after_utc < now:
             problems.append(Problem(10, VERIFY_REASONS[10], depth,
@@ -242,6 +251,24 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
             problems.append(Problem(9, VERIFY_REASONS[9], depth,
                                     f"{name_to_slash(cert.subject)} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
     return problems, [name_to_slash(c.subject) for c in path]
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _may_sign_certificates(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
+    except x509.ExtensionNotFound:
+        return True  # no keyUsage: every use is allowed
 
 
 def _fp(cert: x509.Certificate) -> bytes:
@@ -276,7 +303,9 @@ def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], r
 def _code_from_message(message: str) -> int:
     text = message.lower()
     if "basicconstraints" in text or "not a ca" in text or "ca certificate" in text:
-        return 24
+        return 79
+    if "keyusage" in text or "key usage" in text and "extended" not in text:
+        return 32
     if "extendedkeyusage" in text or "extended key usage" in text or "eku" in text:
         return 26
     if "signature" in text:
