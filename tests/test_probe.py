@@ -431,3 +431,19 @@ def test_parse_target_forms():
     assert parse_target("https://example.com:4443") == Target("example.com", 4443)
     assert parse_target("mail.example.com", 587) == Target("mail.example.com", 587)
     assert str(Target("::1", 443)) == "[::1]:443"
+
+
+def test_verify_words_are_openssls_own():
+    """Every number tlskit prints carries the exact words of the installed libcrypto's error table."""
+    import ctypes
+    import ctypes.util
+
+    from tlskit.probe import VERIFY_REASONS
+
+    name = ctypes.util.find_library("crypto")
+    if not name:
+        pytest.skip("libcrypto not found")
+    error_string = ctypes.CDLL(name).X509_verify_cert_error_string
+    error_string.restype, error_string.argtypes = ctypes.c_char_p, [ctypes.c_long]
+    for code, words in VERIFY_REASONS.items():
+        assert error_string(code).decode() == words, code
