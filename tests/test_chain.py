@@ -492,3 +492,28 @@ def test_real_public_chain_verifies_against_certifi(tmp_path):
     # Today the same files are expired: the CLI says so, names the leaf, and exits 1.
     run = run_tlskit("chain", "leaf.pem", "e1.pem", "--out", "today.pem", cwd=tmp_path)
     assert_one_line_error(run, 1, "the leaf /CN=cryptography.io expired on 2024-02-20")
+
+
+def test_a_sub_ca_chain_without_a_domain_certificate(tmp_path, pki):
+    # What an intermediate CA serves as its own chain file: it starts at a CA, and verifies with CA rules.
+    run = run_tlskit("chain", str(pki.intermediates[1]), str(pki.intermediates[0]), "--ca-file", str(pki.root),
+                     "--out", "ca-chain.pem", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [c["subject"] for c in run.json["chain"]] == [pki.names["int2"], pki.names["int1"]]
+    assert "leaf_is_ca" in [f["code"] for f in run.json["findings"]]
+    assert openssl_verify(pki.root, tmp_path / "ca-chain.pem").returncode == 0
+
+
+@pytest.mark.parametrize("host", ["bad host!", "", "a..b", "-x.example"])
+def test_malformed_host_is_bad_input(tmp_path, tlskit_ca, host):
+    run = run_tlskit("chain", *map(str, tlskit_ca.all_certs), "--ca-file", str(tlskit_ca.root), "--host", host,
+                     "--out", "full.pem", cwd=tmp_path)
+    assert_one_line_error(run, 2, "--host")
+    assert not (tmp_path / "full.pem").exists()
+
+
+def test_host_is_matched_like_a_client_would(tmp_path, tlskit_ca):
+    for host in ("WWW.Example.TEST.", "example.test"):
+        run = run_tlskit("chain", *map(str, tlskit_ca.all_certs), "--ca-file", str(tlskit_ca.root), "--host", host,
+                         cwd=tmp_path)
+        assert run.returncode == 0, (host, run.stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -266,11 +267,17 @@ def build_chain(
     leaf can be told apart.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    if host is not None:
+        _host_name(host)  # a malformed --host is bad input (exit 2), found before any work
     unique, duplicates = _deduplicate(inputs)
     leaf = _find_leaf(unique, key)
     report = ChainReport([Link(leaf.certificate, "leaf", leaf.source)], include_root, trust.name if trust else "none",
                          host)
     report.dropped += [(item, "duplicate") for item in duplicates]
+    if _is_ca(leaf.certificate):
+        report.findings.append(Finding("info", "leaf_is_ca", f"no domain certificate in the inputs; the chain starts "
+                                       f"at the CA {name_to_slash(leaf.certificate.subject)}",
+                                       name_to_slash(leaf.certificate.subject)))
 
     used = _walk_up(report, unique, trust, fetch, fetcher or fetch_issuer_certificates)
     for item in unique:
@@ -468,7 +475,7 @@ def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
                          fix="pass --ca-file with that root if it is your private CA (e.g. its ca.pem)", report=report)
     intermediates = [link.certificate for link in report.links[1:] if link.role == "intermediate"]
     try:
-        _verifier(trust, now, None).verify(report.leaf, intermediates)
+        _verifier(trust, now, None, _is_ca(report.leaf)).verify(report.leaf, intermediates)
     except VerificationError as exc:
         reason, fix = _verification_reason(exc), f"check the certificates against {trust.name}"
         weak = [f.subject for f in report.findings if f.code == "weak_signature"]
@@ -489,8 +496,11 @@ def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
     report.verified = True
 
 
-def _verifier(trust: TrustStore, now: dt.datetime, host: str | None):
-    """A server verifier for ``host``; without a host, the same WebPKI rules minus the name match."""
+def _verifier(trust: TrustStore, now: dt.datetime, host: str | None, leaf_is_ca: bool = False):
+    """A server verifier for ``host``; without a host, the same WebPKI rules minus the name match.
+
+    A chain that starts at a CA (a sub-CA's chain file) is checked with the CA rules at the bottom too.
+    """
     from cryptography import x509
     from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 
@@ -503,8 +513,8 @@ def _verifier(trust: TrustStore, now: dt.datetime, host: str | None):
     # The client verifier checks everything but the host name. Its EKU rule (clientAuth, on the leaf
     # and on any CA that carries an EKU) is swapped for the server's, since a fullchain is for a TLS
     # server: intermediates restricted to serverAuth are common.
-    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
+    bottom = ExtensionPolicy.webpki_defaults_ca() if leaf_is_ca else ExtensionPolicy.webpki_defaults_ee()
+    ee_policy = bottom.may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
     ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
         x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
     builder = builder.extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
@@ -518,6 +528,10 @@ def _require_server_auth(policy, cert, eku) -> None:
         raise ValueError(f"the extendedKeyUsage of {name_to_slash(cert.subject)} does not allow serverAuth")
 
 
+# A host name as a client would connect to it: LDH labels, dots between them (RFC 1123).
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+
+
 def _host_name(host: str):
     import ipaddress
 
@@ -528,14 +542,15 @@ def _host_name(host: str):
     except ValueError:
         pass
     try:
-        return x509.DNSName(host)
-    except ValueError:
-        raise InputError(f"--host {host!r} is not a host name or IP address", fix="give e.g. www.example.com") from None
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    if not _HOST_NAME.match(ascii_host):
+        raise InputError(f"--host {host!r} is not a host name or IP address", fix="give e.g. www.example.com")
+    return x509.DNSName(ascii_host.rstrip(".").lower())
 
 
 def _verification_reason(exc: Exception) -> str:
-    import re
-
     text = str(exc).removeprefix("validation failed: ")
     text = text.replace("Python extension validator failed: ValueError: ", "")
     text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>", r"\1", text)
