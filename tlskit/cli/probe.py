@@ -27,6 +27,9 @@ def probe(
 ) -> None:
     """Connect to a TLS server, show its certificates and handshake, and verify them.
 
+    TARGET is HOST, HOST:PORT, [IPv6]:PORT or https://HOST[:PORT]; the port is 443 by default
+    (25/143/110/21/5432 with --starttls). Verification uses certifi's roots unless --ca-file is given.
+
     Exit 0 verified, 1 connected but verification failed, 2 bad arguments, 3 could not connect.
     Never reads stdin.
 

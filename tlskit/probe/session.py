@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,7 +209,11 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
         if remaining <= 0 or not any(select.select(*wait, remaining)):
             raise NetworkError(f"TLS handshake with {target} timed out", f"no answer within {options.timeout:g}s",
                                "is it a TLS port? for a plain-text port that upgrades, use --starttls")
-    chain = connection.get_peer_cert_chain(as_cryptography=True) or []
+    with warnings.catch_warnings():
+        # Servers do send certificates cryptography frowns on (a negative serial...): a probe reports
+        # on them instead of printing library warnings.
+        warnings.simplefilter("ignore")
+        chain = connection.get_peer_cert_chain(as_cryptography=True) or []
     alpn = connection.get_alpn_proto_negotiated()
     result = _Handshake(
         protocol=connection.get_protocol_version_name(),
