@@ -200,6 +200,11 @@ def test_crud_round_trip_and_client_errors(server):
     assert server.curl("/api/products", *auth, method="POST", data='{"name": {"a": 1}, "price": 1}').status == 400
     assert server.curl("/api/products", *auth, method="POST", data='{"name": "neg", "price": -1}').status == 409
     assert server.curl("/api/products", *auth, method="POST", data='\xff\xfe').status == 400
+    assert server.curl("/api/products", *auth, method="POST", data='{"name": "inf", "price": 1e400}').status == 400
+    assert server.curl("/api/products", *auth, method="POST", data='{"name": "\\ud800", "price": 1}').status == 400
+    assert server.curl("/api/products", *auth, method="POST", data='{"name": "big", "price": 1e2, "stock": 99999999999999999999999}').status == 400
+    assert server.curl("/api/products?offset=99999999999999999999999", *auth).status == 400
+    assert server.curl("/api/products", *auth, method="POST", data="").status == 400
     assert server.curl("/api/products?limit=x", *auth).status == 400
     assert server.curl("/api/products?colour=red", *auth).status == 400
     deleted = server.curl(f"/api/products/{row['id']}", *auth, method="DELETE")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -139,7 +140,8 @@ class Dataset:
                 status, document, headers = 503, {"error": "busy", "detail": "the dataset is locked; retry"}, [(b"retry-after", b"1")]
             else:
                 status, document, headers = 400, {"error": "bad request", "detail": str(exc)}, []
-        except (sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError) as exc:
+        except (sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
+                UnicodeError) as exc:
             status, document, headers = 400, {"error": "bad request", "detail": str(exc)}, []
         body = b"" if document is None else json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
         await send({"type": "http.response.start", "status": status,
@@ -215,6 +217,14 @@ class Dataset:
         for name, value in document.items():
             if isinstance(value, (dict, list)):
                 raise _error(400, "bad request", f"column {name} takes a string, number, boolean or null")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _error(400, "bad request", f"column {name}: {value} is not a finite number")
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    # A lone surrogate ("\ud800") is valid JSON but not text SQLite can store.
+                    raise _error(400, "bad request", f"column {name}: not valid Unicode text") from None
         return document
 
     # the four operations
