@@ -94,3 +94,20 @@ def test_serve_acme_errors_are_one_line(pebble, tmp_path):
                      "--redirect-port", str(free_port()))
     assert run.returncode == 3 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_serve_acme_port_taken_names_the_serve_flag(pebble, tmp_path):
+    """Something else holds the http-01 port: one line naming --redirect-port, exit 2, nothing listens."""
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", pebble.http_port))
+        blocker.listen(1)
+        run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()),
+                         *acme_options(pebble), "--host", "127.0.0.1")
+    assert run.returncode == 2, run.stderr
+    error = run.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: cannot listen on 127.0.0.1:") and "--redirect-port" in error
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "acme" / NAME / "fullchain.pem").exists()

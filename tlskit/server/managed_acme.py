@@ -65,6 +65,17 @@ class ManagedCertificate:
 
     def ensure(self, say=None) -> tuple[Path, Path]:
         """Return ``(fullchain, privkey)``, ordering or renewing first when needed. Raises TlskitError."""
+        from tlskit.errors import InputError
+
+        try:
+            return self._ensure(say)
+        except InputError as exc:
+            # The acme module names its own flag; serve's is --redirect-port.
+            if exc.fix and "--http-port" in exc.fix:
+                raise InputError(exc.what, exc.why, exc.fix.replace("--http-port", "--redirect-port")) from None
+            raise
+
+    def _ensure(self, say=None) -> tuple[Path, Path]:
         from tlskit.acme import HttpStandalone, issue_certificate, renew_due
         from tlskit.acme.lifecycle import normalize_names
 
