@@ -161,3 +161,35 @@ def test_malformed_stored_hashes_never_verify():
 
     for stored in ("$apr1$", "$2y$05$short", "{SHA}", "$argon2id$v=19$garbage", "plain"):
         assert verify_password(stored, "x") is False
+
+
+# ---- the verified-credential cache -------------------------------------------------------------
+
+def test_password_is_hashed_once_then_served_from_the_cache(tmp_path):
+    import asyncio
+
+    from tlskit.server.auth import Authenticator, Credential
+    from tlskit.server.users import UserStore
+
+    store = UserStore(tmp_path / "u.sqlite")
+    store.add("ann", password="ann-password")
+    auth = Authenticator(UserStore(tmp_path / "u.sqlite"), refresh_interval=0)
+
+    async def check(secret: str, times: int = 1):
+        results = await asyncio.gather(*(auth.authenticate(Credential(secret, "ann", "basic")) for _ in range(times)))
+        return [r.name if r else None for r in results]
+
+    # 20 concurrent first requests share one argon2 check.
+    assert asyncio.run(check("ann-password", 20)) == ["ann"] * 20
+    assert auth.stats["hashes"] == 1
+    assert asyncio.run(check("ann-password", 50)) == ["ann"] * 50
+    assert auth.stats["hashes"] == 1 and auth.stats["cache_hits"] == 50
+    # A wrong password is hashed once, then refused from the cache.
+    assert asyncio.run(check("wrong", 3)) == [None] * 3
+    assert auth.stats["hashes"] == 2
+    # The cache holds no clear password, only HMAC digests.
+    assert all(b"ann-password" not in key for key in auth._good)
+    # Changing the password drops the cached success.
+    store.update("ann", password="new-password")
+    assert asyncio.run(check("ann-password")) == [None]
+    assert asyncio.run(check("new-password")) == ["ann"]
