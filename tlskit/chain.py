@@ -8,7 +8,8 @@ the result with ``cryptography.x509.verification`` against certifi's roots or a 
 
 Example::
 
-    report = build_chain(load_inputs(["cert.pem", "bundle.pem"]), TrustStore.certifi())
+    inputs, _ = load_inputs(["cert.pem", "bundle.pem"])
+    report = build_chain(inputs, TrustStore.certifi(), host="www.example.com")
     write_file("fullchain.pem", report.fullchain_pem())
 
 A missing intermediate raises :class:`ChainError` naming the issuer that is missing; with
@@ -92,48 +93,45 @@ class TrustStore:
 
     name: str
     certificates: list[x509.Certificate]
+    _by_subject: dict[x509.Name, list[x509.Certificate]] = field(init=False, repr=False)
+    _store: Any = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._by_subject = _index_by_subject(self.certificates)
 
     @classmethod
     def certifi(cls) -> TrustStore:
         import certifi
 
-        return cls._from_pem("certifi", certifi.where())
+        return cls.from_file(certifi.where(), name="certifi")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> TrustStore:
-        from tlskit.files import load_bundle
-
-        certs = load_bundle(path).certificates
-        if not certs:
-            raise InputError(f"CA file {path} holds no certificate", fix="give a PEM or DER file with the root(s)")
-        return cls(str(path), certs)
-
-    @classmethod
-    def _from_pem(cls, name: str, path: str) -> TrustStore:
-        from cryptography import x509
-
-        from tlskit.files import read_bytes
-
-        data = read_bytes(path, "CA bundle")
+    def from_file(cls, path: str | os.PathLike[str], name: str | None = None) -> TrustStore:
         import warnings
+
+        from tlskit.files import load_bundle
 
         with warnings.catch_warnings():
             # certifi still ships a root or two with a negative serial; that is not the user's problem.
             warnings.simplefilter("ignore")
-            return cls(name, x509.load_pem_x509_certificates(data))
+            certs = load_bundle(path).certificates
+        if not certs:
+            raise InputError(f"CA file {path} holds no certificate", fix="give a PEM or DER file with the root(s)")
+        return cls(name or str(path), certs)
 
     def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        return [c for c in self._by_subject().get(cert.issuer, []) if _signed_by(cert, c)]
+        return [c for c in self._by_subject.get(cert.issuer, []) if _signed_by(cert, c)]
 
     def holds(self, cert: x509.Certificate) -> bool:
-        return cert in self._by_subject().get(cert.subject, [])
+        return cert in self._by_subject.get(cert.subject, [])
 
-    def _by_subject(self) -> dict[x509.Name, list[x509.Certificate]]:
-        index = self.__dict__.get("_index")
-        if index is None:
-            index = _index_by_subject(self.certificates)
-            self.__dict__["_index"] = index
-        return index
+    def verification_store(self):
+        """The ``cryptography`` Store, built once: it is reused for the host check."""
+        if self._store is None:
+            from cryptography.x509.verification import Store
+
+            self._store = Store(self.certificates)
+        return self._store
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -502,12 +500,9 @@ def _verifier(trust: TrustStore, now: dt.datetime, host: str | None, leaf_is_ca:
     A chain that starts at a CA (a sub-CA's chain file) is checked with the CA rules at the bottom too.
     """
     from cryptography import x509
-    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder
 
-    store = trust.__dict__.get("_store")
-    if store is None:
-        store = trust.__dict__["_store"] = Store(trust.certificates)
-    builder = PolicyBuilder().store(store).time(now.replace(tzinfo=None))
+    builder = PolicyBuilder().store(trust.verification_store()).time(now.replace(tzinfo=None))
     if host is not None:
         return builder.build_server_verifier(_host_name(host))
     # The client verifier checks everything but the host name. Its EKU rule (clientAuth, on the leaf
