@@ -328,9 +328,20 @@ def test_tls12_server_shows_its_version_and_cipher(pki):
         run = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--json")
         s_client = openssl("s_client", "-connect", server.target, "-servername", "localhost", input=b"", check=False)
     assert run.returncode == 0, run.stdout
-    assert run.json["protocol"] == "TLSv1.2"
+    assert run.json["protocol"] == "TLSv1.2" and run.json["protocol_obsolete"] is False
     assert f"Cipher is {run.json['cipher']}".encode() in s_client.stdout
     assert run.json["cipher_bits"] >= 128
+
+
+def test_obsolete_tls10_server_is_still_probed_and_flagged(pki):
+    """s_client (system defaults) cannot even talk to it; a probe must, to say what is wrong."""
+    extra = ("-tls1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    with s_server(pki.leaf, pki.leaf_key, pki.intermediate, extra=extra) as server:
+        run = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root), "--json")
+        text = probe(server.target, "-n", "localhost", "--ca-file", str(pki.root))
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert run.json["protocol"] == "TLSv1" and run.json["protocol_obsolete"] is True
+    assert "TLSv1 (obsolete, RFC 8996)" in text.stdout
 
 
 def test_alpn(pki):

@@ -81,7 +81,8 @@ def _render(result, showcerts: bool, out: Path | None) -> None:
     sni = f", SNI {escape(doc['servername'])}" if doc["servername"] else ", no SNI"
     con.print(f"Connected to [bold]{escape(str(result.target))}[/] ({doc['address']}){via}{sni}")
     bits = f" ({doc['cipher_bits']} bits)" if doc["cipher_bits"] else ""
-    con.print(f"  {doc['protocol']}, {escape(doc['cipher'])}{bits}, ALPN {escape(doc['alpn'] or 'none')}")
+    protocol = f"[yellow]{doc['protocol']} (obsolete, RFC 8996)[/]" if doc["protocol_obsolete"] else doc["protocol"]
+    con.print(f"  {protocol}, {escape(doc['cipher'])}{bits}, ALPN {escape(doc['alpn'] or 'none')}")
     order = "in order" if doc["chain_in_order"] else "[yellow]NOT in order[/]"
     root = "root included (unneeded)" if doc["chain_has_root"] else "no root"
     count = len(doc["chain"])

@@ -60,6 +60,11 @@ class ProbeResult:
     ocsp: OcspStaple | None
     verification: Verification
 
+    @property
+    def protocol_obsolete(self) -> bool:
+        """SSL 3, TLS 1.0 and 1.1 are deprecated (RFC 8996); browsers refuse them."""
+        return self.protocol in ("SSLv3", "TLSv1", "TLSv1.1")
+
     def chain_pem(self) -> bytes:
         return b"".join(_pem(c) for c in self.chain)
 
@@ -81,6 +86,7 @@ class ProbeResult:
             "servername": self.servername,
             "starttls": self.starttls,
             "protocol": self.protocol,
+            "protocol_obsolete": self.protocol_obsolete,
             "cipher": self.cipher,
             "cipher_bits": self.cipher_bits,
             "alpn": self.alpn,
@@ -167,6 +173,10 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
 
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
     context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+    # A probe must see what the server really speaks, old protocols included, to report it: no data is
+    # sent over this connection, so accepting TLS 1.0 or a weak cipher here exposes nothing.
+    context.set_min_proto_version(SSL.TLS1_VERSION)
+    context.set_cipher_list(b"ALL:@SECLEVEL=0")
     staples: list[bytes] = []
 
     def keep_staple(connection, data: bytes, _user) -> bool:
