@@ -66,10 +66,12 @@ class UpstreamApp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int = 0) -> UpstreamApp:
+    def start(cls, port: int = 0, tls: tuple[Path, Path] | None = None) -> UpstreamApp:
+        """``tls=(cert, key)`` makes it an https application."""
         app: UpstreamApp
 
         class Handler(_Handler):
@@ -77,6 +79,10 @@ class UpstreamApp:
 
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         app = cls(server, thread)
         Handler.owner = app

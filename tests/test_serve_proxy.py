@@ -255,3 +255,30 @@ def test_without_trust_proxy_forwarded_for_is_never_believed(proxied, upstream):
     status, chain = _seen_forwarded_for(served, token, upstream, "-H", "X-Forwarded-For: 127.0.0.1, 10.9.9.9")
     assert (status, chain) == (200, "127.0.0.1")
     assert served.wait_for_access_log("127.0.0.1 - alice") and "10.9.9.9" not in served.stdout()
+
+
+def test_https_upstream_verified_with_upstream_ca_file(tmp_path):
+    """An https application with a private CA: trusted with --upstream-ca-file, refused (502) without."""
+    require_binary("curl")
+    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.keys import KeySpec, generate_key, private_key_pem
+    from tlskit.names import parse_sans
+
+    ca = LocalCA.create(tmp_path / "app-ca", {"CN": "App CA"}, KeySpec.parse("ec:p256"))
+    key = generate_key(KeySpec.parse("ec:p256"))
+    issued = ca.issue({"CN": "127.0.0.1"}, parse_sans(["IP:127.0.0.1"]), key, days=30)
+    cert_path, key_path = tmp_path / "app.pem", tmp_path / "app.key"
+    cert_path.write_bytes(certificate_pem(issued.certificate))
+    key_path.write_bytes(private_key_pem(key))
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    with UpstreamApp.start(tls=(cert_path, key_path)) as app:
+        assert app.url.startswith("https://")
+        with start_serve(state, "--upstream", app.url, "--upstream-ca-file", str(tmp_path / "app-ca" / "ca.pem")) as served:
+            seen = json.loads(curl("-k", "-H", f"Authorization: Bearer {token}", f"{served.url}/echo/tls").stdout)
+            assert dict((k.lower(), v) for k, v in seen["headers"])["x-forwarded-user"] == "alice"
+        with start_serve(state, "--upstream", app.url) as served:
+            status, _, _ = status_and_headers(curl("-k", "-i", "-H", f"Authorization: Bearer {token}",
+                                                   f"{served.url}/echo/tls"))
+            assert status == 502
+            assert served.wait_for_log("certificate verify failed")

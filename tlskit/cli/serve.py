@@ -28,6 +28,7 @@ def serve(
     max_concurrent: Annotated[int, typer.Option("--max-concurrent", help="Default requests in flight per user (0: unlimited).")] = 0,
     upstream: Annotated[Optional[str], typer.Option("--upstream", help="Reverse proxy to this application (http://HOST:PORT); with --dataset, /api stays the dataset's.")] = None,
     upstream_timeout: Annotated[float, typer.Option("--upstream-timeout", help="Seconds to wait for the upstream's answer before a 504.")] = 60.0,
+    upstream_ca_file: Annotated[Optional[Path], typer.Option("--upstream-ca-file", help="CA file to verify an https --upstream with [default: certifi's roots].")] = None,
     trust_proxy: Annotated[Optional[list[str]], typer.Option("--trust-proxy", help="CIDR of a proxy in front of us whose X-Forwarded-For is believed, repeatable.")] = None,
     reload_interval: Annotated[float, typer.Option("--reload-interval", help="Seconds between checks for renewed --cert/--key files (0: never reload).")] = 1.0,
     acme: Annotated[Optional[list[str]], typer.Option("--acme", help="Get (and renew) the certificate for this name from an ACME CA, repeatable; http-01 on the redirect port [default 80].")] = None,
@@ -60,6 +61,8 @@ def serve(
         parse_upstream(upstream)
         if upstream_timeout <= 0:
             raise InputError(f"--upstream-timeout {upstream_timeout} is not positive", fix="give seconds, e.g. 30")
+        if upstream_ca_file is not None and not upstream_ca_file.is_file():
+            raise InputError(f"--upstream-ca-file {upstream_ca_file} does not exist", fix="give a PEM CA file")
     if trust_proxy:
         from tlskit.server.trusted_proxy import parse_networks
 
@@ -74,7 +77,8 @@ def serve(
                          key_headers=parse_key_headers(key_header), allow_query_token=allow_query_token,
                          realm=realm, log_json=log_json, access_log=not no_access_log,
                          max_requests=max_requests, max_concurrent=max_concurrent, upstream=upstream,
-                         upstream_timeout=upstream_timeout, trust_proxy=tuple(trust_proxy or ()),
+                         upstream_timeout=upstream_timeout, upstream_ca_file=upstream_ca_file,
+                         trust_proxy=tuple(trust_proxy or ()),
                          reload_interval=max(0.0, reload_interval),
                          acme_webroot=managed.webroot if managed else None)
     prepared = prepare(config)

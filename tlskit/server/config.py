@@ -42,6 +42,7 @@ class ServeConfig:
     # Issue 7 seams: an upstream URL replaces the dataset handler; trusted proxies rewrite the client IP.
     upstream: str | None = None
     upstream_timeout: float = 60.0         # seconds for the upstream's answer (and each piece of it): 504
+    upstream_ca_file: Path | None = None   # trust for an https upstream (None: certifi)
     trust_proxy: tuple[str, ...] = ()
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
     acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves

@@ -151,23 +151,20 @@ class UpstreamProxy:
             connection.close()
 
     async def _connect(self) -> _Connection:
-        ssl_context = None
-        if self.upstream.scheme == "https":
-            if self._ssl is None:
-                import ssl
+        if self.upstream.scheme == "https" and self._ssl is None:
+            import ssl
 
-                import certifi
+            import certifi
 
-                verify = self.settings.verify
-                self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
-                if verify is False:
-                    self._ssl.check_hostname = False
-                    self._ssl.verify_mode = ssl.CERT_NONE
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.upstream.host, self.upstream.port, ssl=ssl_context or self._ssl,
-                                    server_hostname=self.upstream.host if self._ssl else None,
-                                    limit=_READ_SIZE),
-            self.settings.connect_timeout)
+            verify = self.settings.verify
+            self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
+            if verify is False:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+        async with asyncio.timeout(self.settings.connect_timeout):
+            reader, writer = await asyncio.open_connection(
+                self.upstream.host, self.upstream.port, ssl=self._ssl,
+                server_hostname=self.upstream.host if self._ssl else None, limit=_READ_SIZE)
         return _Connection(reader, writer)
 
     def _release(self, connection: _Connection) -> None:
@@ -543,9 +540,11 @@ class DatasetAndUpstream:
 
 
 def upstream_handler(url: str, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS, timeout: float = 60.0,
-                     dataset=None):
-    """The handler `tlskit serve --upstream URL [--dataset F]` runs (one per worker process)."""
+                     dataset=None, ca_file: str | None = None):
+    """The handler `tlskit serve --upstream URL [--dataset F]` runs (one per worker process).
+
+    An https upstream is verified against ``ca_file`` (``--upstream-ca-file``) or certifi's roots."""
     settings = ProxySettings(read_timeout=timeout, write_timeout=timeout, connect_timeout=min(timeout, 5.0),
-                             key_headers=tuple(key_headers))
+                             key_headers=tuple(key_headers), verify=str(ca_file) if ca_file else True)
     proxy = UpstreamProxy(parse_upstream(url), settings)
     return proxy if dataset is None else DatasetAndUpstream(dataset, proxy)
