@@ -210,14 +210,17 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
     path = [leaf]
     root_fingerprints = {_fp(r) for r in roots}
     current = leaf
+    anchored = False
     while len(path) <= 10:
         depth = len(path) - 1
         if _fp(current) in root_fingerprints:
+            anchored = True
             break
         # X509_V_FLAG_TRUSTED_FIRST (OpenSSL's default): a trusted issuer wins over a sent one.
         anchor = next((r for r in roots if issued_by(current, r)), None)
         if anchor is not None:
             path.append(anchor)
+            anchored = True
             break
         if self_signed(current):
             code = 18 if depth == 0 else 19
@@ -236,7 +239,9 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
     else:
         problems.append(Problem(22, VERIFY_REASONS[22], len(path) - 1, "more than 10 certificates"))
     # OpenSSL's check_chain_extensions: every issuer on the path must be a CA allowed to sign certificates.
-    for depth, cert in enumerate(path[1:], start=1):
+    # A trust anchor is trusted as configured (old v1 roots carry no basicConstraints at all).
+    issuers = path[1:-1] if anchored else path[1:]
+    for depth, cert in enumerate(issuers, start=1):
         if not _is_ca(cert):
             problems.append(Problem(79, VERIFY_REASONS[79], depth,
                                     f"{name_to_slash(cert.subject)} signs certificates but is not a CA (CA:FALSE)"))
