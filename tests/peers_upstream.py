@@ -9,6 +9,7 @@ Paths:
 - ``/gate``         sends ``first\\n``, then holds the rest until ``release_gate()`` (response streaming)
 - ``/upload``       reads a chunked or sized body, noting each chunk as it arrives (request streaming)
 - ``/big?n=N``      N bytes, for throughput
+- ``/rude``         answers, then closes the keep-alive connection without ``Connection: close``
 - anything else    ``200 hello``
 
 Example::
@@ -180,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
                 app.gate.wait(30)
                 self._chunk(b"second\n")
                 self.wfile.write(b"0\r\n\r\n")
+            elif url.path == "/rude":
+                # Closes the keep-alive connection right after answering, without saying so.
+                self._answer(200, b"rude\n")
+                self.close_connection = True
             elif url.path == "/big":
                 self._answer(200, b"x" * int(query.get("n", ["1048576"])[0]), "application/octet-stream")
             else:

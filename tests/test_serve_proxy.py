@@ -282,3 +282,16 @@ def test_https_upstream_verified_with_upstream_ca_file(tmp_path):
                                                    f"{served.url}/echo/tls"))
             assert status == 502
             assert served.wait_for_log("certificate verify failed")
+
+
+def test_upstream_closing_idle_connections_costs_no_request(proxied, upstream):
+    """The application drops keep-alive connections unannounced; the next requests (with or without a
+    body) must not fail on the dead pooled connection."""
+    served, token = proxied
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    for _ in range(5):
+        assert curl("-k", *auth, f"{served.url}/rude").stdout == "rude\n"
+        assert curl("-k", *auth, f"{served.url}/echo/get", "-o", "/dev/null", "-w", "%{http_code}").stdout == "200"
+        assert curl("-k", *auth, f"{served.url}/rude").stdout == "rude\n"
+        done = curl("-k", *auth, "-X", "POST", "--data-binary", "payload", f"{served.url}/echo/post")
+        assert json.loads(done.stdout)["body_length"] == 7

@@ -167,6 +167,15 @@ class UpstreamProxy:
                 server_hostname=self.upstream.host if self._ssl else None, limit=_READ_SIZE)
         return _Connection(reader, writer)
 
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection the upstream has not closed meanwhile, if any."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.reader.at_eof() and not connection.writer.is_closing():
+                return connection
+            connection.close()
+        return None
+
     def _release(self, connection: _Connection) -> None:
         if len(self._idle) < self.settings.max_idle and not connection.writer.is_closing():
             self._idle.append(connection)
@@ -206,9 +215,10 @@ class UpstreamProxy:
         head += b"\r\n"
         response = None
         for attempt in (0, 1):
-            reused = bool(self._idle)
+            connection = self._idle_connection()
+            reused = connection is not None
             try:
-                connection = self._idle.pop() if reused else await self._connect()
+                connection = connection or await self._connect()
             except (asyncio.TimeoutError, TimeoutError):
                 return await self._fail(send, 504, "connect timed out", scope)
             except OSError as exc:
