@@ -183,6 +183,14 @@ def test_renew_outside_the_window_leaves_files_untouched_inside_renews_and_deplo
     assert (lineage / "privkey.pem").read_bytes() != before["renew.example.com/privkey.pem"]
     assert hook_out.read_text() == f"{lineage}|renew.example.com\n"
 
+    # A failing deploy hook: the certificate is renewed, and the failure is one line with exit 1.
+    renewed = (lineage / "cert.pem").read_bytes()
+    failing = run_tlskit("acme", "renew", "--out-dir", str(tmp_path), "--days", "3000",
+                         "--deploy-hook", "echo nginx: reload refused >&2; exit 7")
+    assert_one_line_error(failing, 1, "deploy-hook exited 7: nginx: reload refused")
+    assert (lineage / "cert.pem").read_bytes() != renewed
+    check_lineage(root, lineage, ["renew.example.com"])
+
 
 def test_renew_text_output_and_no_certificates(tmp_path):
     run = run_tlskit("acme", "renew", "--out-dir", str(tmp_path))
