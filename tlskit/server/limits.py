@@ -224,8 +224,8 @@ class SharedLimiter:
                 self._mine[user] = left
             else:
                 del self._mine[user]
+            # One statement, one transaction; a row left at 0 is harmless and reused by the next acquire.
             self._db.execute("UPDATE in_flight SET n = n - 1 WHERE user = ? AND pid = ? AND n > 0", (user, self._pid))
-            self._db.execute("DELETE FROM in_flight WHERE user = ? AND pid = ? AND n <= 0", (user, self._pid))
 
     def in_flight(self, user: str) -> int:
         with self._lock:
