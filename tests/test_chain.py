@@ -517,3 +517,14 @@ def test_host_is_matched_like_a_client_would(tmp_path, tlskit_ca):
         run = run_tlskit("chain", *map(str, tlskit_ca.all_certs), "--ca-file", str(tlskit_ca.root), "--host", host,
                          cwd=tmp_path)
         assert run.returncode == 0, (host, run.stderr)
+
+
+@pytest.mark.parametrize("outform", ["PEM", "DER"])
+def test_pkcs7_bundle_input(tmp_path, pki, outform):
+    # Windows CAs hand out chains as .p7b/.p7c; openssl crl2pkcs7 makes the same thing.
+    mixed = mixed_bundle(tmp_path / "all.pem", *reversed(pki.all_certs))
+    openssl("crl2pkcs7", "-nocrl", "-certfile", str(mixed), "-outform", outform, "-out", str(tmp_path / "chain.p7b"))
+    run = run_tlskit("chain", "chain.p7b", "--ca-file", str(pki.root), "--out", "full.pem", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert pem_subjects(tmp_path / "full.pem") == expected_order(pki)
+    assert openssl_verify(pki.root, tmp_path / "full.pem").returncode == 0

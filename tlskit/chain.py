@@ -79,7 +79,15 @@ def load_inputs(paths: list[str], read_stdin: Callable[[], bytes] | None = None)
             data, source = read_bytes(path, "input"), str(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. certifi's negative serials when a CA bundle is mixed in
-            bundle = parse_bundle(data, source)
+            try:
+                bundle = parse_bundle(data, source)
+            except InputError:
+                # Windows CAs hand out chains as PKCS#7 (.p7b, .p7c); read those too.
+                certs = _pkcs7_certificates(data)
+                if certs is None:
+                    raise
+                inputs += [Input(cert, source) for cert in certs]
+                continue
         keys += len(bundle.private_keys)
         inputs += [Input(cert, source) for cert in bundle.certificates]
     if not inputs:
@@ -631,7 +639,6 @@ def fetch_issuer_certificates(url: str) -> list[x509.Certificate]:
 
 def _parse_fetched(data: bytes, url: str) -> list[x509.Certificate]:
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import pkcs7
 
     for loader in (x509.load_der_x509_certificate, lambda d: x509.load_pem_x509_certificates(d)):
         try:
@@ -639,13 +646,22 @@ def _parse_fetched(data: bytes, url: str) -> list[x509.Certificate]:
             return loaded if isinstance(loaded, list) else [loaded]
         except Exception:
             pass
-    for loader in (pkcs7.load_der_pkcs7_certificates, pkcs7.load_pem_pkcs7_certificates):
-        try:
-            return loader(data)
-        except Exception:
-            pass
+    certs = _pkcs7_certificates(data)
+    if certs:
+        return certs
     raise NetworkError(f"{url} did not serve a certificate", "neither DER, PEM nor PKCS#7",
                        "add the intermediate to the inputs")
+
+
+def _pkcs7_certificates(data: bytes) -> list[x509.Certificate] | None:
+    """The certificates of a PKCS#7 bundle (PEM or DER), or None when ``data`` is not one."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    loader = pkcs7.load_pem_pkcs7_certificates if b"-----BEGIN PKCS7-----" in data else pkcs7.load_der_pkcs7_certificates
+    try:
+        return loader(data) or None
+    except Exception:
+        return None
 
 
 def _fetch_issuer(cert: x509.Certificate, fetcher: Fetcher) -> Input | None:
