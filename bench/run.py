@@ -32,6 +32,7 @@ README = BENCH_DIR / "README.md"
 LOGS = BENCH_DIR / "out" / "logs"
 FIGURES_START = "<!-- figures:start (written by bench/run.py; edits inside are overwritten) -->"
 FIGURES_END = "<!-- figures:end -->"
+RUN_STARTED_ENV = "TLSKIT_BENCH_RUN_STARTED"
 DEFAULT_TIMEOUT = 1200.0  # seconds per module; ACME and serve benches start real servers
 
 
@@ -139,11 +140,17 @@ def child_main(name: str, result_file: Path) -> int:
     return code
 
 
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _row(module: str, result) -> dict:
     row = result.as_dict() if hasattr(result, "as_dict") else dict(result)
     row["module"] = module
     row["met"] = target_met(row)
-    row["measured"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # Every row of one `bench/run.py` invocation carries that run's start time, so rows kept from an
+    # earlier `--only` run are told apart from this run's, however long this run takes.
+    row["measured"] = os.environ.get(RUN_STARTED_ENV) or _utc_now()
     return row
 
 
@@ -357,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no bench/bench_*.py modules found", file=sys.stderr)
         return 2
 
+    os.environ[RUN_STARTED_ENV] = _utc_now()  # inherited by every child, see _row()
     outcomes = []
     for name in names:
         print(f"== {name} ...", file=sys.stderr, flush=True)
