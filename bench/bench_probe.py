@@ -25,6 +25,23 @@ def _ms(command: list[str]) -> float:
     return median_wall_ms(command, runs=15, warmup=3, env=_ENV)
 
 
+def _cpu_ms(command: list[str], runs: int = 15, warmup: int = 3) -> float:
+    """Median user+system CPU time of the whole process: steadier than wall time on a busy machine."""
+    import os
+    import resource
+    import statistics
+
+    samples = []
+    for index in range(warmup + runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, **_ENV}, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if index >= warmup:
+            samples.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return statistics.median(samples)
+
+
 def _pki(work):
     sys.path.insert(0, str(ROOT / "tests"))
     from peers_tls import build_pki  # the same test PKI as tests/test_probe.py, built with tlskit's LocalCA
@@ -78,6 +95,11 @@ def run() -> list[Result]:
             _ms(tlskit_cmd), _ms(openssl_cmd), "ms", "lower", "openssl s_client",
             " ".join(["tlskit", *tlskit_cmd[len(TLSKIT):]]), " ".join(openssl_cmd) + " </dev/null", target="<= 2x"))
 
+        results.append(Result(
+            "probe local server, verify against a CA file (CPU time, whole process)",
+            _cpu_ms(tlskit_cmd), _cpu_ms(openssl_cmd), "ms CPU", "lower", "openssl s_client",
+            " ".join(["tlskit", *tlskit_cmd[len(TLSKIT):]]), " ".join(openssl_cmd) + " </dev/null", target="<= 2x"))
+
         # Default trust: the chain is private so both fail verification the same way (20); the work is
         # loading the default roots, handshaking and giving that verdict.
         tlskit_default = [*TLSKIT, "probe", target, "--servername", "localhost"]
@@ -93,6 +115,17 @@ def run() -> list[Result]:
             _ms([*tlskit_cmd, "--json"]), _ms(openssl_cmd), "ms", "lower", "openssl s_client",
             " ".join(["tlskit", *tlskit_cmd[len(TLSKIT):], "--json"]), " ".join(openssl_cmd) + " </dev/null",
             target="<= 2x"))
+        # The same probe through the library, without the CLI: what typer's start-up adds is the difference.
+        script = ("from pathlib import Path; from tlskit.probe import probe, ProbeOptions; "
+                  f"r = probe(ProbeOptions('127.0.0.1', {port}, 'localhost', Path({str(pki.root)!r}))); "
+                  "raise SystemExit(0 if r.verification.verified else 1)")
+        library_cmd = [sys.executable, "-c", script]
+        _check(library_cmd, b"")  # exit 0 only when verified
+        results.append(Result(
+            "probe through the library, no CLI (python -c, whole process)",
+            _ms(library_cmd), _ms(openssl_cmd), "ms", "lower", "openssl s_client",
+            "python -c 'from tlskit.probe import probe ...'", " ".join(openssl_cmd) + " </dev/null",
+            target="information"))
     finally:
         server.kill()
         server.wait(timeout=10)
