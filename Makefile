@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
+# Byte-compile here: with PYTHONDONTWRITEBYTECODE set (as on some CI images) every run would recompile.
 venv: $(VENV)/.installed
+	@$(PY) -m compileall -q tlskit >/dev/null
 
 run: venv
 	$(VENV)/bin/tlskit serve

@@ -9,12 +9,13 @@ from typer.main import get_command
 
 from conftest import run_tlskit
 from tlskit.cli import entry
-from tlskit.cli.app import app
+from tlskit.cli.app import COMMAND_MODULES, register
 
 
 def test_static_table_lists_every_registered_command_with_its_summary():
-    registered = get_command(app).commands
+    registered = get_command(register()).commands
     static = dict(entry.COMMANDS)
+    assert [name for name, _ in entry.COMMANDS] == list(COMMAND_MODULES)
     assert sorted(static) == sorted(registered)
     for name, command in registered.items():
         assert static[name] == command.get_short_help_str(limit=500), name

@@ -18,8 +18,13 @@ SUMMARY = "Keys, CSRs, certificates, chains, TLS probing, ACME and an authentica
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("csr", "Make a private key and a certificate signing request (CSR)."),
     ("selfsign", "Make a self-signed certificate (serverAuth, SAN always present, SKI/AKI)."),
-    ("inspect", "Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions."),
     ("ca", "A local CA: create it, then sign CSRs with it (SANs kept)."),
+    ("inspect", "Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions."),
+    ("chain", "Order and verify a certificate chain: leaf -> intermediates, root left out, gaps named."),
+    ("probe", "Connect to a TLS server, show its certificates and handshake, and verify them."),
+    ("acme", "Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke."),
+    ("serve", "Serve an SQLite dataset as an authenticated JSON API over HTTPS."),
+    ("users", "Users of tlskit serve: passwords, tokens, allowed methods and limits."),
 )
 
 _OPTIONS = (
