@@ -205,6 +205,7 @@ def test_crud_round_trip_and_client_errors(server):
     assert server.curl("/api/products", *auth, method="POST", data='{"name": "big", "price": 1e2, "stock": 99999999999999999999999}').status == 400
     assert server.curl("/api/products?offset=99999999999999999999999", *auth).status == 400
     assert server.curl("/api/products", *auth, method="POST", data="").status == 400
+    assert server.curl("/api/products", *auth, method="POST", data='{"a":' * 3000).status == 400
     assert server.curl("/api/products?limit=x", *auth).status == 400
     assert server.curl("/api/products?colour=red", *auth).status == 400
     deleted = server.curl(f"/api/products/{row['id']}", *auth, method="DELETE")

@@ -206,6 +206,8 @@ class Dataset:
             document = json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as exc:
             raise _error(400, "bad json", f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _error(400, "bad json", "the body nests too deeply") from None
         if not isinstance(document, dict) or not document:
             raise _error(400, "bad json", "the body must be a non-empty JSON object of column: value")
         return document
