@@ -466,3 +466,11 @@ def test_given_cert_and_two_workers(server, tmp_path):
         assert not (tmp_path / "state" / "ca").exists()   # no local CA when a certificate is given
     finally:
         assert served.stop() is not None
+
+
+@pytest.mark.parametrize("args,contains", [(("--realm", 'my "realm"'), "--realm"), (("--workers", "0"), "--workers"),
+                                           (("--port", "70000"), "--port")])
+def test_bad_flags_are_refused_before_anything_is_written(tmp_path, args, contains):
+    run = run_tlskit("serve", *args, "--state-dir", str(tmp_path / "state"))
+    assert_one_line_error(run, 2, contains)
+    assert not (tmp_path / "state").exists()

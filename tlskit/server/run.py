@@ -57,6 +57,11 @@ def prepare(config: ServeConfig) -> Prepared:
     from tlskit.server.tls import build_context, ensure_local_certificate
     from tlskit.server.users import UserStore
 
+    if not config.realm or len(config.realm) > 100 or not all(32 <= ord(c) < 127 and c not in '"\\' for c in config.realm):
+        raise InputError(f"bad --realm {config.realm!r}", "it goes into WWW-Authenticate between quotes",
+                         "use printable ASCII without quotes or backslashes")
+    if config.workers < 1:
+        raise InputError(f"--workers {config.workers} is not a positive number", fix="give --workers 1 or more")
     state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
     if (config.cert is None) != (config.key is None):
         raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
@@ -73,8 +78,6 @@ def prepare(config: ServeConfig) -> Prepared:
     store = UserStore(db)
     users = len(store.all())
     store.close()
-    if config.workers < 1:
-        raise InputError(f"--workers {config.workers} is not a positive number", fix="give --workers 1 or more")
     return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, users)
 
 
