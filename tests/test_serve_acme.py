@@ -111,3 +111,22 @@ def test_serve_acme_port_taken_names_the_serve_flag(pebble, tmp_path):
     assert error.startswith("error: cannot listen on 127.0.0.1:") and "--redirect-port" in error
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "acme" / NAME / "fullchain.pem").exists()
+
+
+def test_background_renewal_failure_keeps_serving(tmp_path):
+    """The CA goes away: each renewal check logs one line and the current certificate stays in service."""
+    from conftest import require_binary as need
+    from peers_pebble import Pebble
+
+    own = Pebble.start(tmp_path / "pebble", pebble=need("pebble"), challtestsrv=need("pebble-challtestsrv"))
+    try:
+        with start_serve(tmp_path / "state", *acme_options(own, "--acme-renew-days", "100000",
+                                                           "--acme-check-interval", "1"), timeout=120) as served:
+            assert served_certificate(served.port)[1].startswith("CN = Pebble Intermediate CA")
+            own.stop()
+            assert served.wait_for_log("still serving the current certificate", timeout=60), served.stderr()
+            serial, issuer = served_certificate(served.port)
+            assert "Pebble Intermediate CA" in issuer and serial
+            assert served.process.poll() is None and "Traceback" not in served.stderr()
+    finally:
+        own.stop()
