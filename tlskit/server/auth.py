@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -126,6 +127,7 @@ class Authenticator:
         self._dummy_hash: str | None = None
         self.stats = {"hashes": 0, "cache_hits": 0}
         self.refresh(force=True)
+        store.set_busy_timeout(100)
 
     # snapshot
 
@@ -136,11 +138,16 @@ class Authenticator:
         if not force and not check_now and now - self._checked_at < self.refresh_interval:
             return False
         self._checked_at = now
-        version = self.store.data_version()
-        if version == self._version and not force:
-            return False
+        try:
+            version = self.store.data_version()
+            if version == self._version and not force:
+                return False
+            users = {user.name: user for user in self.store.all()}
+        except sqlite3.OperationalError:
+            if force:
+                raise
+            return False    # locked or busy right now: keep serving the last snapshot, retry next time
         self._version = version
-        users = {user.name: user for user in self.store.all()}
         self.users = users
         self._tokens = {digest: user.name for user in users.values() for digest in user.token_hashes}
         self._good.clear()

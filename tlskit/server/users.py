@@ -241,6 +241,10 @@ class UserStore:
     def close(self) -> None:
         self._db.close()
 
+    def set_busy_timeout(self, milliseconds: int) -> None:
+        """How long a read waits for a writer's lock. The server keeps it short: it reads on its event loop."""
+        self._db.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+
     def data_version(self) -> int:
         """Changes whenever another connection (the `tlskit users` CLI) commits: cheap to poll."""
         return self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -297,9 +301,11 @@ class UserStore:
         """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
         self.require(name)
         token = new_token() if new_token_ else None
+        # Hash before the transaction: the database stays unlocked during the slow part.
+        password_hash = hash_password(password) if password is not None else None
         with self._transaction():
-            if password is not None:
-                self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hash_password(password), name))
+            if password_hash is not None:
+                self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
             if methods is not None:
                 self._db.execute("UPDATE users SET methods = ? WHERE name = ?", (",".join(sorted(methods)), name))
             if max_requests is not None:
