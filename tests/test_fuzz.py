@@ -270,6 +270,109 @@ def test_parse_bundle_accepts_the_unmutated_objects(real_objects):
     assert (len(bundle.certificates), len(bundle.csrs), len(bundle.private_keys)) == (1, 1, 1)
 
 
+# --- chains: any pile of certificates, in any order ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """root -> inter1 -> inter2 -> leaf, plus an unrelated self-signed certificate; all made by openssl."""
+    d = tmp_path_factory.mktemp("pki")
+    ext = d / "ext.cnf"
+    ext.write_text("[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+                   "[leaf]\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                   "subjectAltName=DNS:fuzz.example\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", str(d / "root.key"), "-out", str(d / "root.pem"), "-subj", "/CN=fuzz root",
+            "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    issuer = "root"
+    for name, section, subject in (("inter1", "ca", "/CN=fuzz inter 1"), ("inter2", "ca", "/CN=fuzz inter 2"),
+                                   ("leaf", "leaf", "/CN=fuzz.example")):
+        openssl("req", "-new", *ec, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"), "-subj", subject)
+        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{issuer}.pem"), "-CAkey",
+                str(d / f"{issuer}.key"), "-CAcreateserial", "-out", str(d / f"{name}.pem"), "-days", "20",
+                "-extfile", str(ext), "-extensions", section)
+        issuer = name
+    openssl("req", "-x509", *ec, "-keyout", str(d / "other.key"), "-out", str(d / "other.pem"), "-subj",
+            "/CN=unrelated", "-days", "30")
+    from cryptography import x509
+
+    certs = {n: x509.load_pem_x509_certificate((d / f"{n}.pem").read_bytes())
+             for n in ("root", "inter1", "inter2", "leaf", "other")}
+    return {"dir": d, "certs": certs}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_build_chain_orders_any_pile_or_says_why_not(pki, data):
+    """Any subset of the PKI, shuffled and duplicated, with or without the root as trust anchor: a
+    report whose links each are issued by the next, or a TlskitError (a gap, no leaf) - nothing else."""
+    from tlskit.chain import Input, TrustStore, build_chain
+
+    certs = pki["certs"]
+    names = data.draw(st.lists(st.sampled_from(sorted(certs)), min_size=1, max_size=7))
+    inputs = [Input(certs[n], f"{n}.pem") for n in names]
+    trust = data.draw(st.sampled_from([None, "root"]))
+    store = TrustStore.from_file(pki["dir"] / "root.pem") if trust else None
+    try:
+        report = build_chain(inputs, store, host=data.draw(st.sampled_from([None, "fuzz.example", "other.example"])),
+                             include_root=data.draw(st.booleans()))
+    except TlskitError as exc:
+        assert "\n" not in exc.message and exc.message
+        return
+    links = [link.certificate for link in report.links]
+    assert links[0] in [i.certificate for i in inputs] or store is not None
+    for child, parent in zip(links, links[1:]):
+        assert child.issuer == parent.subject
+        child.verify_directly_issued_by(parent)
+    if store is not None and report.verified and certs["leaf"] in [i.certificate for i in inputs]:
+        # Verified with the leaf given means the whole path to the root was found in the pile.
+        assert links[0] == certs["leaf"] and certs["inter1"] in links and certs["inter2"] in links
+
+
+# --- password hashes and htpasswd files ---------------------------------------------------------------
+
+
+@FAST
+@given(stored=st.one_of(
+    st.text(max_size=80),
+    st.tuples(st.sampled_from(["$2y$", "$2b$", "$2a$", "$apr1$", "{SHA}", "$argon2id$", "$argon2i$v=19$"]),
+              st.text(max_size=70)).map("".join),
+    # bcrypt-shaped with a cheap cost, so every example runs the real check
+    st.tuples(st.sampled_from(["$2y$04$", "$2b$05$"]), st.text("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                                                             min_size=0, max_size=60)).map("".join),
+), password=st.text(max_size=100))
+@example(stored="$apr1$", password="x")
+@example(stored="$2y$04$" + "a" * 53, password="x" * 100)
+def test_verify_password_is_a_yes_or_no_for_any_stored_hash(stored, password):
+    """A hash imported from someone's htpasswd may be anything: checking it answers False, never raises
+    (a raise here is a 500 on the login path)."""
+    from tlskit.server.users import verify_password
+
+    assert verify_password(stored, password) in (True, False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(
+    st.text(max_size=60),
+    st.tuples(st.text(max_size=12), st.sampled_from(["$apr1$salt$abc", "{SHA}x", "$2y$05$abc", "plain", "", "$argon2id$x"]),
+              st.sampled_from(["", ":comment", ":"])).map(lambda t: f"{t[0]}:{t[1]}{t[2]}"),
+), max_size=8))
+def test_htpasswd_import_takes_or_skips_each_line(tmp_path_factory, lines):
+    from tlskit.server.users import UserStore
+
+    store = UserStore(tmp_path_factory.mktemp("users") / "users.sqlite")
+    text = "\n".join(lines)
+    try:
+        report = store.import_htpasswd(text)
+    except TlskitError as exc:
+        assert "\n" not in exc.message
+        return
+    names = {user.name for user in store.all()}
+    assert set(report.added) | set(report.updated) <= names
+
+
 # --- the same inputs at the command line -------------------------------------------------------
 
 
@@ -520,6 +623,19 @@ def test_fuzzed_paths_and_methods_never_500(api, path, method):
     target = path if path.startswith(("/", "*")) else "/" + path
     reply = _call(api, method, target, [_auth(api)], b"{}" if method in ("POST", "PUT", "PATCH") else None)
     _assert_app_answer(reply, {200, 201, 204, 400, 403, 404, 405, 409})
+
+
+@pytest.mark.parametrize("line", [b"bob:{SHA}\xc3\xa9abc", b"carl:$apr1$s\xc3\xa9lt$abc", b"dora:$2y$05$\xc3\xa9",
+                                  b"erin:$apr1$", b"fred:$argon2id$v=19$m=8,t=1,p=1$\xc3\xa9"])
+def test_odd_imported_htpasswd_hash_is_a_401_at_login(api, tmp_path, line):
+    """An htpasswd line imported as is (non-ASCII, truncated hashes) must fail the login, not the server."""
+    name = line.split(b":")[0].decode()
+    (tmp_path / "htpasswd").write_bytes(line + b"\n")
+    imported = api.users("import-htpasswd", str(tmp_path / "htpasswd"), "--json")
+    assert imported.returncode in (0, 2), imported.stderr
+    basic = b"Basic " + base64.b64encode(f"{name}:whatever".encode())
+    reply = _call(api, "GET", "/api", [(b"Authorization", basic)])
+    _assert_app_answer(reply, {401})
 
 
 def test_server_survived_the_fuzzing(api):
