@@ -159,7 +159,8 @@ def test_apr1_matches_openssl(password):
 def test_malformed_stored_hashes_never_verify():
     from tlskit.server.users import verify_password
 
-    for stored in ("$apr1$", "$2y$05$short", "{SHA}", "$argon2id$v=19$garbage", "plain"):
+    for stored in ("$apr1$", "$2y$05$short", "{SHA}", "$argon2id$v=19$garbage", "plain", "$apr1$\x80",
+                   "{SHA}\x80", "$apr1$s$\udc80", "{SHA}\udc80"):
         assert verify_password(stored, "x") is False
 
 

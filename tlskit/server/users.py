@@ -156,11 +156,11 @@ def verify_password(stored: str, password: str) -> bool:
             # The Python bcrypt reads 72 bytes at most, as every bcrypt does; longer raises in bcrypt 5.
             return bcrypt.checkpw(secret[:72], stored.encode())
         if scheme == "apr1":
-            return hmac.compare_digest(apr1_md5(secret, stored.split("$")[2].encode()), stored)
+            return hmac.compare_digest(apr1_md5(secret, stored.split("$")[2].encode()).encode(), stored.encode())
         if scheme == "sha1":
             digest = base64.b64encode(hashlib.sha1(secret).digest()).decode()
-            return hmac.compare_digest("{SHA}" + digest, stored)
-    except (ValueError, IndexError):
+            return hmac.compare_digest(("{SHA}" + digest).encode(), stored.encode())
+    except (ValueError, IndexError, TypeError, UnicodeError):
         return False
     return False
 
