@@ -373,6 +373,96 @@ def test_htpasswd_import_takes_or_skips_each_line(tmp_path_factory, lines):
     assert set(report.added) | set(report.updated) <= names
 
 
+# --- probe: what a user types as a target, and what a hostile server sends back ----------------------
+
+
+@FAST
+@given(st.one_of(st.text(max_size=60), st.tuples(
+    st.sampled_from(["", "https://", "http://", "ftp://", "[", "["]),
+    st.one_of(st.from_regex(r"[a-z0-9.-]{0,30}", fullmatch=True), st.ip_addresses().map(str)),
+    st.sampled_from(["", ":", ":443", ":0", ":65536", ":-1", ":x", "]:443", "]", "/path", ":443/x?y"]),
+).map("".join)))
+def test_parse_target_returns_a_target_or_input_error(text):
+    from tlskit.probe.target import parse_target
+
+    try:
+        target = parse_target(text)
+    except InputError as exc:
+        assert "\n" not in exc.message
+        return
+    assert target.host and 0 < target.port < 65536
+
+
+class HostileServer:
+    """A loopback TCP server that answers every connection with ``payload`` and closes: a TLS server
+    gone wrong, a non-TLS service, or a STARTTLS banner full of junk."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.payload = b""
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.5)
+                try:
+                    conn.sendall(self.payload)
+                    conn.shutdown(socket.SHUT_WR)  # then EOF: the client never waits for its timeout
+                    conn.recv(65536)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    server = HostileServer()
+    yield server
+    server.close()
+
+
+def tls_record_like() -> st.SearchStrategy[bytes]:
+    """Bytes that start like a TLS record (handshake, alert) so the client's parser goes deeper."""
+    return st.tuples(st.sampled_from([b"\x16\x03\x03", b"\x16\x03\x01", b"\x15\x03\x03", b"\x17\x03\x03", b"\x16\x03\x04"]),
+                     st.binary(max_size=200)).map(lambda t: t[0] + len(t[1]).to_bytes(2, "big") + t[1])
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.one_of(st.binary(max_size=300), tls_record_like(),
+                         st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass"))),
+       starttls=st.sampled_from([None, None, "smtp", "imap", "pop3", "ftp", "postgres"]))
+@example(payload=b"220 ok\r\n250 STARTTLS\r\n220 go\r\n", starttls="smtp")
+@example(payload=b"S", starttls="postgres")
+@example(payload=b"HTTP/1.1 400 Bad Request\r\n\r\n", starttls=None)
+def test_probe_of_a_hostile_server_is_a_network_or_verify_error(hostile, payload, starttls):
+    from tlskit.errors import NetworkError, VerifyError
+    from tlskit.probe.session import ProbeOptions, probe
+
+    hostile.payload = payload
+    try:
+        probe(ProbeOptions("127.0.0.1", hostile.port, servername="localhost", timeout=3, starttls=starttls))
+    except (NetworkError, VerifyError) as exc:
+        assert "\n" not in exc.message and exc.message
+        return
+    raise AssertionError(f"probe of a server sending {payload[:40]!r} succeeded")
+
+
 # --- the same inputs at the command line -------------------------------------------------------
 
 
