@@ -528,3 +528,12 @@ def test_pkcs7_bundle_input(tmp_path, pki, outform):
     assert run.returncode == 0, run.stderr
     assert pem_subjects(tmp_path / "full.pem") == expected_order(pki)
     assert openssl_verify(pki.root, tmp_path / "full.pem").returncode == 0
+
+
+def test_a_key_inside_the_bundle_is_skipped_and_said(tmp_path, tlskit_ca):
+    (tmp_path / "with-key.pem").write_bytes(tlskit_ca.leaf_key.read_bytes() + b"".join(p.read_bytes() for p in tlskit_ca.all_certs))
+    run = run_tlskit("chain", "with-key.pem", "--ca-file", str(tlskit_ca.root), "--out", "full.pem", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "keys_ignored" in [f["code"] for f in run.json["findings"]]
+    assert b"PRIVATE KEY" not in (tmp_path / "full.pem").read_bytes()
+    assert openssl_verify(tlskit_ca.root, tmp_path / "full.pem").returncode == 0

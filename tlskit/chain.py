@@ -264,11 +264,13 @@ def build_chain(
     key: PrivateKeyTypes | None = None,
     now: dt.datetime | None = None,
     fetcher: Fetcher | None = None,
+    ignored_keys: int = 0,
 ) -> ChainReport:
     """Order ``inputs`` into leaf -> intermediates (-> root), verify it, and collect findings.
 
     ``trust`` None skips verification (the order and every signature are still checked). ``key``
-    picks the leaf when several domain certificates are given, and must match it.
+    picks the leaf when several domain certificates are given, and must match it. ``ignored_keys``
+    counts private keys found among the inputs (from :func:`load_inputs`), to say they were skipped.
     Raises ChainError (exit 1) for a gap, a failed verification or a wrong key; InputError when no
     leaf can be told apart.
     """
@@ -290,6 +292,9 @@ def build_chain(
         if item.certificate not in used:
             report.dropped.append((item, "unrelated"))
     _note_inputs(report, duplicates)
+    if ignored_keys:
+        report.findings.append(Finding("info", "keys_ignored", f"ignored {ignored_keys} private key(s) in the inputs "
+                                       "(pass a key with --key to check it)"))
     if key is not None and not _key_matches(key, leaf.certificate):
         raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
                          fix="pass the private key this certificate was issued for", report=report)

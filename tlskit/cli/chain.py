@@ -54,7 +54,8 @@ def chain(
     inputs, skipped_keys = load_inputs(files)
     trust = None if no_verify else (TrustStore.from_file(ca_file) if ca_file is not None else TrustStore.certifi())
     try:
-        report = build_chain(inputs, trust, host=host, fetch=fetch, include_root=include_root, key=private_key)
+        report = build_chain(inputs, trust, host=host, fetch=fetch, include_root=include_root, key=private_key,
+                             ignored_keys=skipped_keys)
     except ChainError as exc:
         if json_output and exc.report is not None:
             from tlskit.cli.output import print_json
@@ -63,11 +64,6 @@ def chain(
                         "missing_issuer": exc.missing_issuer, "output": None, "pkcs12": None, "key_matches": None,
                         "pem": None})
         raise
-    if skipped_keys:
-        from tlskit.chain import Finding
-
-        report.findings.append(Finding("info", "keys_ignored", f"ignored {skipped_keys} private key(s) in the inputs"
-                                       " (pass a key with --key to check it)"))
 
     pem = report.fullchain_pem()
     outputs = []
