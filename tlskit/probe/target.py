@@ -35,7 +35,10 @@ def parse_target(text: str, default_port: int = DEFAULT_PORT) -> Target:
     if "://" in raw:
         from urllib.parse import urlsplit
 
-        parts = urlsplit(raw)
+        try:
+            parts = urlsplit(raw)
+        except ValueError as exc:  # e.g. an unbalanced "[" in the host
+            raise InputError(f"{text!r} is not a valid URL ({exc})", fix="pass HOST:PORT or https://HOST:PORT/") from None
         if not parts.hostname:
             raise InputError(f"{text!r} has no host", fix="pass HOST or HOST:PORT")
         try:
