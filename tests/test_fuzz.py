@@ -373,6 +373,32 @@ def test_htpasswd_import_takes_or_skips_each_line(tmp_path_factory, lines):
     assert set(report.added) | set(report.updated) <= names
 
 
+# --- serve's flags and user settings ------------------------------------------------------------------
+
+
+@FAST
+@given(kind=st.sampled_from(["allow", "key_headers", "upstream", "methods", "name"]), values=st.lists(st.one_of(
+    st.text(max_size=40),
+    st.ip_addresses().map(str),
+    st.tuples(st.ip_addresses().map(str), st.integers(-1, 200)).map(lambda t: f"{t[0]}/{t[1]}"),
+    st.sampled_from(["http://127.0.0.1:8000/app/", "https://[::1]:9000", "http://[", "http://:0", "ftp://x",
+                     "http://host:99999", "GET,POST", "all", "*", "get, delete", "X-API-Key", "Authorization",
+                     "Host", "bad header", "0.0.0.0/0", "::/0", "10.0.0.1/8", "localhost"]),
+), min_size=1, max_size=4))
+def test_serve_settings_parse_or_refuse(kind, values):
+    """--allow, --key-header, --upstream, --methods and user names: a value or a one-line InputError."""
+    from tlskit.server.config import parse_allow, parse_key_headers
+    from tlskit.server.proxy import parse_upstream
+    from tlskit.server.users import check_name, parse_methods
+
+    parse = {"allow": parse_allow, "key_headers": parse_key_headers, "methods": parse_methods,
+             "upstream": lambda v: parse_upstream(v[0]), "name": lambda v: check_name(v[0])}[kind]
+    try:
+        parse(values)
+    except InputError as exc:
+        assert "\n" not in exc.message and exc.message
+
+
 # --- probe: what a user types as a target, and what a hostile server sends back ----------------------
 
 
