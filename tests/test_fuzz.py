@@ -754,6 +754,35 @@ def test_odd_imported_htpasswd_hash_is_a_401_at_login(api, tmp_path, line):
     _assert_app_answer(reply, {401})
 
 
+@pytest.fixture(scope="module")
+def api_query_token(tmp_path_factory):
+    """A second server with --allow-query-token: ?authtoken= becomes a credential to fuzz."""
+    from peers_serve import start_serve
+
+    work = tmp_path_factory.mktemp("apiq")
+    served = start_serve(work, "--allow-query-token")
+    try:
+        served.extra["token"] = served.add_token_user("reader")
+        served.extra["context"] = tls_context(served.ca)
+        ok = _call(served, "GET", f"/api?authtoken={served.extra['token']}")
+        assert ok.status == 200, ok
+        yield served
+    finally:
+        served.stop()
+        assert "Traceback" not in served.stderr(), served.stderr()[-3000:]
+
+
+@SERVER
+@given(query=st.one_of(
+    st.text(QUERY_CHARS, max_size=100).map(lambda s: "authtoken=" + s),
+    st.lists(st.sampled_from(["authtoken=", "authtoken", "authtoken=%00", "authtoken=tlk_", "AUTHTOKEN=x",
+                              "authtoken=%ff%fe", "limit=1", "authtoken=a&authtoken=b"]), max_size=4).map("&".join),
+))
+def test_fuzzed_query_tokens_are_401(api_query_token, query):
+    reply = _call(api_query_token, "GET", f"/api/products?{query}")
+    _assert_app_answer(reply, {401})
+
+
 def test_server_survived_the_fuzzing(api):
     reply = _call(api, "GET", "/api/products?limit=1", [_auth(api)])
     assert reply.status == 200, reply
