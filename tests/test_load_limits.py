@@ -166,3 +166,26 @@ def test_with_two_workers_each_worker_counts_for_itself(tmp_path):
         _check_refusals(replies)
     finally:
         served.stop()
+
+
+def test_stalled_clients_do_not_block_real_ones(server):
+    """150 TCP connections that never start TLS and 150 TLS connections stuck mid-headers (slowloris):
+    20 ordinary clients arriving meanwhile are all served."""
+    import socket
+
+    token = _add(server, "patient")
+    context = tls_context(server.ca)
+    stalled = []
+    try:
+        for _ in range(150):
+            stalled.append(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+        for _ in range(150):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            tls = context.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"GET /api HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            stalled.append(tls)
+        replies = _burst(server, [("/api/products", _bearer(token))] * 20)
+        assert Counter(r.status for r in replies) == {200: 20}
+    finally:
+        for sock in stalled:
+            sock.close()
