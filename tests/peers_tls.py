@@ -56,17 +56,6 @@ class Pki:
 
 
 def _pem(cert) -> bytes:
-    def ocsp_response(status, signer_cert, signer_key, certs=None) -> bytes:
-        builder = ocsp.OCSPResponseBuilder().add_response(
-            cert=leaf, issuer=inter.certificate, algorithm=hashes.SHA1(), cert_status=status,
-            this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=3),
-            revocation_time=now - dt.timedelta(hours=2) if status == ocsp.OCSPCertStatus.REVOKED else None,
-            revocation_reason=x509.ReasonFlags.key_compromise if status == ocsp.OCSPCertStatus.REVOKED else None,
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, signer_cert)
-        if certs:
-            builder = builder.certificates(certs)
-        return builder.sign(signer_key, hashes.SHA256()).public_bytes(Encoding.DER)
-
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.PEM)
@@ -76,6 +65,7 @@ def build_pki(directory: Path) -> Pki:
     """tlskit's own LocalCA for the good chain; cryptography directly for what tlskit refuses to make."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509 import ocsp
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -132,14 +122,6 @@ def build_pki(directory: Path) -> Pki:
     wildcard_key = generate_key(KeySpec.parse("ec:p256"))
     wildcard = inter.issue({"CN": "*.example.test"}, [x509.DNSName("*.example.test")], wildcard_key, days=30).certificate
 
-    staple = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(cert=leaf, issuer=inter.certificate, algorithm=hashes.SHA1(),
-                      cert_status=ocsp.OCSPCertStatus.GOOD, this_update=now - dt.timedelta(hours=1),
-                      next_update=now + dt.timedelta(days=3), revocation_time=None, revocation_reason=None)
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, inter.certificate)
-        .sign(inter.key, hashes.SHA256())
-    )
     def ocsp_response(status, signer_cert, signer_key, certs=None) -> bytes:
         builder = ocsp.OCSPResponseBuilder().add_response(
             cert=leaf, issuer=inter.certificate, algorithm=hashes.SHA1(), cert_status=status,
@@ -150,8 +132,6 @@ def build_pki(directory: Path) -> Pki:
         if certs:
             builder = builder.certificates(certs)
         return builder.sign(signer_key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     root_pem, inter_pem = _pem(root.certificate), _pem(inter.certificate)
     return Pki(
@@ -176,7 +156,7 @@ def build_pki(directory: Path) -> Pki:
         wrong_name_chain=write("wrong-chain.pem", _pem(other) + inter_pem),
         selfsigned=write("self.pem", _pem(selfcert)),
         selfsigned_key=write("self.key", private_key_pem(self_key)),
-        ocsp_good=write("ocsp-good.der", staple.public_bytes(Encoding.DER)),
+        ocsp_good=write("ocsp-good.der", ocsp_response(ocsp.OCSPCertStatus.GOOD, inter.certificate, inter.key)),
         ocsp_revoked=write("ocsp-revoked.der", ocsp_response(ocsp.OCSPCertStatus.REVOKED, inter.certificate, inter.key)),
         # "good", but signed by a key that has nothing to do with the issuer: a forged staple.
         ocsp_forged=write("ocsp-forged.der", ocsp_response(ocsp.OCSPCertStatus.GOOD, selfcert, self_key)),
