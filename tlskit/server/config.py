@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlskit.errors import InputError
+from tlskit.server.trusted_proxy import parse_networks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -54,18 +55,8 @@ class ServeConfig:
 
 def parse_allow(values: list[str] | None) -> tuple[Network, ...]:
     """``--allow 10.0.0.0/8 --allow 192.168.1.5`` -> networks (a bare address is one host)."""
-    networks = []
-    for value in values or []:
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise InputError(f"bad --allow {part!r}", "expected an IP address or CIDR",
-                                 "for example --allow 10.0.0.0/8 --allow 127.0.0.1") from None
-    return tuple(networks)
+    return parse_networks(values or [], "--allow", "expected an IP address or CIDR",
+                          "for example --allow 10.0.0.0/8 --allow 127.0.0.1")
 
 
 def parse_key_headers(values: list[str] | None) -> tuple[str, ...]:

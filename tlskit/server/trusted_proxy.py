@@ -27,8 +27,14 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def parse_networks(values: Iterable[str], option: str = "--trust-proxy") -> tuple[Network, ...]:
-    """``["10.0.0.0/8", "127.0.0.1", "::1"]`` -> networks; a bare address means that one host."""
+def parse_networks(values: Iterable[str], option: str = "--trust-proxy",
+                   why: str = "expected an IP address or CIDR such as 10.0.0.0/8",
+                   fix: str | None = None) -> tuple[Network, ...]:
+    """``["10.0.0.0/8", "127.0.0.1", "::1"]`` -> networks; a bare address means that one host.
+
+    Each value may also be a comma-separated list. Shared by ``--trust-proxy`` and ``--allow``
+    (``option``, ``why`` and ``fix`` word the error for the flag being parsed).
+    """
     networks = []
     for value in values:
         for part in value.split(","):
@@ -38,8 +44,7 @@ def parse_networks(values: Iterable[str], option: str = "--trust-proxy") -> tupl
             try:
                 networks.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise InputError(f"bad {option} {part!r}", "expected an IP address or CIDR such as 10.0.0.0/8",
-                                 f"for example {option} 127.0.0.1/32") from None
+                raise InputError(f"bad {option} {part!r}", why, fix or f"for example {option} 127.0.0.1/32") from None
     return tuple(networks)
 
 
