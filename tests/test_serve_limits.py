@@ -124,8 +124,10 @@ def test_unlimited_and_user_overrides():
 
 # --- the real server, real curl ------------------------------------------------------------------
 
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 
 from conftest import require_binary
 from peers_upstream import UpstreamApp, add_user, curl, start_serve, status_and_headers
@@ -140,6 +142,28 @@ def discard_bodies(urls: list[str]) -> list[str]:
 def upstream():
     with UpstreamApp.start() as app:
         yield app
+
+
+@contextlib.contextmanager
+def held_requests(served, upstream, token: str, show_headers: bool = False) -> Iterator[list[subprocess.Popen]]:
+    """Five curl requests to the upstream's /gate at once, as ``token``'s user.
+
+    Yields the clients once three have finished (the refused ones) and two wait on the upstream,
+    or after 30 s; the gate is released on leaving, so the held two can finish.
+    Each client's stdout is the status code (after the response headers with ``show_headers``).
+    """
+    command = ["curl", "-sk", "-o", "/dev/null", *(["-D", "-"] if show_headers else []),
+               "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}"]
+    clients = [subprocess.Popen([*command, f"{served.url}/gate?i={i}"], stdout=subprocess.PIPE, text=True)
+               for i in range(5)]
+    try:
+        deadline = time.monotonic() + 30
+        while (sum(c.poll() is not None for c in clients) < 3 or upstream.in_flight < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield clients
+    finally:
+        upstream.release_gate()
 
 
 def test_five_per_hour_then_429_with_retry_after_and_ratelimit_headers(tmp_path):
@@ -199,23 +223,14 @@ def test_two_concurrent_of_five_simultaneous_slow_requests(tmp_path, upstream):
     state = tmp_path / "state"
     token = add_user(state, "bob", "--max-concurrent", "2")
     with start_serve(state, "--upstream", upstream.url) as served:
-        clients = [subprocess.Popen(["curl", "-sk", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}\n", "-H",
-                                     f"Authorization: Bearer {token}", f"{served.url}/gate?i={i}"],
-                                    stdout=subprocess.PIPE, text=True) for i in range(5)]
-        try:
-            # Three are refused at once, while two wait on the upstream.
-            deadline = time.monotonic() + 30
-            while (sum(c.poll() is not None for c in clients) < 3 or upstream.in_flight < 2) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.05)
+        # Three are refused at once, while two wait on the upstream.
+        with held_requests(served, upstream, token, show_headers=True) as clients:
             finished = [c for c in clients if c.poll() is not None]
             assert len(finished) == 3
             assert upstream.in_flight == 2
             refused = [c.communicate(timeout=10)[0] for c in finished]
             assert all(out.strip().endswith("429") for out in refused)
             assert all("retry-after: 1" in out.lower() for out in refused)
-        finally:
-            upstream.release_gate()
         outputs = [c.communicate(timeout=30)[0] for c in clients if c not in finished]
         assert [out.strip()[-3:] for out in outputs] == ["200", "200"]
         assert upstream.max_in_flight == 2
@@ -236,17 +251,8 @@ def test_limits_hold_across_worker_processes(tmp_path, upstream):
         done = curl("-k", "-Z", "--parallel-immediate", "--parallel-max", "20", "-w", "%{http_code}\n",
                     "-H", f"Authorization: Bearer {hourly}", *discard_bodies([f"{served.url}/h?n={i}" for i in range(20)]))
         assert sorted(int(c) for c in done.stdout.split()) == [200] * 5 + [429] * 15
-        clients = [subprocess.Popen(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                     f"Authorization: Bearer {slots}", f"{served.url}/gate?i={i}"],
-                                    stdout=subprocess.PIPE, text=True) for i in range(5)]
-        try:
-            deadline = time.monotonic() + 30
-            while (sum(c.poll() is not None for c in clients) < 3 or upstream.in_flight < 2) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.05)
+        with held_requests(served, upstream, slots) as clients:
             assert sum(c.poll() is not None for c in clients) == 3 and upstream.in_flight == 2
-        finally:
-            upstream.release_gate()
         codes = sorted(c.communicate(timeout=30)[0] for c in clients)
         assert codes == ["200", "200", "429", "429", "429"]
 
