@@ -89,21 +89,23 @@ def _smtp_reply(plain: _Plain) -> tuple[int, list[str]]:
             return int(line[:3]), lines
 
 
+def _expect_reply(plain: _Plain, code: int, expected: str) -> list[str]:
+    """The next SMTP-form reply (SMTP, FTP), refused unless it carries ``code``; its lines otherwise."""
+    got, lines = _smtp_reply(plain)
+    if got != code:
+        raise plain.refuse(lines[-1], expected)
+    return lines
+
+
 def _starttls_smtp(plain: _Plain) -> None:
-    code, lines = _smtp_reply(plain)
-    if code != 220:
-        raise plain.refuse(lines[-1], "a 220 greeting")
+    _expect_reply(plain, 220, "a 220 greeting")
     plain.send(b"EHLO tlskit.invalid\r\n")
-    code, lines = _smtp_reply(plain)
-    if code != 250:
-        raise plain.refuse(lines[-1], "250 to EHLO")
+    lines = _expect_reply(plain, 250, "250 to EHLO")
     if not any(line[4:].strip().upper().startswith("STARTTLS") for line in lines):
         raise NetworkError(f"{plain.target} does not offer STARTTLS", "it is missing from the EHLO reply",
                            "the server has TLS turned off on this port")
     plain.send(b"STARTTLS\r\n")
-    code, lines = _smtp_reply(plain)
-    if code != 220:
-        raise plain.refuse(lines[-1], "220 to STARTTLS")
+    _expect_reply(plain, 220, "220 to STARTTLS")
 
 
 def _starttls_imap(plain: _Plain) -> None:
@@ -130,13 +132,9 @@ def _starttls_pop3(plain: _Plain) -> None:
 
 
 def _starttls_ftp(plain: _Plain) -> None:
-    code, lines = _smtp_reply(plain)  # FTP replies share SMTP's multi-line form
-    if code != 220:
-        raise plain.refuse(lines[-1], "a 220 greeting")
+    _expect_reply(plain, 220, "a 220 greeting")  # FTP replies share SMTP's multi-line form
     plain.send(b"AUTH TLS\r\n")
-    code, lines = _smtp_reply(plain)
-    if code != 234:
-        raise plain.refuse(lines[-1], "234 to AUTH TLS")
+    _expect_reply(plain, 234, "234 to AUTH TLS")
 
 
 def _starttls_postgres(plain: _Plain) -> None:
