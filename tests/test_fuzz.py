@@ -385,6 +385,7 @@ def test_htpasswd_import_takes_or_skips_each_line(tmp_path_factory, lines):
                      "http://host:99999", "GET,POST", "all", "*", "get, delete", "X-API-Key", "Authorization",
                      "Host", "bad header", "0.0.0.0/0", "::/0", "10.0.0.1/8", "localhost"]),
 ), min_size=1, max_size=4))
+@example(kind="upstream", values=["http://["])
 def test_serve_settings_parse_or_refuse(kind, values):
     """--allow, --key-header, --upstream, --methods and user names: a value or a one-line InputError."""
     from tlskit.server.config import parse_allow, parse_key_headers
