@@ -293,7 +293,7 @@ def test_tls_1_3(server):
 
 # ---- HSTS and redirect -------------------------------------------------------------------------
 
-def test_hsts_on_every_response(server):
+def test_hsts_and_nosniff_on_every_response(server):
     token = server.extra["bob_token"]
     replies = [server.curl("/api"), server.curl("/api/x", "-H", f"X-API-Key: {token}"),
                server.curl("/api/products", "-H", f"X-API-Key: {token}", method="POST", data="{}"),
@@ -301,6 +301,7 @@ def test_hsts_on_every_response(server):
     assert [r.status for r in replies] == [401, 404, 403, 200]
     for reply in replies:
         assert reply.header("strict-transport-security") == "max-age=31536000; includeSubDomains"
+        assert reply.header("x-content-type-options") == "nosniff"
 
 
 def test_redirect_port_308_keeps_path_and_query(server):

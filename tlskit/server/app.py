@@ -37,6 +37,9 @@ class TlskitApp:
         self.client_ip = client_ip
         self.hsts = (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode())
 
+    # Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
+    NOSNIFF = (b"x-content-type-options", b"nosniff")
+
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
@@ -53,7 +56,10 @@ class TlskitApp:
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
                 state[0] = message["status"]
-                message["headers"] = list(message.get("headers", ())) + extra
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append(self.NOSNIFF)
+                message["headers"] = headers + extra
             elif message["type"] == "http.response.body":
                 state[1] += len(message.get("body", b""))
             await send(message)
