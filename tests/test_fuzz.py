@@ -576,6 +576,67 @@ def test_proxy_never_presents_a_cut_upstream_body_as_complete(proxy_to_hostile, 
         assert not body.endswith(b"0\r\n\r\n"), data
 
 
+# --- the local CA signs only CSRs whose signature holds -----------------------------------------------
+
+
+def csr_signature_holds(path, der: bool = False) -> bool:
+    """openssl's verdict on a CSR's self-signature. `openssl req -verify` exits 0 even when the
+    signature is wrong (OpenSSL 3.0), so the verdict is read from its message."""
+    run = openssl("req", *(["-inform", "DER"] if der else []), "-in", str(path), "-verify", "-noout", check=False)
+    text = (run.stdout + run.stderr).decode(errors="replace")
+    return run.returncode == 0 and "verify OK" in text and "failure" not in text
+
+
+
+
+
+@pytest.fixture(scope="module")
+def local_ca(tmp_path_factory):
+    d = tmp_path_factory.mktemp("localca")
+    made = run_tlskit("ca", "init", "--dir", str(d / "ca"), "--cn", "Fuzz Local CA")
+    assert made.returncode == 0, made.stderr
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            str(d / "k.pem"), "-subj", "/CN=signme.example", "-addext", "subjectAltName=DNS:signme.example",
+            "-outform", "DER", "-out", str(d / "r.der"))
+    return {"dir": d, "der": (d / "r.der").read_bytes()}
+
+
+@CLI
+@given(data=st.data())
+def test_ca_sign_refuses_tampered_csrs(local_ca, tmp_path_factory, data):
+    """Bytes of a real CSR flipped: `tlskit ca sign` either refuses (one line, exit 1 or 2, nothing
+    written) or the CSR still verifies with openssl, so a CA never signs a request whose proof of
+    possession is broken (e.g. a changed subject or SAN)."""
+    blob = bytearray(local_ca["der"])
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(4, len(blob) - 1))
+        blob[position] ^= 1 << data.draw(st.integers(0, 7))
+    work = tmp_path_factory.mktemp("sign")
+    (work / "t.csr").write_bytes(bytes(blob))
+    run = run_tlskit("ca", "sign", "t.csr", "--ca-dir", str(local_ca["dir"] / "ca"), "--out", "t.pem", cwd=work)
+    _no_traceback(run)
+    if run.returncode == 0:
+        assert csr_signature_holds(work / "t.csr", der=True), "tlskit signed a CSR whose signature fails"
+    else:
+        assert run.returncode in (1, 2), run.stderr
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+        assert not (work / "t.pem").exists()
+
+
+def test_ca_sign_refuses_a_csr_with_a_swapped_subject(local_ca, tmp_path):
+    """The classic forgery: same key and signature, another name. The signature no longer covers it."""
+    der = local_ca["der"]
+    forged = der.replace(b"signme.example", b"signme.exampl3")
+    assert forged != der
+    (tmp_path / "f.csr").write_bytes(forged)
+    assert not csr_signature_holds(tmp_path / "f.csr", der=True)
+    run = run_tlskit("ca", "sign", "f.csr", "--ca-dir", str(local_ca["dir"] / "ca"), "--out", "f.pem", cwd=tmp_path)
+    assert run.returncode in (1, 2), (run.returncode, run.stderr)
+    assert_one_line_error(run, run.returncode)
+    assert not (tmp_path / "f.pem").exists()
+
+
 # --- the same inputs at the command line -------------------------------------------------------
 
 
@@ -602,7 +663,7 @@ def test_cli_csr_with_fuzzed_subject_and_san(tmp_path_factory, subject, san):
     _no_traceback(run)
     if run.returncode == 0:
         # Whatever tlskit accepted, openssl reads as a valid, self-consistent CSR.
-        openssl("req", "-in", str(directory / "f.csr"), "-verify", "-noout")
+        assert csr_signature_holds(directory / "f.csr")
     else:
         assert_one_line_error(run, 2)
         assert os.listdir(directory) == []
