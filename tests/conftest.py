@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +68,38 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30, *,
+                  host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, log: Path | None = None) -> None:
+    """Return once ``host:port`` accepts a connection (with ``tls``: completes a TLS handshake too).
+
+    For peers started in the background: raises AssertionError if ``proc`` exits first, or after
+    ``timeout`` seconds. The message ends with the peer's output: the text of ``log`` when given,
+    else what ``proc`` wrote to its stdout pipe (read only once it has exited). Stopping ``proc``
+    on failure is the caller's job.
+    """
+    def fail(problem: str, exited: bool) -> AssertionError:
+        output = log.read_text(errors="replace") if log else ""
+        if exited and not log and proc.stdout:
+            output = proc.stdout.read()
+            output = output.decode(errors="replace") if isinstance(output, bytes) else output
+        return AssertionError(f"{problem}: {output}" if output else problem)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise fail(f"{' '.join(map(str, proc.args[:4]))} exited with {proc.returncode}", exited=True)
+        try:
+            with socket.create_connection((host, port), timeout=1) as sock:
+                if tls is None:
+                    return
+                with tls.wrap_socket(sock):
+                    return
+        except OSError:  # refused, or (ssl.SSLError) the TLS side is not ready yet
+            if time.monotonic() >= deadline:
+                raise fail(f"nothing answered on {host}:{port} within {timeout:g}s", exited=False) from None
+            time.sleep(0.02)
 
 
 def assert_one_line_error(run: Run, code: int = 2, contains: str | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -24,26 +23,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conftest import free_port, wait_for_port
+
 _START_TIMEOUT = 20.0
 _CONFIG_TEMPLATE = Path(__file__).resolve().parent.parent / "fixtures" / "pebble" / "pebble-config.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port: int, process: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"port {port} did not open in time")
 
 
 def _listener_certificate(directory: Path) -> tuple[Path, Path]:
@@ -100,9 +83,9 @@ class Pebble:
         challtestsrv = challtestsrv or shutil.which("pebble-challtestsrv") or "pebble-challtestsrv"
         workdir.mkdir(parents=True, exist_ok=True)
         ca_file, cert_path = _listener_certificate(workdir)
-        ports = [_free_port() for _ in range(6)]
+        ports = [free_port() for _ in range(6)]
         while len(set(ports)) < 6:
-            ports = [_free_port() for _ in range(6)]
+            ports = [free_port() for _ in range(6)]
         self = cls(workdir, *ports, ca_file=ca_file, eab_keys=dict(eab_keys or {}))
         config = json.loads(_CONFIG_TEMPLATE.read_text())
         config["pebble"].update({
@@ -125,7 +108,8 @@ class Pebble:
                  "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             deadline = time.monotonic() + _START_TIMEOUT
-            _wait_port(self.challtestsrv_port, self.processes[0], deadline)
+            wait_for_port(self.challtestsrv_port, self.processes[0], deadline - time.monotonic(),
+                          log=workdir / "pebble.log")
             self.processes.append(subprocess.Popen(
                 [pebble, "-config", str(workdir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
                 env={**os.environ, "PEBBLE_VA_NOSLEEP": "1", **(env or {})},
@@ -279,7 +263,7 @@ class ThrottlingProxy:
             def log_message(self, *args) -> None:
                 pass
 
-        self.port = _free_port()
+        self.port = free_port()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pebble.workdir / "listener.pem", pebble.workdir / "listener.key")

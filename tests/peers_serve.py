@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import free_port, require_binary, run_tlskit
+from conftest import free_port, require_binary, run_tlskit, wait_for_port
 
 
 @dataclass
@@ -125,17 +124,11 @@ def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int
                                 env={**os.environ, "NO_COLOR": "1"})
     served = Served(proc, port, state_dir, stdout_path, stderr_path, redirect_port)
     deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"tlskit serve exited with {proc.returncode}: {stderr_path.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                served.stop()
-                raise AssertionError(f"tlskit serve did not listen within {timeout}s: {stderr_path.read_text()}")
-            time.sleep(0.05)
+    try:
+        wait_for_port(port, proc, timeout, log=stderr_path)
+    except AssertionError:
+        served.stop()
+        raise
     # The banner is written just before the sockets accept; wait for it so tests can read it.
     while "Stop with Ctrl-C" not in stderr_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -14,12 +14,11 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import free_port, openssl, require_binary
+from conftest import free_port, openssl, require_binary, wait_for_port
 
 
 # ------------------------------------------------------------------------------------------------ PKI
@@ -177,20 +176,6 @@ class Server:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def wait_accepting(host: str, port: int, process: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise AssertionError(f"server exited with {process.returncode}: {out}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError(f"nothing accepted on {host}:{port} within {timeout}s")
-
-
 @contextlib.contextmanager
 def s_server(cert: Path, key: Path, chain: Path | None = None, host: str = "127.0.0.1",
              extra: tuple[str, ...] = ()) -> Iterator[Server]:
@@ -210,7 +195,7 @@ def s_server(cert: Path, key: Path, chain: Path | None = None, host: str = "127.
     command += list(extra)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_accepting(host, port, process)
+        wait_for_port(port, process, 10, host=host)
         yield Server(host, port, process)
     finally:
         process.kill()

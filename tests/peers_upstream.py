@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -275,7 +274,7 @@ def add_user(state_dir: Path, name: str, *options: str) -> str:
 
 def start_serve(state_dir: Path, *options: str, port: int | None = None, timeout: float = 30.0) -> Served:
     """Start the server and return once a TLS handshake succeeds on its port."""
-    from conftest import free_port
+    from conftest import free_port, wait_for_port
 
     port = port or free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -288,18 +287,12 @@ def start_serve(state_dir: Path, *options: str, port: int | None = None, timeout
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"tlskit serve exited {process.returncode}: {served.stderr()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                with context.wrap_socket(sock):
-                    return served
-        except OSError:
-            time.sleep(0.05)
-    served.stop()
-    raise AssertionError(f"tlskit serve did not answer in time: {served.stderr()}")
+    try:
+        wait_for_port(port, process, timeout, tls=context, log=stderr_path)
+    except AssertionError:
+        served.stop()
+        raise
+    return served
 
 
 def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

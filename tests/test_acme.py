@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, free_port, openssl, run_tlskit
+from conftest import assert_one_line_error, free_port, openssl, run_tlskit, wait_for_port
 from peers_pebble import Pebble, pebble_fixture
 
 
@@ -107,7 +107,7 @@ def test_webroot_writes_answers_for_a_running_web_server_and_removes_them(pebble
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(webroot),
                                str(pebble.http_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_listening(pebble.http_port)
+        wait_for_port(pebble.http_port, server, timeout=10)
         run = issue(pebble, tmp_path / "out", "web.example.com", challenge=["--webroot", str(webroot)])
     finally:
         server.terminate()
@@ -439,19 +439,6 @@ def test_library_issue_with_in_process_http_tokens(pebble, root, tmp_path):
         server.shutdown()
         server.server_close()
     assert tokens.answers == {}
-
-
-def _wait_listening(port: int, timeout: float = 10) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_retry_after_is_honoured_and_an_unreasonable_one_fails_at_once(pebble, root, tmp_path):
