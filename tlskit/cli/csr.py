@@ -23,7 +23,7 @@ def csr(
     email: params.Email = None,
     san: params.Sans = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="CSR file [default: <CN>.csr].")] = None,
-    key_out: Annotated[Optional[Path], typer.Option("--key-out", help="New key file [default: next to --out, .key].")] = None,
+    key_out: params.KeyOut = None,
     passphrase_file: params.PassphraseFile = None,
     interactive: params.Interactive = False,
     force: params.Force = False,

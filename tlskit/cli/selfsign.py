@@ -25,7 +25,7 @@ def selfsign(
     san: params.Sans = None,
     days: params.Days = 365,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Certificate file [default: <CN>.pem].")] = None,
-    key_out: Annotated[Optional[Path], typer.Option("--key-out", help="New key file [default: next to --out, .key].")] = None,
+    key_out: params.KeyOut = None,
     passphrase_file: params.PassphraseFile = None,
     interactive: params.Interactive = False,
     force: params.Force = False,

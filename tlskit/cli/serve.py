@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlskit.cli import params
+
 
 def serve(
     cert: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (chain) PEM [default: a local CA's localhost certificate].")] = None,
@@ -16,7 +18,7 @@ def serve(
     redirect_port: Annotated[Optional[int], typer.Option("--redirect-port", help="Also listen with plain HTTP here and 308-redirect to HTTPS.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (one per core).")] = 1,
     state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Local CA, certificate, users and demo data [default: ~/.local/share/tlskit].")] = None,
-    db: Annotated[Optional[Path], typer.Option("--db", help="Users database [default: STATE_DIR/users.sqlite].")] = None,
+    db: params.UsersDb = None,
     dataset: Annotated[Optional[Path], typer.Option("--dataset", help="SQLite file to serve [default: the demo dataset].")] = None,
     allow: Annotated[Optional[list[str]], typer.Option("--allow", help="Client CIDR allowed in, repeatable [default: loopback only].")] = None,
     key_header: Annotated[Optional[list[str]], typer.Option("--key-header", help="Another header carrying an API key (X-API-Key always works), repeatable.")] = None,

@@ -12,7 +12,7 @@ from tlskit.cli import params
 app = typer.Typer(help="Users of tlskit serve: passwords, tokens, allowed methods and limits.",
                   no_args_is_help=True)
 
-Db = Annotated[Optional[Path], typer.Option("--db", help="Users database [default: STATE_DIR/users.sqlite].")]
+UserName = Annotated[str, typer.Argument(help="User name.")]
 StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="tlskit serve's state dir [default: ~/.local/share/tlskit].")]
 Methods = Annotated[Optional[str], typer.Option("--methods", help="Allowed methods: GET,POST,PUT,PATCH,DELETE or 'all' [default: GET].")]
 PasswordFile = Annotated[Optional[Path], typer.Option("--password-file", help="File whose first line is the password ('-' reads stdin).")]
@@ -67,7 +67,7 @@ def add(
     methods: Methods = None,
     max_requests: MaxRequests = None,
     max_concurrent: MaxConcurrent = None,
-    db: Db = None,
+    db: params.UsersDb = None,
     state_dir: StateDir = None,
     json_output: params.Json = False,
 ) -> None:
@@ -96,14 +96,14 @@ def add(
 
 @app.command("set")
 def set_(
-    name: Annotated[str, typer.Argument(help="User name.")],
+    name: UserName,
     password_file: PasswordFile = None,
     new_token: Annotated[bool, typer.Option("--new-token", help="Generate another token (older ones stay valid).")] = False,
     revoke_tokens: Annotated[bool, typer.Option("--revoke-tokens", help="Invalidate the user's existing tokens.")] = False,
     methods: Methods = None,
     max_requests: MaxRequests = None,
     max_concurrent: MaxConcurrent = None,
-    db: Db = None,
+    db: params.UsersDb = None,
     state_dir: StateDir = None,
     json_output: params.Json = False,
 ) -> None:
@@ -133,7 +133,7 @@ def set_(
 
 
 @app.command("list")
-def list_(db: Db = None, state_dir: StateDir = None, json_output: params.Json = False) -> None:
+def list_(db: params.UsersDb = None, state_dir: StateDir = None, json_output: params.Json = False) -> None:
     """List users: methods, credential kinds and limits (never hashes)."""
     store = _store(db, state_dir, create=False)
     users = [u.public() for u in store.all()]
@@ -156,7 +156,7 @@ def list_(db: Db = None, state_dir: StateDir = None, json_output: params.Json = 
 
 
 @app.command("remove")
-def remove(name: Annotated[str, typer.Argument(help="User name.")], db: Db = None, state_dir: StateDir = None,
+def remove(name: UserName, db: params.UsersDb = None, state_dir: StateDir = None,
            json_output: params.Json = False) -> None:
     """Remove a user and its tokens."""
     store = _store(db, state_dir, create=False)
@@ -175,7 +175,7 @@ def remove(name: Annotated[str, typer.Argument(help="User name.")], db: Db = Non
 def import_htpasswd(
     file: Annotated[Path, typer.Argument(help="htpasswd file (bcrypt $2y$, apr1 $apr1$, or {SHA} lines).")],
     methods: Methods = None,
-    db: Db = None,
+    db: params.UsersDb = None,
     state_dir: StateDir = None,
     json_output: params.Json = False,
 ) -> None:
