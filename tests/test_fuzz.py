@@ -1,9 +1,11 @@
-"""Fuzzing the parsers users feed by hand: subjects, SANs, key types and PEM/DER blobs.
+"""Fuzzing everything users and peers feed tlskit: names, keys, files, chains, targets, HTTP requests.
 
 The contract under test (DESIGN.md): whatever a user types or points tlskit at, the result is either a
-value or a TlskitError with a one-line message, never another exception and never a traceback. The
-library is driven in-process (thousands of inputs in seconds); a few CLI runs check that the same
-inputs end as `error: ...` and exit 2 at the command line, leaving no file behind.
+value or a TlskitError with a one-line message, never another exception and never a traceback; the
+server never answers 5xx to a client's mistake and a bad credential is always a 401. Libraries are
+driven in-process (thousands of inputs in seconds); a few CLI runs check the `error: ...` line and
+exit code; the HTTPS API is driven over raw TLS so odd bytes reach `tlskit serve` unchanged; hostile
+peers (a junk TLS server for `probe`, a broken upstream for the proxy) check the other direction.
 """
 
 from __future__ import annotations
