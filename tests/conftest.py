@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -100,6 +101,18 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
             if time.monotonic() >= deadline:
                 raise fail(f"nothing answered on {host}:{port} within {timeout:g}s", exited=False) from None
             time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM (a clean shutdown, as Ctrl-C or systemd would ask), SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return proc.returncode
 
 
 def assert_one_line_error(run: Run, code: int = 2, contains: str | None = None) -> None:

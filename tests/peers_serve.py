@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import free_port, require_binary, run_tlskit, wait_for_port
+from conftest import free_port, require_binary, run_tlskit, stop_process, wait_for_port
 
 
 @dataclass
@@ -99,14 +98,7 @@ class Served:
         return self.stderr_path.read_text()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout=15)
 
 
 def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int | None = None,

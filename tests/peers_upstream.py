@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -244,13 +243,9 @@ class Served:
         return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        from conftest import stop_process
+
+        stop_process(self.process, timeout=10)
 
     def __enter__(self) -> Served:
         return self
