@@ -3,8 +3,11 @@
 Same machine, same run, same certificate (the local CA's localhost certificate made by `tlskit serve`),
 same users (one htpasswd file: nginx reads it, tlskit imports it), same JSON body (nginx serves the
 bytes tlskit answered, from a file through ``try_files``: nginx's ``return 200`` would skip auth_basic).
-One worker each, the server pinned to CPU 0 and wrk to CPU 1 (``taskset``). Both write an access log.
+Both write an access log.
 
+- 1 worker each: the server pinned to CPU 0 and wrk to CPU 1 (``taskset``).
+- 2 workers each (``tlskit serve --workers 2`` vs nginx ``worker_processes 2``): on a 2-core machine wrk
+  cannot have a core of its own, so server and wrk all run unpinned and share the cores.
 - keep-alive: ``wrk -t1 -c32 -d{D}s`` with Basic credentials. nginx checks the password hash on every
   request; tlskit checks it once and then hits its in-memory verified-credential cache.
 - handshakes: the same with ``Connection: close``: every request is a new TCP + TLS handshake.
@@ -21,98 +24,25 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, TLSKIT, Result, need, workdir
+from bench.common import TLSKIT, Result, need, workdir
+from bench.servers import CLIENT_CPU, SERVER_CPU, free_port, start_nginx, start_tlskit, stop, wrk, wrk_text
 
 RUNS = int(os.environ.get("BENCH_SERVE_RUNS", "3"))
 DURATION = int(os.environ.get("BENCH_SERVE_SECONDS", "5"))
-CONNECTIONS = 32
 PATH = "/api/products/1"
-SERVER_CPU, CLIENT_CPU = "0", "1"
+CREDENTIAL_TEXT = {"apr": "Basic <apr1 user>", "bc": "Basic <bcrypt user>", "bearer": "Bearer <token>"}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on {port}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _pin(cpu: str) -> list[str]:
-    return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-
-
-def wrk(port: int, header: str, close: bool = False, seconds: int = DURATION) -> float:
-    command = [*_pin(CLIENT_CPU), need("wrk"), "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-H", header]
-    if close:
-        command += ["-H", "Connection: close"]
-    command.append(f"https://127.0.0.1:{port}{PATH}")
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
-    if "Non-2xx" in out or "Socket errors" in out and "connect 0, read 0, write 0, timeout 0" not in out:
-        bad = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
-        raise SystemExit(f"wrk saw failures against port {port}: {'; '.join(bad)}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
-        raise SystemExit(f"cannot read wrk output: {out[-300:]}")
-    return float(match.group(1))
-
-
-def wrk_command_text(header_name: str, close: bool = False) -> str:
-    extra = ' -H "Connection: close"' if close else ""
-    credential = {"apr": "Basic <apr1 user>", "bc": "Basic <bcrypt user>", "bearer": "Bearer <token>"}[header_name]
-    return (f'taskset -c {CLIENT_CPU} wrk -t1 -c{CONNECTIONS} -d{DURATION}s -H "Authorization: {credential}"'
-            f"{extra} https://127.0.0.1:PORT{PATH}")
-
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-master_process on;
-user root;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    default_type application/json;
+NGINX_HTTP_HEAD = """    default_type application/json;
     access_log {work}/nginx-access.log combined;
-    client_body_temp_path {work}/tmp/body;
-    proxy_temp_path {work}/tmp/proxy;
-    fastcgi_temp_path {work}/tmp/fastcgi;
-    uwsgi_temp_path {work}/tmp/uwsgi;
-    scgi_temp_path {work}/tmp/scgi;
-    keepalive_requests 1000000;
-    server {{
+"""
+
+NGINX_SERVER = """    server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -124,9 +54,20 @@ http {{
             add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
             try_files $uri =404;
         }}
-    }}
-}}
-"""
+    }}"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Worker count and CPU placement of one set of rows."""
+
+    workers: int
+    server_cpu: str | None
+    client_cpu: str | None
+
+
+ONE_WORKER = Layout(1, SERVER_CPU, CLIENT_CPU)
+TWO_WORKERS = Layout(2, None, None)  # 2 cores: no core left for wrk, so nothing is pinned
 
 
 def setup(work: Path) -> dict:
@@ -149,26 +90,16 @@ def setup(work: Path) -> dict:
             "bearer": f"Authorization: Bearer {token}"}
 
 
-def start_tlskit(work: Path, env: dict, *extra: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    log = open(work / f"tlskit-access-{port}.log", "wb")
-    proc = subprocess.Popen([*_pin(SERVER_CPU), *TLSKIT, "serve", "--state-dir", str(env["state"]), "--db", str(env["db"]),
-                             "--port", str(port), *extra], stdout=log, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    _wait_port(port, proc, "tlskit serve")
-    return proc, port
+def start_tlskit_serve(work: Path, env: dict, *extra: str, cpu: str | None = SERVER_CPU) -> tuple[subprocess.Popen, int]:
+    return start_tlskit(work, "--state-dir", str(env["state"]), "--db", str(env["db"]), *extra, cpu=cpu)
 
 
-def start_nginx(work: Path, env: dict) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    (work / "tmp").mkdir(exist_ok=True)
-    conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, port=port, cert=env["state"] / "localhost.pem",
-                                      key=env["state"] / "localhost.key", root=work / "root",
-                                      htpasswd=env["htpasswd"]))
-    proc = subprocess.Popen([*_pin(SERVER_CPU), need("nginx"), "-p", str(work), "-c", str(conf), "-e", str(work / "nginx-error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    _wait_port(port, proc, "nginx")
+def start_nginx_serve(work: Path, env: dict, layout: Layout = ONE_WORKER) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = NGINX_SERVER.format(port=port, cert=env["state"] / "localhost.pem", key=env["state"] / "localhost.key",
+                                 root=work / "root", htpasswd=env["htpasswd"])
+    proc = start_nginx(work, "nginx", server, port, cpu=layout.server_cpu, workers=layout.workers, user="root",
+                       http_head=NGINX_HTTP_HEAD.format(work=work))
     return proc, port
 
 
@@ -183,21 +114,47 @@ def same_body(work: Path, env: dict, tlskit_port: int) -> None:
     target.write_bytes(body)
 
 
+def _headers(env: dict, name: str, close: bool) -> list[str]:
+    return [env[name], *(["Connection: close"] if close else [])]
+
+
+def _wrk_text(name: str, close: bool, layout: Layout) -> str:
+    headers = [f"Authorization: {CREDENTIAL_TEXT[name]}", *(["Connection: close"] if close else [])]
+    return wrk_text(headers, PATH, DURATION, cpu=layout.client_cpu)
+
+
 def measure(work: Path, env: dict, tlskit_header: str, nginx_header: str, close: bool = False,
-            tlskit_args: tuple[str, ...] = ()) -> tuple[float, float]:
+            tlskit_args: tuple[str, ...] = (), layout: Layout = ONE_WORKER) -> tuple[float, float]:
+    def rate(port: int, header: str, seconds: int = DURATION) -> float:
+        return wrk(f"https://127.0.0.1:{port}{PATH}", _headers(env, header, close), seconds, cpu=layout.client_cpu)
+
     tl, ng = [], []
-    tproc, tport = start_tlskit(work, env, *tlskit_args)
-    nproc, nport = start_nginx(work, env)
+    workers = ("--workers", str(layout.workers)) if layout.workers > 1 else ()
+    tproc, tport = start_tlskit_serve(work, env, *workers, *tlskit_args, cpu=layout.server_cpu)
+    nproc, nport = start_nginx_serve(work, env, layout)
     try:
-        wrk(tport, env[tlskit_header], close, seconds=2)     # warm up (and fill tlskit's credential cache)
-        wrk(nport, env[nginx_header], close, seconds=2)
+        rate(tport, tlskit_header, seconds=2)     # warm up (and fill tlskit's credential cache)
+        rate(nport, nginx_header, seconds=2)
         for _ in range(RUNS):
-            tl.append(wrk(tport, env[tlskit_header], close))
-            ng.append(wrk(nport, env[nginx_header], close))
+            tl.append(rate(tport, tlskit_header))
+            ng.append(rate(nport, nginx_header))
     finally:
-        _stop(tproc)
-        _stop(nproc)
+        stop(tproc)
+        stop(nproc)
     return statistics.median(tl), statistics.median(ng)
+
+
+# (label, tlskit credential, nginx credential, Connection: close, extra tlskit args, target, layout)
+CASES = [
+    ("keep-alive GET, apr1 user", "apr", "apr", False, (), ">= 0.5x", ONE_WORKER),
+    ("keep-alive GET, bcrypt user", "bc", "bc", False, (), ">= 1x", ONE_WORKER),
+    ("keep-alive GET, token (Bearer) vs nginx apr1", "bearer", "apr", False, (), ">= 0.5x", ONE_WORKER),
+    ("keep-alive GET, apr1 user, tlskit --no-access-log", "apr", "apr", False, ("--no-access-log",), "", ONE_WORKER),
+    ("new connection per GET (handshakes/s), apr1 user", "apr", "apr", True, (), ">= 0.5x", ONE_WORKER),
+    ("keep-alive GET, apr1 user", "apr", "apr", False, (), ">= 0.5x", TWO_WORKERS),
+    ("keep-alive GET, bcrypt user", "bc", "bc", False, (), ">= 1x", TWO_WORKERS),
+    ("new connection per GET (handshakes/s), apr1 user", "apr", "apr", True, (), ">= 0.5x", TWO_WORKERS),
+]
 
 
 def run() -> list[Result]:
@@ -207,29 +164,29 @@ def run() -> list[Result]:
     need("curl")
     work = workdir("serve")
     env = setup(work)
-    proc, port = start_tlskit(work, env)        # zero-config: makes the CA and the localhost certificate
+    proc, port = start_tlskit_serve(work, env)        # zero-config: makes the CA and the localhost certificate
     try:
         same_body(work, env, port)
     finally:
-        _stop(proc)
-    tlskit_cmd = f"taskset -c {SERVER_CPU} tlskit serve --state-dir S --db users.sqlite --port PORT"
-    nginx_cmd = f"taskset -c {SERVER_CPU} nginx (1 worker, auth_basic + try_files, same cert and JSON)"
+        stop(proc)
     results = []
-    cases = [
-        ("keep-alive GET, apr1 user", "apr", "apr", False, (), ">= 0.5x"),
-        ("keep-alive GET, bcrypt user", "bc", "bc", False, (), ">= 1x"),
-        ("keep-alive GET, token (Bearer) vs nginx apr1", "bearer", "apr", False, (), ">= 0.5x"),
-        ("keep-alive GET, apr1 user, tlskit --no-access-log", "apr", "apr", False, ("--no-access-log",), ""),
-        ("new connection per GET (handshakes/s), apr1 user", "apr", "apr", True, (), ">= 0.5x"),
-    ]
-    for label, theirs, peer_header, close, extra, target in cases:
-        ours, peer = measure(work, env, theirs, peer_header, close, extra)
+    for label, theirs, peer_header, close, extra, target, layout in CASES:
+        ours, peer = measure(work, env, theirs, peer_header, close, extra, layout)
         unit = "handshakes/s" if close else "req/s"
+        if layout.workers == 1:
+            work_text = f"serve: {label}"
+            tlskit_cmd = f"taskset -c {SERVER_CPU} tlskit serve --state-dir S --db users.sqlite --port PORT"
+            nginx_cmd = f"taskset -c {SERVER_CPU} nginx (1 worker, auth_basic + try_files, same cert and JSON)"
+        else:
+            work_text = (f"serve --workers {layout.workers}: {label} "
+                         f"(server and wrk unpinned, sharing the {os.cpu_count()} cores)")
+            tlskit_cmd = f"tlskit serve --workers {layout.workers} --state-dir S --db users.sqlite --port PORT"
+            nginx_cmd = (f"nginx (worker_processes {layout.workers}, auth_basic + try_files, same cert and JSON)")
         results.append(Result(
-            work=f"serve: {label}", tlskit=round(ours, 1), peer=round(peer, 1), unit=unit, better="higher",
-            peer_name="nginx 1 worker auth_basic",
-            tlskit_command=f"{' '.join([tlskit_cmd, *extra])}; {wrk_command_text(theirs, close)}",
-            peer_command=f"{nginx_cmd}; {wrk_command_text(peer_header, close)}", target=target))
+            work=work_text, tlskit=round(ours, 1), peer=round(peer, 1), unit=unit, better="higher",
+            peer_name=f"nginx {layout.workers} worker{'s' if layout.workers > 1 else ''} auth_basic",
+            tlskit_command=f"{' '.join([tlskit_cmd, *extra])}; {_wrk_text(theirs, close, layout)}",
+            peer_command=f"{nginx_cmd}; {_wrk_text(peer_header, close, layout)}", target=target))
     return results
 
 
