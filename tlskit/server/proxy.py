@@ -78,7 +78,10 @@ class Upstream:
 
 def parse_upstream(url: str) -> Upstream:
     """Check an ``--upstream`` URL: http or https, a host, an optional port and base path, nothing else."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # an unbalanced "[" or "]" around an IPv6 host
+        raise InputError(f"bad --upstream {url!r}", str(exc), "for example --upstream http://[::1]:8000") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"bad --upstream {url!r}", "expected http://HOST[:PORT][/PATH] or https://...",
                          "for example --upstream http://127.0.0.1:8000")
