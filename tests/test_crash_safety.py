@@ -349,7 +349,7 @@ def test_acme_issue_killed_at_every_write_step_leaves_old_or_new_files(tmp_path)
         probe = _run_killer(tmp_path, 0, args, lineage)
         assert probe.returncode == 0, probe.stderr[-2000:]
         steps = [line for line in probe.stderr.splitlines() if line.startswith("step ")]
-        assert sum("os.rename" in s for s in steps) == len(LINEAGE_FILES), steps
+        assert sum("os.rename" in s for s in steps) >= len(LINEAGE_FILES), steps  # one per file, at least
 
         renamed_cert_first = 0
         for crash_at in range(1, len(steps) + 1):
