@@ -48,3 +48,16 @@ def test_unknown_command_is_a_usage_error():
     run = run_tlskit("frobnicate")
     assert run.returncode == 2
     assert "frobnicate" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_subcommand_help_shows_plain_defaults_and_required_marks():
+    days = run_tlskit("selfsign", "--help")
+    assert "[default: 365]" in days.stdout and "\\[" not in days.stdout
+    required = run_tlskit("ca", "init", "--help")
+    assert "[required]" in required.stdout and "\\[" not in required.stdout
+
+
+def test_usage_error_is_one_clean_line():
+    run = run_tlskit("ca", "init")
+    assert run.returncode == 2
+    assert run.stderr == "error: Missing option '--dir' / '-d'; see 'tlskit ca init --help'\n"

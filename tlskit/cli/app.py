@@ -6,6 +6,11 @@ import os
 import sys
 
 import typer
+import typer.core
+
+# typer escapes "[default: ...]" for rich whenever rich is installed, even with rich_markup_mode=None,
+# so plain help showed "\[default: 365]". Help here is plain click text: tell typer rich is absent.
+typer.core.HAS_RICH = False
 
 from tlskit import __version__
 
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message()
         context = getattr(exc, "ctx", None)
         where = context.command_path if context is not None else "tlskit"
-        error_line(f"{' '.join(message.split())}; see '{where} --help'")
+        error_line(f"{' '.join(message.split()).rstrip('.')}; see '{where} --help'")
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(0)
