@@ -124,7 +124,6 @@ class Lineage:
         """Write every file of this certificate, all or nothing; returns the paths written."""
         cert_pem, chain_pem = split_fullchain(fullchain_pem)
         self.path.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.path)
         outputs = []
         if key_pem is not None:
             outputs.append(Output.of(self.privkey, key_pem, secret=True))
@@ -158,19 +157,6 @@ def split_fullchain(fullchain_pem: bytes) -> tuple[bytes, bytes]:
     fix = [b if b.endswith(b"\n") else b + b"\n" for b in blocks]
     return fix[0], b"".join(fix[1:])
 
-
-def _remove_stale_temps(directory: Path) -> None:
-    # write_outputs' temp files are named .<target>.<random>.tmp; a killed run can leave them behind.
-    for stale in directory.glob(".*.pem.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-    for stale in directory.glob(f".{RENEWAL}.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
 
 
 @dataclass
