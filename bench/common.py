@@ -64,8 +64,24 @@ def need(binary: str) -> str:
 
 
 def workdir(name: str) -> Path:
-    path = OUT / name
-    if path.exists():
-        shutil.rmtree(path)
+    """A fresh directory for one bench run. The pid keeps two runs of the same bench (a standalone
+    module and `make bench`) from deleting each other's servers' files; a dead run's directory goes."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob(f"{name}.*"):
+        pid = old.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = OUT / f"{name}.{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
