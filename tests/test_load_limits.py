@@ -3,8 +3,8 @@
 Each client is a thread with its own TLS connection (tests/peers_rawhttp.py); all start together
 behind a barrier, so the requests really race in the server. Limits are counted per user: a user's
 burst never spends another user's budget. With one worker the count is exact (MemoryLimiter admits
-and counts in one step on the event loop); with ``--workers N`` each worker counts for itself, which
-is documented and not what this file tests.
+and counts in one step on the event loop); ``--workers N`` shares the count through SQLite
+(SharedLimiter), tested exact in tests/test_serve_limits.py.
 """
 
 from __future__ import annotations
