@@ -194,3 +194,27 @@ def test_password_is_hashed_once_then_served_from_the_cache(tmp_path):
     store.update("ann", password="new-password")
     assert asyncio.run(check("ann-password")) == [None]
     assert asyncio.run(check("new-password")) == ["ann"]
+
+
+def test_a_wrong_password_for_a_fast_imported_hash_costs_a_slow_check(tmp_path):
+    """apr1 and {SHA} fail in microseconds; the failure must also pay the argon2 dummy check, as an
+    unknown name does, so that the answer's delay does not tell which names exist."""
+    import asyncio
+    import subprocess
+
+    from tlskit.server.auth import Authenticator, Credential
+    from tlskit.server.users import UserStore
+
+    apr1 = subprocess.run(["openssl", "passwd", "-apr1", "right-password"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    store = UserStore(tmp_path / "users.sqlite")
+    store.import_htpasswd(f"imported:{apr1}\n")
+    auth = Authenticator(store)
+
+    async def attempt(secret: str):
+        return await auth.authenticate(Credential(secret=secret, name="imported", source="basic"))
+
+    assert asyncio.run(attempt("right-password")).name == "imported"
+    assert auth._dummy_hash is None  # a good password pays no extra check
+    assert asyncio.run(attempt("wrong-password")) is None
+    assert auth._dummy_hash is not None and auth._dummy_hash.startswith("$argon2")

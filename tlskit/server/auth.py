@@ -32,10 +32,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from tlskit.server.users import User, UserStore, verify_password
+from tlskit.server.users import User, UserStore, password_scheme, verify_password
 
 QUERY_TOKEN = "authtoken"
 CACHE_LIMIT = 100_000
+# Hash schemes whose check costs about what the dummy argon2 check costs.
+SLOW_SCHEMES = frozenset({"argon2", "bcrypt"})
 
 
 @dataclass(frozen=True)
@@ -204,13 +206,19 @@ class Authenticator:
         return None
 
     async def _verify(self, user: User | None, password: str) -> bool:
+        """Check a password in a thread; a failure always costs at least one slow (argon2) check."""
         self.stats["hashes"] += 1
         loop = asyncio.get_running_loop()
         if user is None or not user.password_hash:
             # Spend what a real check costs, so an unknown name does not answer faster than a wrong password.
             await loop.run_in_executor(None, self._dummy_check, password)
             return False
-        return await loop.run_in_executor(None, verify_password, user.password_hash, password)
+        ok = await loop.run_in_executor(None, verify_password, user.password_hash, password)
+        if not ok and password_scheme(user.password_hash) not in SLOW_SCHEMES:
+            # An imported apr1/{SHA} hash fails in microseconds; without this a wrong password for such a
+            # user answers faster than an unknown name, which tells an attacker the name exists.
+            await loop.run_in_executor(None, self._dummy_check, password)
+        return ok
 
     def _dummy_check(self, password: str) -> None:
         # Runs in the executor: making the dummy hash the first time costs what a check costs.
