@@ -2,9 +2,10 @@
 
 :class:`MemoryLimiter` keeps its counters in the process. ``acquire`` checks and records in one
 synchronous step with no ``await`` inside, so on one event loop two requests can never both see the
-last free slot: with a limit of N, exactly N are let through, never N+1. With ``--workers`` > 1 each
-worker counts for itself; counters shared between processes or machines (Redis: a sorted set per
-user for the window, INCR/DECR for in-flight, in one Lua script) fit the same :class:`Limiter` shape.
+last free slot: with a limit of N, exactly N are let through, never N+1. With ``--workers`` > 1,
+:class:`SharedLimiter` keeps the same counters in SQLite for all workers; counters shared between
+machines (Redis: a sorted set per user for the window, INCR/DECR for in-flight, in one Lua script)
+fit the same :class:`Limiter` shape. Both limiters apply one rule, :func:`_refusal`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,28 @@ class Decision:
 _ADMITTED = Decision(True)
 
 
+def _decision(allowed: bool, retry_after: int, reason: str, limits: Limits, admitted: int,
+              oldest: float | None, now: float) -> Decision:
+    """A decision with the RateLimit-* figures of the hour's window (``admitted`` requests, the
+    ``oldest`` at that time) when the user has an hourly limit."""
+    if not limits.max_requests:
+        return Decision(allowed, retry_after, reason)
+    reset = math.ceil(oldest + WINDOW_SECONDS - now) if oldest is not None else 0
+    return Decision(allowed, retry_after, reason, limit=limits.max_requests,
+                    remaining=max(0, limits.max_requests - admitted), reset=reset)
+
+
+def _refusal(limits: Limits, in_flight: int, admitted: int, oldest: float | None, now: float) -> Decision | None:
+    """The rule both limiters apply: a full set of slots first, then a spent hour; None admits."""
+    if limits.max_concurrent and in_flight >= limits.max_concurrent:
+        # A slot frees when a request finishes; one second is an honest hint.
+        return _decision(False, 1, "concurrent requests", limits, admitted, oldest, now)
+    if limits.max_requests and admitted >= limits.max_requests:
+        wait = math.ceil(oldest + WINDOW_SECONDS - now)
+        return _decision(False, wait, "requests per hour", limits, admitted, oldest, now)
+    return None
+
+
 class Limiter(Protocol):
     def acquire(self, user: str, limits: Limits) -> Decision: ...
     def release(self, user: str) -> None: ...
@@ -83,8 +106,7 @@ class MemoryLimiter:
         self._lock = threading.Lock()
 
     def acquire(self, user: str, limits: Limits) -> Decision:
-        """Admit (and count) or refuse one request. ``limits`` is any object with ``max_requests`` and
-        ``max_concurrent`` (the gate passes its own ``UserLimits``)."""
+        """Admit (and count) or refuse one request."""
         if not limits.max_requests and not limits.max_concurrent:
             return _ADMITTED  # nothing to count; release() of an uncounted user is a no-op
         with self._lock:
@@ -92,24 +114,22 @@ class MemoryLimiter:
 
     def _acquire(self, user: str, limits: Limits) -> Decision:
         now = self._clock()
-        window = self._admitted.get(user)
+        window: deque[float] | tuple[()] = ()
         if limits.max_requests:
+            window = self._admitted.get(user)
             if window is None:
                 window = self._admitted[user] = deque()
             horizon = now - WINDOW_SECONDS
             while window and window[0] <= horizon:
                 window.popleft()
         in_flight = self._in_flight.get(user, 0)
-        if limits.max_concurrent and in_flight >= limits.max_concurrent:
-            # A slot frees when a request finishes; one second is an honest hint.
-            return self._decision(False, 1, "concurrent requests", limits, window, now)
-        if limits.max_requests and len(window) >= limits.max_requests:
-            wait = math.ceil(window[0] + WINDOW_SECONDS - now)
-            return self._decision(False, wait, "requests per hour", limits, window, now)
+        refusal = _refusal(limits, in_flight, len(window), window[0] if window else None, now)
+        if refusal is not None:
+            return refusal
         if limits.max_requests:
             window.append(now)
         self._in_flight[user] = in_flight + 1
-        return self._decision(True, 0, "", limits, window, now)
+        return _decision(True, 0, "", limits, len(window), window[0] if window else None, now)
 
     def release(self, user: str) -> None:
         """Call exactly once for every admitted request, when its response is finished (or failed)."""
@@ -122,15 +142,6 @@ class MemoryLimiter:
 
     def in_flight(self, user: str) -> int:
         return self._in_flight.get(user, 0)
-
-    @staticmethod
-    def _decision(allowed: bool, retry_after: int, reason: str, limits: Limits,
-                  window: deque[float] | None, now: float) -> Decision:
-        if not limits.max_requests or window is None:
-            return Decision(allowed, retry_after, reason)
-        reset = math.ceil(window[0] + WINDOW_SECONDS - now) if window else 0
-        return Decision(allowed, retry_after, reason, limit=limits.max_requests,
-                        remaining=max(0, limits.max_requests - len(window)), reset=reset)
 
 
 class SharedLimiter:
@@ -195,25 +206,16 @@ class SharedLimiter:
             db.execute("DELETE FROM admitted WHERE user = ? AND at <= ?", (user, now - WINDOW_SECONDS))
             count, oldest = db.execute("SELECT COUNT(*), MIN(at) FROM admitted WHERE user = ?", (user,)).fetchone()
         in_flight = db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?", (user,)).fetchone()[0]
-
-        def decision(allowed: bool, retry_after: int, reason: str, admitted: int, first: float | None) -> Decision:
-            if not limits.max_requests:
-                return Decision(allowed, retry_after, reason)
-            reset = math.ceil(first + WINDOW_SECONDS - now) if first is not None else 0
-            return Decision(allowed, retry_after, reason, limit=limits.max_requests,
-                            remaining=max(0, limits.max_requests - admitted), reset=reset)
-
-        if limits.max_concurrent and in_flight >= limits.max_concurrent:
-            return decision(False, 1, "concurrent requests", count, oldest)
-        if limits.max_requests and count >= limits.max_requests:
-            return decision(False, math.ceil(oldest + WINDOW_SECONDS - now), "requests per hour", count, oldest)
+        refusal = _refusal(limits, in_flight, count, oldest, now)
+        if refusal is not None:
+            return refusal
         if limits.max_requests:
             db.execute("INSERT INTO admitted (user, at) VALUES (?, ?)", (user, now))
             count, oldest = count + 1, now if oldest is None else oldest
         db.execute("INSERT INTO in_flight (user, pid, n) VALUES (?, ?, 1) "
                    "ON CONFLICT (user, pid) DO UPDATE SET n = n + 1", (user, self._pid))
         self._mine[user] = self._mine.get(user, 0) + 1
-        return decision(True, 0, "", count, oldest)
+        return _decision(True, 0, "", limits, count, oldest, now)
 
     def release(self, user: str) -> None:
         with self._lock:

@@ -5,13 +5,12 @@ The gate never raises for anything a client sends.
 
 Seam for limits (issue 7): ``Gate(limiter=...)`` takes any object with
 
-- ``acquire(user: str, limits) -> decision`` where ``limits`` has ``max_requests`` and ``max_concurrent``
-  (:class:`UserLimits`: the user's own values, or the server's ``--max-requests``/``--max-concurrent``
-  defaults when the user's are unset; 0 means unlimited) and ``decision`` has ``allowed``,
-  ``retry_after`` and ``headers`` (a list of ``(bytes, bytes)`` or a method returning one);
+- ``acquire(user: str, limits: Limits) -> Decision`` (:class:`tlskit.server.limits.Limiter`), where
+  ``limits`` are the user's own values, or the server's ``--max-requests``/``--max-concurrent``
+  defaults when the user's are unset (0 means unlimited);
 - ``release(user: str)``, called exactly once after an admitted request finishes (even on error).
 
-The default, :class:`NoLimiter`, admits everything. Refusals become 429 with the decision's headers
+Without a limiter everything is admitted. Refusals become 429 with the decision's headers
 (``Retry-After`` among them); admitted requests carry the decision's headers too (RateLimit-*).
 """
 
@@ -22,36 +21,8 @@ import json
 from dataclasses import dataclass, field
 
 from tlskit.server.auth import Authenticator, CredentialReader, Malformed
+from tlskit.server.limits import Limits
 from tlskit.server.users import User
-
-
-@dataclass(frozen=True)
-class UserLimits:
-    max_requests: int = 0
-    max_concurrent: int = 0
-
-    @property
-    def unlimited(self) -> bool:
-        return not self.max_requests and not self.max_concurrent
-
-
-@dataclass
-class Admission:
-    allowed: bool = True
-    retry_after: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-class NoLimiter:
-    """Admits everything; what runs when no limiter is configured."""
-
-    _ADMIT = Admission()
-
-    def acquire(self, user: str, limits: UserLimits) -> Admission:
-        return self._ADMIT
-
-    def release(self, user: str) -> None:
-        return None
 
 
 @dataclass
@@ -76,7 +47,7 @@ def _json(document: dict) -> bytes:
 
 class Gate:
     def __init__(self, authenticator: Authenticator, reader: CredentialReader, networks, realm: str = "tlskit",
-                 limiter=None, default_limits: UserLimits = UserLimits()) -> None:
+                 limiter=None, default_limits: Limits = Limits()) -> None:
         self.authenticator = authenticator
         self.reader = reader
         self.networks = tuple(networks)
@@ -105,11 +76,8 @@ class Gate:
             self._allowed_ips[ip] = known
         return known
 
-    def limits_for(self, user: User) -> UserLimits:
-        return UserLimits(
-            self.default_limits.max_requests if user.max_requests is None else user.max_requests,
-            self.default_limits.max_concurrent if user.max_concurrent is None else user.max_concurrent,
-        )
+    def limits_for(self, user: User) -> Limits:
+        return Limits.resolve(user.max_requests, user.max_concurrent, self.default_limits)
 
     async def admit(self, scope: dict, ip: str) -> Passed | Denial:
         if not self.ip_allowed(ip):
@@ -127,7 +95,7 @@ class Gate:
         if self.limiter is None:
             return Passed(user, [], False)
         decision = self.limiter.acquire(user.name, self.limits_for(user))
-        headers = decision.headers() if callable(decision.headers) else list(decision.headers)
+        headers = decision.headers()
         if not decision.allowed:
             return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
                           headers, "limit", user.name)

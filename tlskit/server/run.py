@@ -134,14 +134,15 @@ def build_app(prepared: Prepared, log_stream=None):
     from tlskit.server.accesslog import AccessLog
     from tlskit.server.app import TlskitApp
     from tlskit.server.auth import Authenticator, CredentialReader
-    from tlskit.server.policy import Gate, UserLimits
+    from tlskit.server.limits import Limits
+    from tlskit.server.policy import Gate
     from tlskit.server.users import UserStore
 
     config = prepared.config
     gate = Gate(Authenticator(UserStore(prepared.db)),
                 CredentialReader(config.key_headers, config.allow_query_token),
                 config.networks(), config.realm, make_limiter(prepared),
-                UserLimits(config.max_requests, config.max_concurrent))
+                Limits(config.max_requests, config.max_concurrent))
     access_log = AccessLog(log_stream, config.log_json) if config.access_log else None
     app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age)
     return wrap_app(prepared, app), access_log
