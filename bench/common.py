@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tlskit.files import process_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 TLSKIT = [str(ROOT / ".venv" / "bin" / "tlskit")] if (ROOT / ".venv" / "bin" / "tlskit").exists() else [sys.executable, "-m", "tlskit"]
@@ -69,19 +71,10 @@ def workdir(name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob(f"{name}.*"):
         pid = old.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     path = OUT / f"{name}.{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -319,11 +319,12 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
         return
     for entry in entries:
         match = pattern.match(entry.name)
-        if match and not _process_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             _unlink_quietly(entry.path)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` may still be running: only a certain "no such process" counts as dead."""
     if pid == os.getpid():
         return True
     try:

@@ -173,17 +173,13 @@ class SharedLimiter:
         self._forget_dead_workers()
 
     def _forget_dead_workers(self) -> None:
-        import os
+        from tlskit.files import process_alive
 
         with self._lock:
             pids = [row[0] for row in self._db.execute("SELECT DISTINCT pid FROM in_flight")]
             for pid in pids:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+                if not process_alive(pid):
                     self._db.execute("DELETE FROM in_flight WHERE pid = ?", (pid,))
-                except PermissionError:  # alive, someone else's
-                    pass
 
     def acquire(self, user: str, limits: Limits) -> Decision:
         if not limits.max_requests and not limits.max_concurrent:
