@@ -13,10 +13,11 @@ import typer.core
 typer.core.HAS_RICH = False
 
 from tlskit import __version__
+from tlskit.cli.entry import SUMMARY
 
 app = typer.Typer(
     name="tlskit",
-    help="Keys, CSRs, certificates, chains, TLS probing, ACME and an authenticated HTTPS server.",
+    help=SUMMARY,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -38,7 +39,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show a traceback on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Keys, CSRs, certificates, chains, TLS probing, ACME and an authenticated HTTPS server."""
+    pass
 
 
 # name -> (module, attribute, is a group of subcommands). Modules import only typer at import time;
