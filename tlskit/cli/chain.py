@@ -86,51 +86,33 @@ def chain(
 def _render(report, out: Path | None, pkcs12: Path | None, key_checked: bool, pem: bytes) -> None:
     import sys
 
-    from tlskit.cli.output import warn
+    from tlskit.cli.output import console, escape, warn
 
     # With no --out the PEM is the output (for pipes and redirects); the summary goes to stderr.
     to_stdout = out is None and pkcs12 is None
     if to_stdout:
         sys.stdout.write(pem.decode())
         sys.stdout.flush()
-    say = _printer(sys.stderr if to_stdout else sys.stdout)
+    text = console(stderr=to_stdout)
     links = report.output_links
     plural = "s" if len(links) != 1 else ""
     verdict = (f"verified against {report.trust}" + (f" for {report.host}" if report.host else "")
                if report.verified else "not verified (--no-verify)")
-    written = [("Wrote ", None), (str(out), "bold"), (": ", None)] if out else []
-    say([("Chain OK", "green"), (": ", None), *written, (f"{len(links)} certificate{plural}, {verdict}", None)])
+    written = f"Wrote [bold]{escape(str(out))}[/]: " if out else ""
+    text.print(f"[green]Chain OK[/]: {written}{len(links)} certificate{plural}, {escape(verdict)}")
     for index, link in enumerate(links):
         info = link.describe()
-        say([(f"  {index} {link.role:<12} {info['subject']}  (until {info['not_after'][:10]})", None),
-             (f"  from {link.source}", "dim")])
+        text.print(f"  {index} {link.role:<12} {escape(info['subject'])}  (until {info['not_after'][:10]})"
+                   f"[dim]  from {escape(str(link.source))}[/]")
     root = report.root
     if root is not None and not report.include_root:
-        say([(f"  - root         {root.describe()['subject']}  (left out; --include-root keeps it)", None)])
+        text.print(f"  - root         {escape(root.describe()['subject'])}  (left out; --include-root keeps it)")
     if key_checked:
-        say([("  Key matches the leaf.", None)])
+        text.print("  Key matches the leaf.")
     if pkcs12 is not None:
-        say([("Wrote ", None), (str(pkcs12), "bold"), (f" (PKCS#12: key + {len(links)} certificates, mode 0600)", None)])
+        text.print(f"Wrote [bold]{escape(str(pkcs12))}[/] (PKCS#12: key + {len(links)} certificates, mode 0600)")
     for finding in report.findings:
         if finding.level == "warning":
             warn(finding.message)
         elif finding.code != "root_left_out":
-            say([(f"  note: {finding.message}", None)])
-
-
-def _printer(stream):
-    """Print (text, style) segments: styled by rich on a terminal, plain text otherwise.
-
-    Pipes and files get the same words without loading rich, which costs more start-up time
-    (~50 ms) than ordering and verifying the chain itself.
-    """
-    if not stream.isatty():
-        return lambda segments: stream.write("".join(text for text, _ in segments) + "\n")
-    import sys
-
-    from rich.text import Text
-
-    from tlskit.cli.output import console
-
-    out = console(stderr=stream is sys.stderr)
-    return lambda segments: out.print(Text.assemble(*[(text, style or "") for text, style in segments]))
+            text.print(f"  note: {escape(finding.message)}")
