@@ -12,8 +12,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-# What uvicorn answers itself when the HTTP parser rejects a request (the app never sees it).
-PARSER_REJECTION = b"Invalid HTTP request received."
+# What the server's HTTP engine answers itself when the parser rejects a request (the app never sees it).
+PARSER_REJECTION = b'{"error":"malformed request"}'
 
 
 @dataclass
@@ -27,8 +27,14 @@ class RawReply:
         return values[0] if values else None
 
     @property
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+    @property
     def from_parser(self) -> bool:
-        return self.status == 400 and PARSER_REJECTION in self.body
+        return self.status == 400 and self.body == PARSER_REJECTION
 
 
 def tls_context(ca: Path | None) -> ssl.SSLContext:
@@ -38,7 +44,7 @@ def tls_context(ca: Path | None) -> ssl.SSLContext:
 
 def request(port: int, ca: Path | None, method: bytes | str = b"GET", target: bytes | str = b"/api",
             headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None = None, timeout: float = 30,
-            context: ssl.SSLContext | None = None) -> RawReply:
+            context: ssl.SSLContext | None = None, source: str | None = None) -> RawReply:
     method = method.encode() if isinstance(method, str) else method
     target = target.encode("latin-1") if isinstance(target, str) else target
     lines = [method + b" " + target + b" HTTP/1.1", b"Host: localhost", b"Connection: close"]
@@ -48,7 +54,8 @@ def request(port: int, ca: Path | None, method: bytes | str = b"GET", target: by
         lines.append(b"Content-Length: " + str(len(body)).encode())
     payload = b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
     context = context or tls_context(ca)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(payload)
             chunks = []

@@ -28,6 +28,14 @@ def client_ip(scope: dict) -> str:
     return client[0] if client else ""
 
 
+# Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+def hsts(max_age: int) -> tuple[bytes, bytes]:
+    return (b"strict-transport-security", f"max-age={max_age}; includeSubDomains".encode())
+
+
 class TlskitApp:
     def __init__(self, gate: Gate, handler, access_log: AccessLog | None = None, hsts_max_age: int = 31536000,
                  client_ip=client_ip) -> None:
@@ -35,10 +43,8 @@ class TlskitApp:
         self.handler = handler
         self.access_log = access_log
         self.client_ip = client_ip
-        self.hsts = (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode())
-
-    # Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
-    NOSNIFF = (b"x-content-type-options", b"nosniff")
+        self.hsts = hsts(hsts_max_age)
+    NOSNIFF = NOSNIFF
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlskit.errors import InputError
+from tlskit.server.engine import HttpLimits
 from tlskit.server.trusted_proxy import parse_networks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,6 +49,7 @@ class ServeConfig:
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
     acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves
     extra: dict = field(default_factory=dict)
+    http: HttpLimits = HttpLimits()
 
     def networks(self) -> tuple[Network, ...]:
         return self.allow or tuple(ipaddress.ip_network(n) for n in LOOPBACK)

@@ -167,49 +167,52 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server:
-    """A uvicorn Server that leaves signals to us (two servers share one loop)."""
-
-    @staticmethod
-    def make(app, context: ssl.SSLContext | None):
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self):
-                yield
-
-        options = dict(loop="uvloop", http="httptools", lifespan="off", access_log=False, server_header=False,
-                       proxy_headers=False, log_level="warning", ws="none", timeout_keep_alive=30,
-                       timeout_graceful_shutdown=5)
-        if context is not None:
-            options["ssl_context_factory"] = lambda _config, _default: context
-        config = uvicorn.Config(app, **options)
-        return Server(config)
-
-
 async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+    from tlskit.server.listener import Listener
+    from tlskit.server.reload import log_to_stderr
+
+    log_to_stderr()
+    config = prepared.config
     app, access_log = build_app(prepared)
     install_tls(prepared, prepared.context)
-    servers = [(_Server.make(app, prepared.context), sockets["https"])]
+    from tlskit.server.app import NOSNIFF, hsts
+
+    exempt = _trusted_peer(prepared)
+    refusal_headers = [hsts(config.hsts_max_age), NOSNIFF]
+    listeners = [(Listener(app, config.http, prepared.context, exempt, refusal_headers), sockets["https"])]
     if "redirect" in sockets:
         from tlskit.server.app import RedirectApp
 
-        servers.append((_Server.make(wrap_redirect(prepared, RedirectApp(prepared.config.port)), None),
-                        sockets["redirect"]))
+        listeners.append((Listener(wrap_redirect(prepared, RedirectApp(config.port)), config.http, None, exempt),
+                          sockets["redirect"]))
     loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        for server, _ in servers:
-            server.should_exit = True
-
+    stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, stopping.set)
+    for listener, sock in listeners:
+        await listener.start(sock)
     try:
-        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+        await stopping.wait()
     finally:
+        await asyncio.gather(*(listener.shutdown(SHUTDOWN_GRACE) for listener, _ in listeners))
+        closer = getattr(app, "aclose", None)
+        if closer is not None:
+            await closer()
         if access_log is not None:
             access_log.flush()
+
+
+SHUTDOWN_GRACE = 5.0
+
+
+def _trusted_peer(prepared: Prepared):
+    """Peers exempt from the per-address connection cap: the --trust-proxy proxies every client comes through."""
+    if not prepared.config.trust_proxy:
+        return lambda ip: False
+    from tlskit.server.trusted_proxy import TrustedProxies
+
+    proxies = TrustedProxies.parse(prepared.config.trust_proxy)
+    return proxies.trusts
 
 
 def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
