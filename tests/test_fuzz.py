@@ -709,7 +709,7 @@ def api(tmp_path_factory):
     from peers_serve import start_serve
 
     work = tmp_path_factory.mktemp("api")
-    served = start_serve(work)
+    served = start_serve(work, "--max-auth-failures", "0")     # every fuzzed credential is a failure
     try:
         (work / "pw").write_text(PASSWORD + "\n")
         added = served.users("add", "alice", "--password-file", str(work / "pw"), "--methods", "all")
@@ -910,7 +910,7 @@ def api_query_token(tmp_path_factory):
     from peers_serve import start_serve
 
     work = tmp_path_factory.mktemp("apiq")
-    served = start_serve(work, "--allow-query-token")
+    served = start_serve(work, "--allow-query-token", "--max-auth-failures", "0")
     try:
         served.extra["token"] = served.add_token_user("reader")
         served.extra["context"] = tls_context(served.ca)
@@ -929,7 +929,16 @@ def api_query_token(tmp_path_factory):
                               "authtoken=%ff%fe", "limit=1", "authtoken=a&authtoken=b"]), max_size=4).map("&".join),
 ))
 def test_fuzzed_query_tokens_are_401(api_query_token, query):
+    """A wrong token is 401; a query that names the token twice or undecodably is refused with 400
+    (the rule of tlskit.server.query, which the access log and the proxy follow too)."""
+    from tlskit.server import query as query_rule
+
     reply = _call(api_query_token, "GET", f"/api/products?{query}")
+    try:
+        query_rule.check(query.encode("latin-1"))
+    except query_rule.AmbiguousQuery:
+        assert reply.status == 400 and b"authtoken" in reply.body, (reply.status, reply.body)
+        return
     _assert_app_answer(reply, {401})
 
 

@@ -308,10 +308,14 @@ def test_redirect_port_308_keeps_path_and_query(server):
     reply = server.curl("/api/products/1?limit=5&x=a%20b", scheme_port=f"http://127.0.0.1:{server.redirect_port}")
     assert reply.status == 308
     assert reply.header("location") == f"https://127.0.0.1:{server.port}/api/products/1?limit=5&x=a%20b"
-    posted = server.curl("/api/orders", "-H", "Host: api.example.test", method="POST", data="{}",
+    posted = server.curl("/api/orders", "-H", "Host: localhost:8080", method="POST", data="{}",
                          scheme_port=f"http://127.0.0.1:{server.redirect_port}")
     assert posted.status == 308
-    assert posted.header("location") == f"https://api.example.test:{server.port}/api/orders"
+    assert posted.header("location") == f"https://localhost:{server.port}/api/orders"
+    # A name the certificate is not for is never redirected to (no open redirect on the plain port).
+    elsewhere = server.curl("/api/orders", "-H", "Host: api.example.test",
+                            scheme_port=f"http://127.0.0.1:{server.redirect_port}")
+    assert elsewhere.status == 400 and elsewhere.header("location") is None
     # curl -L follows it to HTTPS and gets the API's answer.
     followed = server.curl("/api/products/1", "-L", "-H", f"X-API-Key: {server.extra['bob_token']}",
                            scheme_port=f"http://localhost:{server.redirect_port}")

@@ -8,6 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from tlskit.cli import params
+from tlskit.server.engine import HttpLimits
+from tlskit.server.throttle import ThrottleSettings
+
+# The limits' defaults live with the limits (HttpLimits, ThrottleSettings); the help texts read them there.
 
 
 def serve(
@@ -40,6 +44,20 @@ def serve(
     directory_ca_file: Annotated[Optional[Path], typer.Option("--directory-ca-file", help="--acme: trust this CA file for the directory's HTTPS (a private CA such as Pebble).")] = None,
     acme_renew_days: Annotated[int, typer.Option("--acme-renew-days", help="--acme: renew this many days before expiry.")] = 30,
     acme_check_interval: Annotated[float, typer.Option("--acme-check-interval", hidden=True, help="--acme: seconds between renewal checks.")] = 12 * 3600.0,
+    max_header_line: Annotated[Optional[int], typer.Option("--max-header-line", help=f"Longest request line or header field line, in bytes (431/414 beyond). [default: {HttpLimits.max_header_line:g}]")] = None,
+    max_header_size: Annotated[Optional[int], typer.Option("--max-header-size", help=f"Largest header section, in bytes (431 beyond). [default: {HttpLimits.max_header_size:g}]")] = None,
+    max_header_fields: Annotated[Optional[int], typer.Option("--max-header-fields", help=f"Most header fields in one request (431 beyond). [default: {HttpLimits.max_header_fields:g}]")] = None,
+    header_timeout: Annotated[Optional[float], typer.Option("--header-timeout", help=f"Seconds a client may take to send its request headers (408). [default: {HttpLimits.header_timeout:g}]")] = None,
+    handshake_timeout: Annotated[Optional[float], typer.Option("--handshake-timeout", help=f"Seconds a client may take for the TLS handshake. [default: {HttpLimits.handshake_timeout:g}]")] = None,
+    body_timeout: Annotated[Optional[float], typer.Option("--body-timeout", help=f"Seconds between two reads of a request body (408). [default: {HttpLimits.body_timeout:g}]")] = None,
+    send_timeout: Annotated[Optional[float], typer.Option("--send-timeout", help=f"Seconds a client may leave an answer unread before it is cut. [default: {HttpLimits.send_timeout:g}]")] = None,
+    keepalive_timeout: Annotated[Optional[float], typer.Option("--keepalive-timeout", help=f"Seconds an idle keep-alive connection stays open. [default: {HttpLimits.keepalive_timeout:g}]")] = None,
+    keepalive_requests: Annotated[Optional[int], typer.Option("--keepalive-requests", help=f"Requests on one connection before it is closed. [default: {HttpLimits.keepalive_requests:g}]")] = None,
+    max_pending_per_ip: Annotated[Optional[int], typer.Option("--max-pending-per-ip", help=f"Connections one client address may hold before its first request is in (IPv6: per /64). [default: {HttpLimits.max_pending_per_ip:g}]")] = None,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", help=f"Connections per worker (lowered to fit the file-descriptor limit). [default: {HttpLimits.max_connections:g}]")] = None,
+    max_auth_failures: Annotated[Optional[int], typer.Option("--max-auth-failures", help=f"Wrong passwords per client address per minute before 429 (0: no budget). [default: {ThrottleSettings.max_failures:g}]")] = None,
+    auth_ban_seconds: Annotated[Optional[float], typer.Option("--auth-ban-seconds", help=f"Seconds an address that spent its failure budget gets 429 for password checks. [default: {ThrottleSettings.ban:g}]")] = None,
+    hash_workers: Annotated[Optional[int], typer.Option("--hash-workers", help="Threads for slow password hashes (each argon2 check takes 64 MiB) [default: cores, at most 4].")] = None,
 ) -> None:
     """Serve an SQLite dataset as an authenticated JSON API over HTTPS.
 
@@ -48,41 +66,29 @@ def serve(
 
     Example: tlskit serve --cert fullchain.pem --key privkey.pem --host 0.0.0.0 --port 443 --allow 10.0.0.0/8
     """
-    from tlskit.errors import InputError
-    from tlskit.server.config import ServeConfig, parse_allow, parse_key_headers
+    from tlskit.server.config import build_config
     from tlskit.server.run import prepare, serve as run_server
 
-    for value, flag in ((port, "--port"), (redirect_port, "--redirect-port")):
-        if value is not None and not 0 < value < 65536:
-            raise InputError(f"{flag} {value} is not a TCP port", fix="give a number from 1 to 65535")
-    if max_requests < 0 or max_concurrent < 0:
-        raise InputError("--max-requests and --max-concurrent cannot be negative", fix="give 0 (unlimited) or more")
-    if upstream is not None:
-        from tlskit.server.proxy import parse_upstream
-
-        parse_upstream(upstream)
-        if upstream_timeout <= 0:
-            raise InputError(f"--upstream-timeout {upstream_timeout} is not positive", fix="give seconds, e.g. 30")
-        if upstream_ca_file is not None and not upstream_ca_file.is_file():
-            raise InputError(f"--upstream-ca-file {upstream_ca_file} does not exist", fix="give a PEM CA file")
-    if trust_proxy:
-        from tlskit.server.trusted_proxy import parse_networks
-
-        trust_proxy = [str(n) for n in parse_networks(trust_proxy)]
+    options = dict(host=host, port=port, cert=cert, key=key, redirect_port=redirect_port, workers=workers,
+                   state_dir=state_dir, db=db, dataset=dataset, allow=allow, key_header=key_header,
+                   allow_query_token=allow_query_token, realm=realm, log_json=log_json,
+                   access_log=not no_access_log, max_requests=max_requests, max_concurrent=max_concurrent,
+                   upstream=upstream, upstream_timeout=upstream_timeout, upstream_ca_file=upstream_ca_file,
+                   trust_proxy=trust_proxy, reload_interval=reload_interval, max_header_line=max_header_line,
+                   max_header_size=max_header_size, max_header_fields=max_header_fields,
+                   header_timeout=header_timeout, handshake_timeout=handshake_timeout, body_timeout=body_timeout,
+                   send_timeout=send_timeout, keepalive_timeout=keepalive_timeout,
+                   keepalive_requests=keepalive_requests, max_pending_per_ip=max_pending_per_ip,
+                   max_connections=max_connections, max_auth_failures=max_auth_failures,
+                   auth_ban_seconds=auth_ban_seconds, hash_workers=hash_workers)
+    config = build_config(options)           # every option checked before anything is written
     managed = None
     if acme:
         managed, cert, key, redirect_port = _acme_certificate(
             acme, cert, key, host, redirect_port, state_dir, email, agree_tos, directory, directory_ca_file,
             acme_renew_days, acme_check_interval)
-    config = ServeConfig(host=host, port=port, cert=cert, key=key, redirect_port=redirect_port, workers=workers,
-                         state_dir=state_dir, db=db, dataset=dataset, allow=parse_allow(allow),
-                         key_headers=parse_key_headers(key_header), allow_query_token=allow_query_token,
-                         realm=realm, log_json=log_json, access_log=not no_access_log,
-                         max_requests=max_requests, max_concurrent=max_concurrent, upstream=upstream,
-                         upstream_timeout=upstream_timeout, upstream_ca_file=upstream_ca_file,
-                         trust_proxy=tuple(trust_proxy or ()),
-                         reload_interval=max(0.0, reload_interval),
-                         acme_webroot=managed.webroot if managed else None)
+        config = build_config({**options, "cert": cert, "key": key, "redirect_port": redirect_port,
+                               "acme_webroot": managed.webroot})
     prepared = prepare(config)
     if managed is not None:
         managed.start_renewal()
@@ -144,7 +150,7 @@ def _banner(prepared) -> None:
                      f"X-Forwarded-User set, credentials not forwarded)")
     lines += [
         f"  dataset:     {prepared.dataset}" if not config.upstream or config.dataset else "",
-        f"  users:       {prepared.db} ({prepared.users} user{'' if prepared.users == 1 else 's'})",
+        f"  users:       {prepared.db} ({prepared.user_count} user{'' if prepared.user_count == 1 else 's'})",
         f"  clients:     {nets}",
     ]
     if config.redirect_port:

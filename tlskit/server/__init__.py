@@ -1,10 +1,11 @@
-"""`tlskit serve`: an authenticated HTTPS API server (ASGI on uvicorn with uvloop and httptools).
+"""`tlskit serve`: an authenticated HTTPS API server (an ASGI application on tlskit's HTTP engine).
 
 The request path, each step a small object assembled in :mod:`tlskit.server.run`:
-TLS (:mod:`.tls`) -> client IP (:func:`.app.client_ip`) -> trusted IPs, credentials (:mod:`.auth`),
-method privilege, limits (the gate, :mod:`.policy`) -> handler (:mod:`.dataset`, or an upstream proxy).
-Users live in :mod:`.users`; the access log is :mod:`.accesslog`. :mod:`.run` lists the seams where
-limits, a reverse proxy, trusted proxies and certificate reload plug in.
+accept and connection caps (:mod:`.listener`) -> TLS (:mod:`.tls`) -> HTTP/1.1 with its limits
+(:mod:`.engine`) -> client IP (:func:`.app.client_ip`, :mod:`.trusted_proxy`) -> trusted IPs,
+credentials (:mod:`.credentials`, :mod:`.auth`, :mod:`.throttle`), method privilege, limits (the gate,
+:mod:`.policy`, :mod:`.limits`) -> handler (:mod:`.dataset`, or the upstream proxy :mod:`.proxy`).
+Users live in :mod:`.users`; the access log is :mod:`.accesslog`.
 
 This package's ``__init__`` stays light: the CLI imports it for the default paths only.
 """
@@ -12,6 +13,7 @@ This package's ``__init__`` stays light: the CLI imports it for the default path
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 USERS_DB_FILE = "users.sqlite"
@@ -28,3 +30,29 @@ def default_state_dir() -> Path:
 
 def default_users_db(state_dir: Path | None = None) -> Path:
     return (state_dir or default_state_dir()) / USERS_DB_FILE
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """The state directory, created private (0700) when missing and never re-moded when it exists.
+
+    An existing directory may be shared on purpose (group-readable for a team, or a sticky /tmp): its
+    mode is the owner's choice. One that anyone may write to without the sticky bit is refused, since
+    anyone could then swap the CA key or the users database.
+    """
+    from tlskit.errors import InputError
+
+    if not path.exists():
+        try:
+            path.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the state directory {path}", exc.strerror or str(exc),
+                             "pass a --state-dir you can write to") from None
+        return path
+    if not path.is_dir():
+        raise InputError(f"--state-dir {path} is not a directory", fix="give a directory (it is created when missing)")
+    mode = path.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise InputError(f"the state directory {path} is world-writable (mode {stat.S_IMODE(mode):o}) without the "
+                         "sticky bit", "anyone could replace the CA key or the users database there",
+                         f"use a private directory (chmod 700 {path}) or another --state-dir")
+    return path

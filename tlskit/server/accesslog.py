@@ -1,7 +1,8 @@
 """One access-log line per request: combined-log style (as nginx writes) or JSON lines (``--log-json``).
 
-Lines never carry a secret: no header but User-Agent and Referer is written, and an ``authtoken``
-query parameter is replaced by ``authtoken=REDACTED``. The user is the authenticated name, or ``-``.
+Lines never carry a secret: no header but User-Agent and Referer is written, and the ``authtoken``
+query parameter, however it is spelled (:mod:`.query`), is replaced by ``authtoken=REDACTED`` in the
+request target and in the Referer. The user is the authenticated name, or ``-``.
 
 Writing is buffered and flushed at least once a second (and when 64 KiB pile up): a write(2) per
 request would cost more than the rest of the hot path. The formatted timestamp is reused within a second.
@@ -14,21 +15,21 @@ import sys
 import time
 from typing import TextIO
 
+from tlskit.server import query
+
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
 
 
-def _redact_query(query: str) -> str:
-    if "authtoken" not in query:
-        return query
-    parts = []
-    for item in query.split("&"):
-        name = item.split("=", 1)[0]
-        parts.append("authtoken=REDACTED" if name == "authtoken" else item)
-    return "&".join(parts)
+def _redact_url(url: bytes) -> bytes:
+    """A Referer (an absolute URL) with its query redacted; fragments never reach a server."""
+    base, mark, rest = url.partition(b"?")
+    return base + mark + query.redact(rest) if mark else url
 
 
 def _quote(text: str) -> str:
+    if '"' not in text and "\\" not in text:
+        return text
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
@@ -38,7 +39,6 @@ class AccessLog:
         self.json_lines = json_lines
         self._buffer: list[str] = []
         self._size = 0
-        self._last_flush = time.monotonic()
         self._second = -1
         self._stamp = ""
         self._timer = None
@@ -55,15 +55,15 @@ class AccessLog:
         now = time.time()
         path = scope.get("raw_path") or scope["path"].encode()
         path_text = path.decode("latin-1") if isinstance(path, bytes) else path
-        query = scope.get("query_string", b"")
-        if query:
-            path_text += "?" + _redact_query(query.decode("latin-1"))
+        query_string = scope.get("query_string", b"")
+        if query_string:
+            path_text += "?" + query.redact(query_string).decode("latin-1")
         agent = referer = "-"
         for name, value in scope["headers"]:
             if name == b"user-agent":
                 agent = value.decode("latin-1")
             elif name == b"referer":
-                referer = value.decode("latin-1")
+                referer = _redact_url(value).decode("latin-1")
         if self.json_lines:
             line = json.dumps({"time": self._timestamp(now), "ip": ip, "user": user, "method": scope["method"],
                                "path": path_text, "status": status, "bytes": size,
@@ -95,7 +95,6 @@ class AccessLog:
         self.flush()
 
     def flush(self) -> None:
-        self._last_flush = time.monotonic()
         if not self._buffer:
             return
         data = "".join(self._buffer)

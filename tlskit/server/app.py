@@ -1,14 +1,9 @@
 """The ASGI application: client IP -> gate (:mod:`.policy`) -> handler, HSTS on every answer, one log line.
 
-Seams for issue 7:
-
-- the handler is any ASGI callable: :class:`~tlskit.server.dataset.Dataset` by default, or an upstream
-  proxy (``run.make_handler``). It finds the authenticated user name in ``scope["user"]`` and the
-  resolved client IP in ``scope["tlskit.client_ip"]``;
-- the client IP comes from one function, :func:`client_ip` (``scope["client"]``); trusted-proxy
-  support wraps this app in a middleware that rewrites ``scope["client"]`` first, or passes its own
-  ``client_ip`` function to :class:`TlskitApp`.
-- the limiter plugs into the gate (see :mod:`.policy`).
+The handler is any ASGI callable: :class:`~tlskit.server.dataset.Dataset` by default, or the upstream
+proxy. It finds the authenticated user name in ``scope["user"]`` and the client IP in
+``scope["tlskit.client_ip"]``; the client IP is ``scope["client"]``, which the trusted-proxy
+middleware (:mod:`.trusted_proxy`) rewrites first when the server runs behind a load balancer.
 """
 
 from __future__ import annotations
@@ -16,10 +11,22 @@ from __future__ import annotations
 import logging
 import time
 
+from tlskit.server import query
 from tlskit.server.accesslog import AccessLog
+from tlskit.server.answers import answer_json, answer_plain, lifespan
+from tlskit.server.hosts import name_matches, parse_host
 from tlskit.server.policy import Denial, Gate
 
 log = logging.getLogger("tlskit.serve")
+
+# Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+AMBIGUOUS_QUERY = (b'{"error":"bad request","detail":"the query names authtoken in a way that cannot be read '
+                   b'one way only; send it once, as authtoken=VALUE"}')
+
+
+def hsts(max_age: int) -> tuple[bytes, bytes]:
+    return (b"strict-transport-security", f"max-age={max_age}; includeSubDomains".encode())
 
 
 def client_ip(scope: dict) -> str:
@@ -28,12 +35,30 @@ def client_ip(scope: dict) -> str:
     return client[0] if client else ""
 
 
-# Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
-NOSNIFF = (b"x-content-type-options", b"nosniff")
+class _Sent:
+    """The ASGI ``send`` the handler gets: adds the server's headers, notes status and size for the log."""
 
+    __slots__ = ("send", "extra", "status", "size")
 
-def hsts(max_age: int) -> tuple[bytes, bytes]:
-    return (b"strict-transport-security", f"max-age={max_age}; includeSubDomains".encode())
+    def __init__(self, send, extra: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.extra = extra
+        self.status = 0
+        self.size = 0
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = message.get("headers") or []
+            for name, _ in headers:
+                if name == b"x-content-type-options":
+                    break
+            else:
+                headers = [*headers, NOSNIFF]
+            message["headers"] = [*headers, *self.extra]
+        elif message["type"] == "http.response.body":
+            self.size += len(message.get("body", b""))
+        await self.send(message)
 
 
 class TlskitApp:
@@ -44,97 +69,89 @@ class TlskitApp:
         self.access_log = access_log
         self.client_ip = client_ip
         self.hsts = hsts(hsts_max_age)
-    NOSNIFF = NOSNIFF
+
+    async def aclose(self) -> None:
+        closer = getattr(self.handler, "aclose", None)
+        if closer is not None:
+            await closer()
+        self.gate.authenticator.close()
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await _lifespan(receive, send)
-            return
         if kind != "http":
+            if kind == "lifespan":
+                await lifespan(receive, send)
             return  # websockets are not served
         started = time.perf_counter()
         ip = self.client_ip(scope)
         scope["tlskit.client_ip"] = ip
-        state = [0, 0]      # status, body bytes
-        extra = [self.hsts]
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                state[0] = message["status"]
-                headers = list(message.get("headers", ()))
-                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
-                    headers.append(self.NOSNIFF)
-                message["headers"] = headers + extra
-            elif message["type"] == "http.response.body":
-                state[1] += len(message.get("body", b""))
-            await send(message)
-
+        sent = _Sent(send, [self.hsts])
         user_name = None
-        decision = await self.gate.admit(scope, ip)
-        if isinstance(decision, Denial):
-            user_name = decision.user
-            await _answer(send_with_headers, decision.status, decision.body, decision.headers, scope["method"])
+        query_string = scope["query_string"]
+        if query_string and query.mentions_token(query_string) and not _readable(query_string):
+            await answer_json(sent, 400, AMBIGUOUS_QUERY, [], scope["method"])
         else:
-            user_name = decision.user.name
-            scope["user"] = user_name
-            extra.extend(decision.headers)
-            try:
-                await self.handler(scope, receive, send_with_headers)
-            except Exception as exc:  # a bug in a handler: one log line and a 500, the server goes on
-                log.error("handler failed on %s %s: %s", scope["method"], scope["path"], type(exc).__name__)
-                if not state[0]:
-                    await _answer(send_with_headers, 500, b'{"error":"internal error"}', [], scope["method"])
-            finally:
-                self.gate.release(decision)
+            decision = await self.gate.admit(scope, ip)
+            if isinstance(decision, Denial):
+                user_name = decision.user
+                await answer_json(sent, decision.status, decision.body, decision.headers, scope["method"])
+            else:
+                user_name = decision.user.name
+                scope["user"] = user_name
+                sent.extra.extend(decision.headers)
+                try:
+                    await self.handler(scope, receive, sent)
+                except Exception as exc:  # a bug in a handler: one log line and a 500, the server goes on
+                    log.error("handler failed on %s %s: %s", scope["method"], scope["path"], type(exc).__name__)
+                    if not sent.status:
+                        await answer_json(sent, 500, b'{"error":"internal error"}', [], scope["method"])
+                    else:
+                        raise
+                finally:
+                    self.gate.release(decision)
         if self.access_log is not None:
-            self.access_log.log(scope, ip, user_name, state[0], state[1], time.perf_counter() - started)
+            self.access_log.log(scope, ip, user_name, sent.status, sent.size, time.perf_counter() - started)
 
 
-async def _answer(send, status: int, body: bytes, headers: list, method: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())] + headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
-
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def _readable(query_string: bytes) -> bool:
+    try:
+        query.check(query_string)
+    except query.AmbiguousQuery:
+        return False
+    return True
 
 
 class RedirectApp:
-    """The ``--redirect-port`` listener: 308 to the same path and query on HTTPS (method and body kept)."""
+    """The ``--redirect-port`` listener: 308 to the same path and query on HTTPS (method and body kept).
 
-    def __init__(self, https_port: int, hsts: bool = False) -> None:
+    ``Location`` is built only from a Host that parses as a host name or IP literal, and, when the
+    server knows its names (the certificate's SANs), only for those names (as Caddy redirects only the
+    sites it serves): an open redirect to any Host would let a link on the plain port send a browser
+    anywhere.
+    """
+
+    def __init__(self, https_port: int, names: frozenset[str] = frozenset()) -> None:
         self.https_port = https_port
+        self.names = names
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await lifespan(receive, send)
             return
-        host = ""
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value.decode("latin-1")
-                break
-        if not host or any(c in host for c in "/\\@ \r\n"):
+        value = next((v for n, v in scope["headers"] if n == b"host"), None)
+        if value is None:
             server = scope.get("server") or ("localhost", 0)
-            host = server[0]
-        if host.startswith("["):
-            hostname = host[: host.find("]") + 1]
-        else:
-            hostname = host.rsplit(":", 1)[0] if ":" in host else host
-        port = "" if self.https_port == 443 else f":{self.https_port}"
-        path = scope.get("raw_path") or scope["path"].encode()
-        target = f"https://{hostname}{port}".encode() + path
+            value = server[0].encode()
+        host = parse_host(value)
+        if host is None:
+            await answer_plain(send, 400, b"bad Host\n")
+            return
+        if self.names and not name_matches(host.name, self.names):
+            await answer_plain(send, 400, b"this server does not answer for that host\n")
+            return
+        port = None if self.https_port == 443 else self.https_port
+        target = b"https://" + host.authority(port).encode() + (scope.get("raw_path") or scope["path"].encode())
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         body = b"Moved to " + target + b"\n"

@@ -1,172 +1,160 @@
-"""Credentials: finding them in a request, and checking them against the user store.
+"""Checking credentials against the users database: fast for the good, equal for the bad, and bounded.
 
-Accepted, in this order (the first one present is the one checked):
-
-- ``Authorization: Basic base64(user:password)`` or ``base64(user:token)`` (a token in the password
-  field, as CData Arc and many API clients send it);
-- ``Authorization: Token <key>`` and ``Authorization: Bearer <key>``;
-- ``X-API-Key: <key>`` and any ``--key-header`` names;
-- ``?authtoken=<key>``, only with ``--allow-query-token`` (query strings end up in logs and histories).
-
-Anything else in ``Authorization`` (another scheme, bad base64, no colon) is *malformed*: a 401 like
-a wrong password, never a 400 or 500.
-
-Checking costs: a token is one SHA-256 and a dict lookup. A password is a slow hash (argon2, bcrypt)
-the first time; the verified pair is then cached in memory under an HMAC with a per-process random key
-(never the password itself, and not a plain fast hash of it), so later requests cost one HMAC. Failed
-pairs are cached the same way, so a client retrying a wrong password cannot make us hash again and
-again. Both caches are dropped when the users database changes (``PRAGMA data_version``, polled at most
-once a second), and a cached success is only honoured while the user's stored hash is unchanged.
-Slow hashes run in a thread so the event loop keeps serving; concurrent checks of one pair share one run.
+- **Tokens** cost one SHA-256 and a dict lookup in an in-memory snapshot of the users.
+- **Passwords** cost a slow hash (argon2, bcrypt) the first time; the verified pair is then cached in
+  memory under an HMAC with a per-process random key (never the password itself), so later requests
+  cost one HMAC. Failed pairs are cached the same way. Both caches are dropped when the users change.
+  Slow hashes run on ``hash_workers`` threads of their own, behind the per-address slots and failure
+  budget of :mod:`.throttle`; concurrent checks of one pair share one run.
+- **Failures take the same time whoever they are for**: an unknown name, a wrong password for an
+  argon2, bcrypt (of any cost), apr1 or ``{SHA}`` user, or a token-only user. Every failed password
+  check ends no sooner than ``failure_floor`` after it began, a floor set from what the slowest hash
+  setting in the database costs (measured, once per setting) with a margin. The wait is a sleep, not
+  work, so failures cost the server nothing beyond the real check.
+- **The snapshot is what is on disk**: it is reloaded when another process commits and when the file is
+  replaced (see :meth:`UserStore.changed`). When the database cannot be read, credentials found in the
+  last good snapshot are served for ``stale_grace`` seconds and everything else is answered 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import hashlib
 import hmac
+import logging
 import secrets
-import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
-from tlskit.server.users import User, UserStore, password_scheme, verify_password
+from tlskit.server.credentials import Credential
+from tlskit.server.throttle import LoginThrottle, ThrottleSettings
+from tlskit.server.users import StoreUnavailable, User, UserStore, verify_password
 
-QUERY_TOKEN = "authtoken"
+log = logging.getLogger("tlskit.serve")
+
 CACHE_LIMIT = 100_000
-# Hash schemes whose check costs about what the dummy argon2 check costs.
-SLOW_SCHEMES = frozenset({"argon2", "bcrypt"})
+MIN_FAILURE_FLOOR = 0.1      # seconds; also what a failure takes when no password hash is stored at all
+FLOOR_MARGIN = 1.5           # the floor is this many times the slowest hash setting's measured cost
+STALE_GRACE = 60.0           # seconds the last good snapshot answers while the database is unreadable
 
 
 @dataclass(frozen=True)
-class Credential:
-    """What a request presented. ``name`` is set for Basic; ``source`` says where it came from (for logs)."""
+class Refused:
+    """Why a credential did not let the request in: 401 (wrong), 429 (throttled), 503 (cannot check)."""
 
-    secret: str
-    name: str | None
-    source: str          # "basic", "token", "bearer", a key header name, or "query"
-
-
-class Malformed:
-    """A credential was present but unreadable: answered exactly like a wrong one."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    status: int
+    reason: str
+    retry_after: int = 0
 
 
-class CredentialReader:
-    """Pulls the one credential out of an ASGI scope's headers and query string."""
-
-    def __init__(self, key_headers: tuple[str, ...] = ("X-API-Key",), allow_query_token: bool = False) -> None:
-        self.key_headers = frozenset(h.lower().encode("latin-1") for h in key_headers)
-        self.allow_query_token = allow_query_token
-
-    def read(self, headers: list[tuple[bytes, bytes]], query_string: bytes) -> Credential | Malformed | None:
-        authorization = None
-        key = None
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value
-                break
-            if key is None and name in self.key_headers:
-                key = (name, value)
-        if authorization is not None:
-            return parse_authorization(authorization)
-        if key is not None:
-            secret = key[1].decode("latin-1").strip()
-            return Credential(secret, None, key[0].decode("latin-1")) if secret else Malformed("empty key header")
-        if self.allow_query_token and query_string and QUERY_TOKEN.encode() in query_string:
-            for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-                if name == QUERY_TOKEN:
-                    return Credential(value, None, "query") if value else Malformed("empty authtoken")
-        return None
-
-
-def parse_authorization(value: bytes) -> Credential | Malformed:
-    scheme, _, rest = value.strip().partition(b" ")
-    scheme = scheme.lower()
-    rest = rest.strip()
-    if not rest:
-        return Malformed("no credentials after the scheme")
-    if scheme == b"basic":
-        try:
-            decoded = binascii.a2b_base64(rest, strict_mode=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return Malformed("Basic credentials are not base64 of UTF-8")
-        name, colon, password = decoded.partition(":")
-        if not colon or not name:
-            return Malformed("Basic credentials have no user:password")
-        return Credential(password, name, "basic")
-    if scheme in (b"token", b"bearer"):
-        try:
-            return Credential(rest.decode("ascii"), None, scheme.decode())
-        except UnicodeDecodeError:
-            return Malformed("token is not ASCII")
-    return Malformed("unsupported Authorization scheme")
+WRONG = Refused(401, "credentials")
 
 
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def hash_setting(stored: str) -> str:
+    """What a hash's cost depends on: the scheme and its parameters, without salt and digest."""
+    if stored.startswith("$argon2"):
+        return stored.rsplit("$", 2)[0]
+    if stored.startswith("$2"):
+        return stored[:7]
+    return stored.split("$")[1] if stored.startswith("$") else stored[:5]
+
+
 class Authenticator:
     """Checks credentials against an in-memory snapshot of the user store (refreshed when it changes)."""
 
-    def __init__(self, store: UserStore, refresh_interval: float = 1.0, clock=time.monotonic) -> None:
+    def __init__(self, store: UserStore, refresh_interval: float = 1.0, clock=time.monotonic,
+                 throttle: LoginThrottle | None = None, hash_workers: int = 2) -> None:
         self.store = store
         self.refresh_interval = refresh_interval
+        self.throttle = throttle or LoginThrottle(ThrottleSettings(max_failures=0))
         self._clock = clock
         self._key = secrets.token_bytes(32)
-        self._version: int | None = None
         self._checked_at = float("-inf")
         self.users: dict[str, User] = {}
         self._tokens: dict[str, str] = {}                 # sha256(token) -> user name
         self._good: dict[bytes, tuple[str, str]] = {}     # hmac(name, password) -> (name, stored hash)
         self._bad: set[bytes] = set()
         self._pending: dict[bytes, asyncio.Future] = {}
-        self._dummy_hash: str | None = None
+        self._pool = ThreadPoolExecutor(max_workers=max(1, hash_workers), thread_name_prefix="tlskit-hash")
+        self._costs: dict[str, float] = {}                # hash setting -> seconds one check takes
+        self._measuring: asyncio.Task | None = None
+        self.failure_floor = MIN_FAILURE_FLOOR
+        self.unavailable_since: float | None = None
         self.stats = {"hashes": 0, "cache_hits": 0}
-        self.refresh(force=True)
         store.set_busy_timeout(100)
+        self.refresh(force=True)
+        if self.unavailable_since is not None:
+            raise StoreUnavailable(f"cannot read the users database {store.path}")
 
-    # snapshot
+    # --- the snapshot ---------------------------------------------------------------------------------
 
     def refresh(self, force: bool = False, check_now: bool = False) -> bool:
-        """Reload the snapshot if the database changed; True when it did. Checks at most once a
+        """Reload the snapshot if the users changed; True when it did. Checks at most once a
         ``refresh_interval`` unless ``check_now`` (a miss: maybe the user was added a moment ago)."""
         now = self._clock()
         if not force and not check_now and now - self._checked_at < self.refresh_interval:
             return False
         self._checked_at = now
         try:
-            version = self.store.data_version()
-            if version == self._version and not force:
+            if not self.store.changed() and not force:
+                self._recovered()
                 return False
             users = {user.name: user for user in self.store.all()}
-        except sqlite3.OperationalError:
-            if force:
-                raise
-            return False    # locked or busy right now: keep serving the last snapshot, retry next time
-        self._version = version
+        except StoreUnavailable as exc:
+            self._unavailable(str(exc))
+            return False
+        except Exception as exc:   # sqlite3 errors from a file replaced mid-read, and the like
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False    # a writer right now: keep serving the last snapshot, retry next time
+            self._unavailable(" ".join(str(exc).split()))
+            return False
+        self._recovered()
         self.users = users
         self._tokens = {digest: user.name for user in users.values() for digest in user.token_hashes}
         self._good.clear()
         self._bad.clear()
         return True
 
-    # checking
+    def _unavailable(self, why: str) -> None:
+        if self.unavailable_since is None:
+            self.unavailable_since = self._clock()
+            log.error("users database unreadable (%s): answering 503 for what the last good copy does not "
+                      "hold, and for everything after %d s", why, STALE_GRACE)
 
-    async def authenticate(self, credential: Credential) -> User | None:
-        """The user these credentials prove, or None (unknown user, wrong secret: no difference)."""
+    def _recovered(self) -> None:
+        if self.unavailable_since is not None:
+            self.unavailable_since = None
+            log.warning("users database %s readable again", self.store.path)
+
+    def _stale(self) -> bool:
+        """Unreadable for longer than the grace: not even the last snapshot may answer."""
+        since = self.unavailable_since
+        return since is not None and self._clock() - since > STALE_GRACE
+
+    def _unavailable_refusal(self) -> Refused:
+        return Refused(503, "users database unavailable", 5)
+
+    # --- checking -------------------------------------------------------------------------------------
+
+    async def authenticate(self, credential: Credential, address: str = "") -> User | Refused:
+        """The user these credentials prove, or why not (unknown user and wrong secret alike: 401)."""
+        started = self._clock()
         self.refresh()
+        if self._stale():
+            return self._unavailable_refusal()
         if credential.name is None:
             digest = _sha256(credential.secret)
             name = self._tokens.get(digest)
             if name is None and self.refresh(check_now=True):
                 name = self._tokens.get(digest)
-            return self.users.get(name) if name is not None else None
+            if name is not None:
+                return self.users[name]
+            return self._unavailable_refusal() if self.unavailable_since is not None else WRONG
         user = self.users.get(credential.name)
         if user is None and self.refresh(check_now=True):
             user = self.users.get(credential.name)
@@ -174,27 +162,22 @@ class Authenticator:
             digest = _sha256(credential.secret)
             if any(hmac.compare_digest(digest, known) for known in user.token_hashes):
                 return user
-        cache_key = hmac.new(self._key, f"{credential.name}\0{credential.secret}".encode("utf-8"),
-                             hashlib.sha256).digest()
+        cache_key = hmac.digest(self._key, f"{credential.name}\0{credential.secret}".encode("utf-8"), "sha256")
         hit = self._good.get(cache_key)
         if hit is not None and user is not None and hit[1] == user.password_hash:
             self.stats["cache_hits"] += 1
             return user
+        if user is None and self.unavailable_since is not None:
+            return self._unavailable_refusal()     # the name may exist in the database we cannot read
+        wait = self.throttle.retry_after(address)
+        if wait:
+            return Refused(429, "too many failed logins", wait)
         if cache_key in self._bad:
-            return None
-        pending = self._pending.get(cache_key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._pending[cache_key] = pending
-            try:
-                ok = await self._verify(user, credential.secret)
-                pending.set_result(ok)
-            except BaseException as exc:
-                pending.set_exception(exc)
-                raise
-            finally:
-                del self._pending[cache_key]
-        ok = await asyncio.shield(pending)
+            self.throttle.failed(address)
+            return WRONG
+        ok = await self._check(cache_key, user, credential.secret, address)
+        if isinstance(ok, Refused):
+            return ok
         if ok and user is not None:
             if len(self._good) >= CACHE_LIMIT:
                 self._good.clear()
@@ -203,27 +186,72 @@ class Authenticator:
         if len(self._bad) >= CACHE_LIMIT:
             self._bad.clear()
         self._bad.add(cache_key)
-        return None
+        self.throttle.failed(address)
+        await self._wait_out_the_floor(started)
+        return WRONG
 
-    async def _verify(self, user: User | None, password: str) -> bool:
-        """Check a password in a thread; a failure always costs at least one slow (argon2) check."""
-        self.stats["hashes"] += 1
-        loop = asyncio.get_running_loop()
+    async def _check(self, cache_key: bytes, user: User | None, password: str, address: str) -> bool | Refused:
+        """Run the slow hash for this pair (shared by concurrent requests with the same pair)."""
         if user is None or not user.password_hash:
-            # Spend what a real check costs, so an unknown name does not answer faster than a wrong password.
-            await loop.run_in_executor(None, self._dummy_check, password)
-            return False
-        ok = await loop.run_in_executor(None, verify_password, user.password_hash, password)
-        if not ok and password_scheme(user.password_hash) not in SLOW_SCHEMES:
-            # An imported apr1/{SHA} hash fails in microseconds; without this a wrong password for such a
-            # user answers faster than an unknown name, which tells an attacker the name exists.
-            await loop.run_in_executor(None, self._dummy_check, password)
+            return False         # nothing to hash: the failure floor alone makes this take as long
+        pending = self._pending.get(cache_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if not await self.throttle.acquire(address):
+            return Refused(429, "too many password checks from this address", 1)
+        pending = asyncio.get_running_loop().create_future()
+        self._pending[cache_key] = pending
+        try:
+            self.stats["hashes"] += 1
+            ok = await asyncio.get_running_loop().run_in_executor(self._pool, verify_password,
+                                                                   user.password_hash, password)
+            pending.set_result(ok)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()   # retrieved: nobody else may be waiting for it
+            raise
+        finally:
+            del self._pending[cache_key]
+            self.throttle.release(address)
         return ok
 
-    def _dummy_check(self, password: str) -> None:
-        # Runs in the executor: making the dummy hash the first time costs what a check costs.
-        if self._dummy_hash is None:
-            from tlskit.server.users import hash_password
+    async def _wait_out_the_floor(self, started: float) -> None:
+        await self._measure_costs()
+        left = started + self.failure_floor - self._clock()
+        if left > 0:
+            await asyncio.sleep(left)
 
-            self._dummy_hash = hash_password(secrets.token_urlsafe(16))
-        verify_password(self._dummy_hash, password)
+    # --- the failure floor ------------------------------------------------------------------------------
+
+    async def _measure_costs(self) -> None:
+        """Time one check of each hash setting not measured yet; the floor follows the slowest."""
+        settings = {}
+        for user in self.users.values():
+            if user.password_hash:
+                setting = hash_setting(user.password_hash)
+                if setting not in self._costs:
+                    settings.setdefault(setting, user.password_hash)
+        if not settings:
+            return
+        if self._measuring is None or self._measuring.done():
+            self._measuring = asyncio.get_running_loop().create_task(self._measure(settings))
+        await asyncio.shield(self._measuring)
+
+    async def _measure(self, settings: dict[str, str]) -> None:
+        loop = asyncio.get_running_loop()
+        for setting, stored in settings.items():
+            self._costs[setting] = await loop.run_in_executor(self._pool, _time_one_check, stored)
+        self.failure_floor = max(MIN_FAILURE_FLOOR, FLOOR_MARGIN * max(self._costs.values()))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _time_one_check(stored: str) -> float:
+    """Seconds one verification of ``stored`` takes (the best of two, to leave out a cold start)."""
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        verify_password(stored, secrets.token_urlsafe(12))
+        best = min(best, time.perf_counter() - started)
+    return best

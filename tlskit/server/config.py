@@ -1,26 +1,37 @@
-"""Everything `tlskit serve` was asked to do, as one value the CLI builds and :mod:`.run` consumes.
+"""Everything `tlskit serve` was asked to do, parsed and checked once: :func:`build_config`.
 
-Issue 7 (limits, reverse proxy, trusted proxies, ACME) adds its flags here as new fields with defaults;
-nothing in the request path reads the CLI directly.
+The CLI hands its options over as they were typed (strings, numbers, lists); :func:`build_config`
+checks every one (a bad value is one :class:`~tlskit.errors.InputError` naming the flag) and returns a
+:class:`ServeConfig` of parsed values: networks, the upstream as an :class:`~tlskit.server.proxy.Upstream`,
+the HTTP limits, the login throttle. Nothing below the CLI parses an option again.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from tlskit.errors import InputError
 from tlskit.server.engine import HttpLimits
+from tlskit.server.throttle import ThrottleSettings
 from tlskit.server.trusted_proxy import parse_networks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-LOOPBACK = ("127.0.0.0/8", "::1/128")
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 DEFAULT_KEY_HEADERS = ("X-API-Key",)
 HSTS_MAX_AGE = 31536000
 
 
-@dataclass
+def default_hash_workers() -> int:
+    """Threads for slow password hashes: one per core, at most four (each argon2 run takes 64 MiB)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8443
@@ -38,30 +49,112 @@ class ServeConfig:
     log_json: bool = False
     access_log: bool = True
     hsts_max_age: int = HSTS_MAX_AGE
-    # Defaults for users whose own limit is unset (NULL); 0 means unlimited. Enforced by the limiter (issue 7).
+    # Defaults for users whose own limit is unset (NULL); 0 means unlimited.
     max_requests: int = 0
     max_concurrent: int = 0
-    # Issue 7 seams: an upstream URL replaces the dataset handler; trusted proxies rewrite the client IP.
-    upstream: str | None = None
+    upstream: Any = None                   # tlskit.server.proxy.Upstream: replaces the dataset handler
     upstream_timeout: float = 60.0         # seconds for the upstream's answer (and each piece of it): 504
     upstream_ca_file: Path | None = None   # trust for an https upstream (None: certifi)
-    trust_proxy: tuple[str, ...] = ()
+    trust_proxy: tuple[Network, ...] = ()
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
     acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves
-    extra: dict = field(default_factory=dict)
     http: HttpLimits = HttpLimits()
+    throttle: ThrottleSettings = ThrottleSettings()
+    hash_workers: int = field(default_factory=default_hash_workers)
 
     def networks(self) -> tuple[Network, ...]:
-        return self.allow or tuple(ipaddress.ip_network(n) for n in LOOPBACK)
+        return self.allow or LOOPBACK
 
 
-def parse_allow(values: list[str] | None) -> tuple[Network, ...]:
-    """``--allow 10.0.0.0/8 --allow 192.168.1.5`` -> networks (a bare address is one host)."""
-    return parse_networks(values or [], "--allow", "expected an IP address or CIDR",
-                          "for example --allow 10.0.0.0/8 --allow 127.0.0.1")
+# Flags of the HTTP limits and the login throttle, as `tlskit serve` names them.
+HTTP_FLAGS = {
+    "max_header_line": "--max-header-line", "max_header_size": "--max-header-size",
+    "max_header_fields": "--max-header-fields", "header_timeout": "--header-timeout",
+    "handshake_timeout": "--handshake-timeout", "body_timeout": "--body-timeout",
+    "send_timeout": "--send-timeout", "keepalive_timeout": "--keepalive-timeout",
+    "keepalive_requests": "--keepalive-requests", "max_pending_per_ip": "--max-pending-per-ip",
+    "max_connections": "--max-connections",
+}
 
 
-def parse_key_headers(values: list[str] | None) -> tuple[str, ...]:
+def build_config(options: Mapping[str, Any]) -> ServeConfig:
+    """Check every option and parse it; raises InputError naming the first bad one.
+
+    ``options`` uses ServeConfig's field names, the HTTP limit names of :data:`HTTP_FLAGS`,
+    ``max_auth_failures``, ``auth_ban_seconds`` and the raw forms of lists (``allow``, ``trust_proxy``,
+    ``key_header``); missing keys keep their defaults.
+    """
+    values = dict(options)
+    for name in ("port", "redirect_port"):
+        port = values.get(name)
+        if port is not None and not 0 < port < 65536:
+            raise InputError(f"--{name.replace('_', '-')} {port} is not a TCP port", fix="give a number from 1 to 65535")
+    realm = values.get("realm", "tlskit")
+    if not realm or len(realm) > 100 or not all(32 <= ord(c) < 127 and c not in '"\\' for c in realm):
+        raise InputError(f"bad --realm {realm!r}", "it goes into WWW-Authenticate between quotes",
+                         "use printable ASCII without quotes or backslashes")
+    if values.get("workers", 1) < 1:
+        raise InputError(f"--workers {values['workers']} is not a positive number", fix="give --workers 1 or more")
+    for name in ("max_requests", "max_concurrent"):
+        if values.get(name, 0) < 0:
+            raise InputError("--max-requests and --max-concurrent cannot be negative", fix="give 0 (unlimited) or more")
+    upstream = values.get("upstream")
+    if upstream is not None and not hasattr(upstream, "origin"):
+        from tlskit.server.proxy import parse_upstream
+
+        values["upstream"] = parse_upstream(upstream)
+        if values.get("upstream_timeout", 60.0) <= 0:
+            raise InputError(f"--upstream-timeout {values['upstream_timeout']} is not positive", fix="give seconds, e.g. 30")
+        ca_file = values.get("upstream_ca_file")
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise InputError(f"--upstream-ca-file {ca_file} does not exist", fix="give a PEM CA file")
+    values["allow"] = parse_networks(values.get("allow") or (), "--allow", "expected an IP address or CIDR",
+                                     "for example --allow 10.0.0.0/8 --allow 127.0.0.1")
+    values["trust_proxy"] = parse_networks(values.get("trust_proxy") or ())
+    values["key_headers"] = parse_key_headers(values.pop("key_header", None) or ())
+    values["reload_interval"] = max(0.0, values.get("reload_interval", 1.0))
+    values["http"] = _http_limits(values)
+    values["throttle"] = _throttle(values)
+    workers = values.get("hash_workers")
+    if workers is not None and workers < 1:
+        raise InputError(f"--hash-workers {workers} is not a positive number", fix="give 1 or more threads")
+    if workers is None:
+        values.pop("hash_workers", None)
+    known = {f.name for f in fields(ServeConfig)}
+    return ServeConfig(**{name: value for name, value in values.items() if name in known})
+
+
+def _http_limits(values: dict) -> HttpLimits:
+    limits = {}
+    for name, flag in HTTP_FLAGS.items():
+        value = values.pop(name, None)
+        if value is None:
+            continue
+        if value <= 0:
+            raise InputError(f"{flag} {value} is not positive", fix=f"give a positive number (default {getattr(HttpLimits, name)})")
+        limits[name] = value
+    if limits.get("max_header_line", 1024) < 1024 or limits.get("max_header_size", 4096) < 4096:
+        raise InputError("--max-header-line below 1024 or --max-header-size below 4096 refuses ordinary requests",
+                         fix="give at least 1024 and 4096 bytes")
+    return HttpLimits(**limits)
+
+
+def _throttle(values: dict) -> ThrottleSettings:
+    failures = values.pop("max_auth_failures", None)
+    ban = values.pop("auth_ban_seconds", None)
+    settings = {}
+    if failures is not None:
+        if failures < 0:
+            raise InputError(f"--max-auth-failures {failures} is negative", fix="give 0 (no budget) or more")
+        settings["max_failures"] = failures
+    if ban is not None:
+        if ban <= 0:
+            raise InputError(f"--auth-ban-seconds {ban} is not positive", fix="give seconds, e.g. 60")
+        settings["ban"] = float(ban)
+    return ThrottleSettings(**settings)
+
+
+def parse_key_headers(values) -> tuple[str, ...]:
     """X-API-Key is always accepted; ``--key-header`` adds names (case-insensitive, as HTTP)."""
     names = list(DEFAULT_KEY_HEADERS)
     for value in values or []:
@@ -74,3 +167,8 @@ def parse_key_headers(values: list[str] | None) -> tuple[str, ...]:
             if part.lower() not in (n.lower() for n in names):
                 names.append(part)
     return tuple(names)
+
+
+def parse_allow(values) -> tuple[Network, ...]:
+    """``--allow 10.0.0.0/8 --allow 192.168.1.5`` -> networks (a bare address is one host)."""
+    return build_config({"allow": values}).allow

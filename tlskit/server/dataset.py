@@ -32,6 +32,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEMO_SQL = Path(__file__).resolve().parents[2] / "fixtures" / "demo.sql"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# One encoder for every answer: json.dumps with options builds a new encoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def ensure_demo_dataset(state_dir: Path) -> Path:
@@ -71,8 +73,8 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Response(Exception):
-    """Raised inside a handler to answer at once (status + JSON document)."""
+class HttpError(Exception):
+    """Raised inside the handler to answer at once with a client error (status + JSON document)."""
 
     def __init__(self, status: int, document: dict | None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
@@ -80,8 +82,23 @@ class Response(Exception):
         self.headers = headers or []
 
 
-def _error(status: int, error: str, detail: str) -> Response:
-    return Response(status, {"error": error, "detail": detail})
+def _error(status: int, error: str, detail: str) -> HttpError:
+    return HttpError(status, {"error": error, "detail": detail})
+
+
+def _require_json(scope) -> None:
+    """Writes take ``Content-Type: application/json`` only (any charset parameter).
+
+    A browser sends a cross-site form or a ``text/plain`` fetch without asking the server first, with
+    the user's cached Basic credentials attached; requiring a JSON type (which such a request cannot
+    carry without a CORS preflight) keeps another site from writing rows in the user's name.
+    """
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            if value.split(b";", 1)[0].strip().lower() == b"application/json":
+                return
+            break
+    raise _error(415, "unsupported media type", "send the row as JSON with Content-Type: application/json")
 
 
 def _encode(value):
@@ -131,7 +148,7 @@ class Dataset:
             return
         try:
             status, document, headers = await self.route(scope, receive)
-        except Response as answer:
+        except HttpError as answer:
             status, document, headers = answer.status, answer.document, answer.headers
         except sqlite3.IntegrityError as exc:
             status, document, headers = 409, {"error": "conflict", "detail": str(exc)}, []
@@ -143,7 +160,7 @@ class Dataset:
         except (sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
                 UnicodeError) as exc:
             status, document, headers = 400, {"error": "bad request", "detail": str(exc)}, []
-        body = b"" if document is None else json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        body = b"" if document is None else _encode_json(document).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": (JSON_HEADERS if document is not None else []) + headers
                     + [(b"content-length", str(len(body)).encode())]})
@@ -169,7 +186,7 @@ class Dataset:
             self._only(method, ("GET", "POST"))
             if method == "GET":
                 return 200, self.list(table, scope["query_string"]), []
-            row = self.insert(table, await self._body(receive))
+            row = self.insert(table, await self._body(scope, receive))
             location = f"/api/{table.name}/{row[table.key] if table.key in row else ''}"
             return 201, row, [(b"location", location.encode())]
         key = parts[2]
@@ -179,16 +196,17 @@ class Dataset:
         if method == "DELETE":
             self.delete(table, key)
             return 204, None, []
-        return 200, self.update(table, key, await self._body(receive)), []
+        return 200, self.update(table, key, await self._body(scope, receive)), []
 
     @staticmethod
     def _only(method: str, allowed: tuple[str, ...]) -> None:
         if method not in allowed:
             allow = ", ".join(allowed + (("HEAD",) if "GET" in allowed else ()))
-            raise Response(405, {"error": "method not allowed", "detail": f"{method} is not allowed here"},
+            raise HttpError(405, {"error": "method not allowed", "detail": f"{method} is not allowed here"},
                            [(b"allow", allow.encode())])
 
-    async def _body(self, receive) -> dict:
+    async def _body(self, scope, receive) -> dict:
+        _require_json(scope)
         chunks = []
         size = 0
         while True:

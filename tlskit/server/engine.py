@@ -418,7 +418,7 @@ class Request:
 
     __slots__ = ("connection", "scope", "keep_alive", "head", "expect_continue", "body", "body_size",
                  "body_complete", "final_body_sent", "gone", "waiter", "started_response", "chunked",
-                 "pending_head", "complete", "no_body")
+                 "pending_head", "complete", "no_body", "remaining")
 
     def __init__(self, connection: HttpConnection, scope: dict, keep_alive: bool, head: bool) -> None:
         self.connection = connection
@@ -437,6 +437,7 @@ class Request:
         self.pending_head: bytes | None = None
         self.complete = False
         self.no_body = False
+        self.remaining: int | None = None     # body bytes still owed under the declared Content-Length
 
     def start(self) -> None:
         asyncio.get_running_loop().create_task(self.run())
@@ -520,6 +521,19 @@ class Request:
         more = message.get("more_body", False)
         if self.no_body:
             body = b""
+        elif self.remaining is not None:
+            if len(body) > self.remaining:
+                # More than the app declared: what is beyond would be read as the next answer.
+                body = body[:self.remaining]
+                self.keep_alive = False
+            self.remaining -= len(body)
+            if not more and self.remaining:
+                head, self.pending_head = self.pending_head, None
+                connection.write((head or b"") + body)
+                self.complete = True
+                connection.abort()          # shorter than declared: the client must not take it as whole
+                connection.request_done(self)
+                return
         elif self.chunked and body:
             body = b"%x\r\n%s\r\n" % (len(body), body)
         if not more and self.chunked:
@@ -542,12 +556,14 @@ class Request:
         for name, value in headers:
             lowered = name.lower()
             if lowered == b"content-length":
-                length = value
-            elif lowered == b"connection":
+                if value.isdigit():
+                    length = value
+                continue
+            if lowered == b"connection":
                 if value.lower() == b"close":
                     self.keep_alive = False
                 continue
-            elif lowered == b"transfer-encoding":
+            if lowered == b"transfer-encoding":
                 continue  # framing is ours
             lines.append(b"%s: %s\r\n" % (name, value))
         if self.head or status in NO_BODY_STATUS or status < 200:
@@ -555,6 +571,7 @@ class Request:
             if length is not None and status not in NO_BODY_STATUS:
                 lines.append(b"content-length: %s\r\n" % length)
         elif length is not None:
+            self.remaining = int(length)
             lines.append(b"content-length: %s\r\n" % length)
         elif self.scope["http_version"] == "1.1":
             self.chunked = True

@@ -16,7 +16,6 @@ handshake in progress is already counted, and it is bounded by ``handshake_timeo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
@@ -24,25 +23,13 @@ import time
 from collections.abc import Callable
 
 from tlskit.server.engine import HttpConnection, HttpLimits, ServerState
+from tlskit.server.trusted_proxy import address_key
 
 log = logging.getLogger("tlskit.serve")
 
 SWEEP_SECONDS = 0.25
 ACCEPT_BATCH = 64         # connections accepted per wake-up before other work gets a turn
 ACCEPT_PAUSE = 0.1        # seconds without accepting after EMFILE and the like
-
-
-def address_key(ip: str) -> str:
-    """What the per-address cap counts by: the IPv4 address, or the /64 of an IPv6 one."""
-    if ":" not in ip:
-        return ip
-    try:
-        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((address, 64), strict=False).network_address) + "/64"
 
 
 class Listener:

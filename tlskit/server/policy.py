@@ -3,7 +3,11 @@
 Each step either lets the request through or produces a :class:`Denial` (status, JSON body, headers).
 The gate never raises for anything a client sends.
 
-Seam for limits (issue 7): ``Gate(limiter=...)`` takes any object with
+Method privileges count every method a request asks for: its own, and the one a method-override header
+(``X-HTTP-Method-Override``, ``X-HTTP-Method``, ``X-Method-Override``) names, since Rails, Laravel and
+Express apps behind the proxy obey those. A GET,POST user's POST that asks for DELETE is a 403.
+
+``Gate(limiter=...)`` takes any object with
 
 - ``acquire(user: str, limits: Limits) -> Decision`` (:class:`tlskit.server.limits.Limiter`), where
   ``limits`` are the user's own values, or the server's ``--max-requests``/``--max-concurrent``
@@ -20,9 +24,13 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 
-from tlskit.server.auth import Authenticator, CredentialReader, Malformed
+from tlskit.server.auth import Authenticator, Refused
+from tlskit.server.credentials import CredentialReader, Malformed
 from tlskit.server.limits import Limits
+from tlskit.server.trusted_proxy import address_key
 from tlskit.server.users import User
+
+METHOD_OVERRIDES = (b"x-http-method-override", b"x-http-method", b"x-method-override")
 
 
 @dataclass
@@ -59,6 +67,9 @@ class Gate:
                                     [(b"www-authenticate", challenge)], "credentials")
         self._forbidden_ip = Denial(403, _json({"error": "forbidden", "detail": "client address not allowed"}),
                                     reason="address")
+        self._unavailable = Denial(503, _json({"error": "unavailable",
+                                               "detail": "credentials cannot be checked right now; retry"}),
+                                   [(b"retry-after", b"5")], "users database")
         self._allowed_ips: dict[str, bool] = {}
 
     def ip_allowed(self, ip: str) -> bool:
@@ -85,10 +96,16 @@ class Gate:
         credential = self.reader.read(scope["headers"], scope["query_string"])
         if credential is None or isinstance(credential, Malformed):
             return self._unauthorized
-        user = await self.authenticator.authenticate(credential)
-        if user is None:
-            return self._unauthorized
+        user = await self.authenticator.authenticate(credential, address_key(ip))
+        if isinstance(user, Refused):
+            return self._refusal(user)
         method = scope["method"]
+        for name, value in scope["headers"]:
+            if name in METHOD_OVERRIDES:
+                overridden = value.decode("latin-1").strip().upper()
+                if not user.may(overridden):
+                    return Denial(403, _json({"error": "forbidden", "detail": f"user may not {overridden}",
+                                              "allowed": sorted(user.methods)}), reason="method", user=user.name)
         if not user.may(method):
             return Denial(403, _json({"error": "forbidden", "detail": f"user may not {method}",
                                       "allowed": sorted(user.methods)}), reason="method", user=user.name)
@@ -100,6 +117,15 @@ class Gate:
             return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
                           headers, "limit", user.name)
         return Passed(user, headers, True)
+
+    def _refusal(self, refused: Refused) -> Denial:
+        if refused.status == 401:
+            return self._unauthorized
+        if refused.status == 503:
+            return self._unavailable
+        return Denial(429, _json({"error": "too many requests", "detail": refused.reason,
+                                  "retry_after": refused.retry_after}),
+                      [(b"retry-after", str(refused.retry_after).encode())], refused.reason)
 
     def release(self, passed: Passed) -> None:
         if passed.limited:

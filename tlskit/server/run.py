@@ -1,17 +1,14 @@
-"""Starting `tlskit serve`: state dir, certificate, users, dataset, sockets, uvicorn, workers.
+"""Starting `tlskit serve`: state dir, certificate, users, dataset, sockets, the HTTP engine, workers.
 
 :func:`prepare` does everything that can fail on bad input *before* anything listens, so errors are one
-line and exit code 2 (or 3 when a port is taken). :func:`serve` then runs uvicorn (uvloop + httptools)
-on sockets we bound ourselves: the HTTPS one with our SSLContext, and the plain ``--redirect-port`` one.
-With ``--workers N`` the sockets are bound once and N forked processes accept on them.
+line and exit code 2 (or 3 when a port is taken). :func:`serve` then binds the sockets and runs the HTTP
+engine (:mod:`.engine`, :mod:`.listener`) on them: the HTTPS one with our SSLContext, and the plain
+``--redirect-port`` one. With ``--workers N`` the sockets are bound once and N forked processes accept
+on them.
 
-Seams for issue 7 (each a small function here, called once per worker):
-
-- :func:`make_handler` picks the handler: the dataset, or an upstream proxy when ``config.upstream`` is set;
-- :func:`make_limiter` returns the gate's limiter (None: no limits enforced);
-- :func:`wrap_app` may wrap the whole ASGI app (trusted proxies rewrite ``scope["client"]``);
-- :func:`install_tls` receives the *listening* SSLContext before serving (a certificate reloader sets
-  its ``sni_callback`` there and swaps ``ssl_object.context`` per handshake; see :mod:`.tls`).
+Each worker builds its own request path (:func:`build_app`): the handler (the dataset, or the upstream
+proxy), the gate's limiter, the trusted-proxy middleware, and the certificate reloader on the listening
+SSLContext.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -26,8 +24,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import NetworkError
 from tlskit.server.config import ServeConfig
+
+SHUTDOWN_GRACE = 5.0      # seconds in-flight requests get to finish after SIGTERM
+FD_RESERVE = 64           # file descriptors kept free of client connections (databases, logs, upstream)
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Prepared:
     db: Path
     dataset: Path
     context: ssl.SSLContext
-    users: int
+    user_count: int
+    names: frozenset[str]         # what the certificate is for: the names the redirect port serves
 
     @property
     def url(self) -> str:
@@ -52,17 +54,13 @@ class Prepared:
 
 
 def prepare(config: ServeConfig) -> Prepared:
-    from tlskit.server import default_state_dir, default_users_db
+    from tlskit.errors import InputError
+    from tlskit.server import default_state_dir, default_users_db, ensure_state_dir
     from tlskit.server.dataset import Dataset, ensure_demo_dataset
-    from tlskit.server.tls import build_context, ensure_local_certificate
+    from tlskit.server.tls import build_context, certificate_names, ensure_local_certificate
     from tlskit.server.users import UserStore
 
-    if not config.realm or len(config.realm) > 100 or not all(32 <= ord(c) < 127 and c not in '"\\' for c in config.realm):
-        raise InputError(f"bad --realm {config.realm!r}", "it goes into WWW-Authenticate between quotes",
-                         "use printable ASCII without quotes or backslashes")
-    if config.workers < 1:
-        raise InputError(f"--workers {config.workers} is not a positive number", fix="give --workers 1 or more")
-    state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+    state_dir = ensure_state_dir(Path(config.state_dir) if config.state_dir else default_state_dir())
     if (config.cert is None) != (config.key is None):
         raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
     ca_cert = None
@@ -76,12 +74,13 @@ def prepare(config: ServeConfig) -> Prepared:
     Dataset(dataset).db.close()     # fail now, not on the first request
     db = Path(config.db) if config.db else default_users_db(state_dir)
     store = UserStore(db)
-    users = len(store.all())
+    user_count = len(store.all())
     store.close()
-    return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, users)
+    return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, user_count,
+                    certificate_names(cert))
 
 
-# ---- seams ---------------------------------------------------------------------------------------
+# ---- one worker's request path --------------------------------------------------------------------
 
 def make_handler(prepared: Prepared):
     from tlskit.server.dataset import Dataset
@@ -92,7 +91,7 @@ def make_handler(prepared: Prepared):
 
         # --upstream alone proxies every path; with an explicit --dataset, /api stays the dataset's.
         dataset = Dataset(prepared.dataset) if config.dataset else None
-        return upstream_handler(config.upstream, config.key_headers, config.upstream_timeout, dataset,
+        return upstream_handler(str(config.upstream), config.key_headers, config.upstream_timeout, dataset,
                                 config.upstream_ca_file)
     return Dataset(prepared.dataset)
 
@@ -106,16 +105,37 @@ def make_limiter(prepared: Prepared):
     return MemoryLimiter()
 
 
-def wrap_app(prepared: Prepared, app):
-    if prepared.config.trust_proxy:
+def build_app(prepared: Prepared, log_stream=None):
+    """The ASGI application of one worker and its access log."""
+    from tlskit.server.accesslog import AccessLog
+    from tlskit.server.app import TlskitApp
+    from tlskit.server.auth import Authenticator
+    from tlskit.server.credentials import CredentialReader
+    from tlskit.server.limits import Limits
+    from tlskit.server.policy import Gate
+    from tlskit.server.throttle import LoginThrottle
+    from tlskit.server.users import UserStore
+
+    config = prepared.config
+    authenticator = Authenticator(UserStore(prepared.db), throttle=LoginThrottle(config.throttle),
+                                  hash_workers=config.hash_workers)
+    gate = Gate(authenticator, CredentialReader(config.key_headers, config.allow_query_token),
+                config.networks(), config.realm, make_limiter(prepared),
+                Limits(config.max_requests, config.max_concurrent))
+    access_log = AccessLog(log_stream, config.log_json) if config.access_log else None
+    app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age)
+    if config.trust_proxy:
         from tlskit.server.trusted_proxy import TrustedProxies, TrustedProxyMiddleware
 
-        return TrustedProxyMiddleware(app, TrustedProxies.parse(prepared.config.trust_proxy))
-    return app
+        app = TrustedProxyMiddleware(app, TrustedProxies(config.trust_proxy))
+    return app, access_log
 
 
-def wrap_redirect(prepared: Prepared, app):
-    """With --acme the plain-HTTP listener also answers http-01 challenges for background renewal."""
+def build_redirect_app(prepared: Prepared):
+    """The plain-HTTP listener: 308 to HTTPS for the certificate's names (and http-01 answers with --acme)."""
+    from tlskit.server.app import RedirectApp
+
+    app = RedirectApp(prepared.config.port, prepared.names)
     if prepared.config.acme_webroot is not None:
         from tlskit.server.managed_acme import ChallengeResponder
 
@@ -128,24 +148,6 @@ def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
         from tlskit.server.reload import watch
 
         watch(prepared.cert, prepared.key, context, prepared.config.reload_interval)
-
-
-def build_app(prepared: Prepared, log_stream=None):
-    from tlskit.server.accesslog import AccessLog
-    from tlskit.server.app import TlskitApp
-    from tlskit.server.auth import Authenticator, CredentialReader
-    from tlskit.server.limits import Limits
-    from tlskit.server.policy import Gate
-    from tlskit.server.users import UserStore
-
-    config = prepared.config
-    gate = Gate(Authenticator(UserStore(prepared.db)),
-                CredentialReader(config.key_headers, config.allow_query_token),
-                config.networks(), config.realm, make_limiter(prepared),
-                Limits(config.max_requests, config.max_concurrent))
-    access_log = AccessLog(log_stream, config.log_json) if config.access_log else None
-    app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age)
-    return wrap_app(prepared, app), access_log
 
 
 # ---- listening ------------------------------------------------------------------------------------
@@ -167,24 +169,42 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_budget(prepared: Prepared) -> ServeConfig:
+    """The config with ``max_connections`` lowered to what the file-descriptor limit allows.
+
+    The soft limit is first raised to the hard one (as nginx's ``worker_rlimit_nofile``); client
+    connections then get all of it but a reserve, so the process never runs out of descriptors.
+    """
+    import dataclasses
+
+    config = prepared.config
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    allowed = max(16, soft - FD_RESERVE)
+    if config.http.max_connections <= allowed:
+        return config
+    return dataclasses.replace(config, http=dataclasses.replace(config.http, max_connections=allowed))
+
+
 async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+    from tlskit.server.app import NOSNIFF, hsts
     from tlskit.server.listener import Listener
     from tlskit.server.reload import log_to_stderr
+    from tlskit.server.trusted_proxy import TrustedProxies
 
     log_to_stderr()
-    config = prepared.config
+    config = connection_budget(prepared)
     app, access_log = build_app(prepared)
     install_tls(prepared, prepared.context)
-    from tlskit.server.app import NOSNIFF, hsts
-
-    exempt = _trusted_peer(prepared)
+    # Every client of a trusted proxy arrives through it: the per-address cap does not apply to it.
+    exempt = TrustedProxies(config.trust_proxy).trusts if config.trust_proxy else (lambda ip: False)
     refusal_headers = [hsts(config.hsts_max_age), NOSNIFF]
     listeners = [(Listener(app, config.http, prepared.context, exempt, refusal_headers), sockets["https"])]
     if "redirect" in sockets:
-        from tlskit.server.app import RedirectApp
-
-        listeners.append((Listener(wrap_redirect(prepared, RedirectApp(config.port)), config.http, None, exempt),
-                          sockets["redirect"]))
+        listeners.append((Listener(build_redirect_app(prepared), config.http, None, exempt), sockets["redirect"]))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,19 +220,6 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
             await closer()
         if access_log is not None:
             access_log.flush()
-
-
-SHUTDOWN_GRACE = 5.0
-
-
-def _trusted_peer(prepared: Prepared):
-    """Peers exempt from the per-address connection cap: the --trust-proxy proxies every client comes through."""
-    if not prepared.config.trust_proxy:
-        return lambda ip: False
-    from tlskit.server.trusted_proxy import TrustedProxies
-
-    proxies = TrustedProxies.parse(prepared.config.trust_proxy)
-    return proxies.trusts
 
 
 def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:

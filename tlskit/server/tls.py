@@ -50,6 +50,24 @@ def build_context(cert: Path, key: Path, passphrase: bytes | None = None) -> ssl
     return context
 
 
+def certificate_names(cert_path: Path) -> frozenset[str]:
+    """The DNS names (lower-case, wildcards kept) and IP addresses the leaf of ``cert_path`` is for."""
+    import ipaddress
+
+    from cryptography import x509
+
+    from tlskit.files import load_certificates
+
+    try:
+        leaf = load_certificates(cert_path)[0]
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, IndexError, ValueError):
+        return frozenset()
+    names = {name.lower() for name in sans.get_values_for_type(x509.DNSName)}
+    names |= {str(ipaddress.ip_address(address)) for address in sans.get_values_for_type(x509.IPAddress)}
+    return frozenset(names)
+
+
 @dataclass
 class LocalCertificate:
     """What zero-config start made (or found) under the state dir."""
@@ -74,8 +92,9 @@ def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) ->
     from tlskit.names import parse_sans, san_to_text
 
     names = ["localhost", "127.0.0.1", "::1"] + [h for h in (hosts or []) if h not in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::", "")]
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.chmod(0o700)
+    from tlskit.server import ensure_state_dir
+
+    ensure_state_dir(state_dir)
     ca_dir = state_dir / LOCAL_CA_DIR
     created = False
     if (ca_dir / CA_CERT_FILE).exists():

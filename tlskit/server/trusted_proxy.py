@@ -21,7 +21,7 @@ from typing import Any
 
 from tlskit.errors import InputError
 
-__all__ = ["TrustedProxies", "TrustedProxyMiddleware", "parse_networks"]
+__all__ = ["TrustedProxies", "TrustedProxyMiddleware", "address_key", "parse_networks"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,6 +67,20 @@ def parse_address(text: str) -> Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def address_key(ip: str) -> str:
+    """What per-address limits (pending connections, password checks) count by: the IPv4 address, or
+    the /64 of an IPv6 one (the block one host usually gets, so it cannot dodge them by changing address)."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False).network_address) + "/64"
 
 
 @dataclass(frozen=True)

@@ -218,8 +218,16 @@ class ImportReport:
     skipped: list[dict] = field(default_factory=list)   # {"line": n, "name": ..., "reason": ...}
 
 
+class StoreUnavailable(Exception):
+    """The users database cannot be read right now (corrupt, missing, unreadable): answer 503, not 500."""
+
+
 class UserStore:
-    """Users in one SQLite file. Opening creates the file (0600) and the tables when missing."""
+    """Users in one SQLite file. Opening creates the file (0600) and the tables when missing.
+
+    ``create=False`` opens an existing database only; the server opens it that way again whenever the
+    file on disk is replaced (:meth:`changed`), so a restored backup is read and not recreated empty.
+    """
 
     def __init__(self, path: Path, create: bool = True) -> None:
         self.path = Path(path)
@@ -231,18 +239,73 @@ class UserStore:
             # The file holds password hashes: private from the first byte.
             self.path.touch(mode=0o600)
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.executescript(_SCHEMA)
+            self._db = self._connect(create=True)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open users database {self.path}", str(exc),
                              "pass a tlskit users database with --db") from None
+        self._file = _file_state(self.path)
+        self._version: int | None = None
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        if create:
+            db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.executescript(_SCHEMA)
+            return db
+        db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=10, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+            db.execute("SELECT 1 FROM tokens LIMIT 1").fetchall()
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
 
+    def changed(self) -> bool:
+        """True when the users changed since the last call: a commit by another process, or another file
+        put in place of this one (renamed over it, deleted and recreated). Raises StoreUnavailable."""
+        state = _file_state(self.path)
+        if state is None:
+            raise StoreUnavailable(f"{self.path} is missing")
+        if state[:2] != self._file[:2]:
+            self._reopen(state)
+            return True
+        self._file = state
+        try:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if _transient(exc):
+                return False
+            raise StoreUnavailable(f"{self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from None
+        if version != self._version:
+            self._version = version
+            return True
+        return False
+
+    def _reopen(self, state: tuple) -> None:
+        busy = self._busy_ms
+        try:
+            db = self._connect(create=False)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from None
+        self._db.close()
+        self._db = db
+        self._file = state
+        self._version = None
+        if busy is not None:
+            self.set_busy_timeout(busy)
+
+    _busy_ms: int | None = None
+
     def set_busy_timeout(self, milliseconds: int) -> None:
         """How long a read waits for a writer's lock. The server keeps it short: it reads on its event loop."""
+        self._busy_ms = int(milliseconds)
         self._db.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
     def data_version(self) -> int:
@@ -377,6 +440,21 @@ class _Transaction:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _file_state(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime): a rename or a recreate changes the first two."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    """A writer holds the lock: keep what was read last and try again on the next poll."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _user(row: tuple, tokens: list[str]) -> User:
