@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import BindError, InputError
 from tlskit.server.config import ServeConfig
 
 
@@ -161,7 +161,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise NetworkError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
+        raise BindError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
                            "choose another --port/--host, or stop what uses it") from None
     sock.set_inheritable(True)
     return sock
