@@ -82,7 +82,8 @@ def plan_renewal(cert: x509.Certificate, *, days: int | None = None, ari: AriWin
     lifetime = not_after - not_before
 
     def plan(at: dt.datetime, rule: str, reason: str) -> RenewalPlan:
-        return RenewalPlan(at, rule, reason, not_before, not_after, ari, ari_note)
+        # Whole seconds: the moment is shown and compared across runs; sub-second precision is noise.
+        return RenewalPlan(at.replace(microsecond=0), rule, reason, not_before, not_after, ari, ari_note)
 
     if force:
         return plan(not_before, "forced", "forced")
