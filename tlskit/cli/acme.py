@@ -9,8 +9,8 @@ import typer
 
 from tlskit.cli import params
 
-app = typer.Typer(help="Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke, "
-                       "list and delete them, care for the account.", no_args_is_help=True)
+app = typer.Typer(help="Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke, list, "
+                       "account.", no_args_is_help=True)
 account_app = typer.Typer(help="The ACME account under --out-dir: show it, change its e-mail, roll its key "
                                "over, deactivate it.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
