@@ -1,10 +1,11 @@
-"""Driving an RFC 8555 CA with the `acme` library: account, order, challenges, finalize, download, revoke.
+"""The network layer under every ACME operation: a connected :class:`Session` on the `acme` library.
 
 The `acme` package gives typed protocol objects and signed requests; this module adds what a tool that
 runs unattended needs on top: ``badNonce`` retried as often as the CA asks (Pebble rejects 5% of nonces
-on purpose), ``Retry-After`` honoured, prompt polling (50 ms doubling to 1 s, not acme's fixed 1 s
-sleeps), and every failure turned into one :class:`~tlskit.errors.NetworkError` line that carries the
-CA's problem document.
+on purpose), short ``Retry-After`` waits honoured, and every failure turned into one
+:class:`~tlskit.errors.NetworkError` line that carries the CA's problem document. What is done with a
+session lives beside it: ``accounts`` (the account), ``orders`` (one order to the end, revocation),
+``renewal`` (ARI).
 """
 
 from __future__ import annotations
