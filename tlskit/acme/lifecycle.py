@@ -342,7 +342,13 @@ def select_lineages(out_dir: str | os.PathLike[str], names: Sequence[str] | None
     """The certificates under ``out_dir``, or those whose first name is one of ``names``."""
     lineages = find_lineages(Path(out_dir))
     if names:
-        wanted = {lineage_name(n) for n in normalize_names(names)} | {lineage_name(n) for n in names}
+        wanted = set()
+        for name in names:
+            wanted.add(lineage_name(name))           # a directory name such as _wildcard.example.com
+            try:
+                wanted.add(lineage_name(normalize_names([name])[0]))
+            except InputError:
+                pass
         lineages = [lin for lin in lineages if lin.path.name in wanted]
     return lineages
 

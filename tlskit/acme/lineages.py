@@ -10,7 +10,7 @@ from typing import Any
 
 from tlskit.acme.lifecycle import lineage_plan, select_lineages
 from tlskit.acme.renewal import RenewalPlan
-from tlskit.acme.store import Lineage, find_lineages, lineage_name
+from tlskit.acme.store import Lineage, find_lineages
 from tlskit.errors import InputError, TlskitError
 
 _CHALLENGES = {"http-standalone": "http-01", "webroot": "http-01", "http-tokens": "http-01",
@@ -109,14 +109,7 @@ def delete_certificate(out_dir: str | os.PathLike[str], name: str) -> Deleted:
     The certificate stays valid at the CA: revoke it first if its key may be compromised.
     """
     out = Path(out_dir)
-    wanted = {lineage_name(name), name}
-    try:
-        from tlskit.acme.identifiers import normalize_names
-
-        wanted.add(lineage_name(normalize_names([name])[0]))
-    except InputError:
-        pass
-    matches = [lin for lin in find_lineages(out) if lin.path.name in wanted]
+    matches = select_lineages(out, [name])
     if not matches:
         known = ", ".join(lin.path.name for lin in find_lineages(out)) or "none"
         raise InputError(f"no certificate named {name!r} under {out}", f"there are: {known}",
