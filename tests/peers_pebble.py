@@ -73,11 +73,14 @@ class Pebble:
 
     @classmethod
     def start(cls, workdir: Path, env: dict[str, str] | None = None, eab_keys: dict[str, str] | None = None,
-              pebble: str | None = None, challtestsrv: str | None = None) -> Pebble:
+              pebble: str | None = None, challtestsrv: str | None = None, validity: int | None = None) -> Pebble:
         """Start challtestsrv then Pebble; return once Pebble's directory answers over HTTPS.
 
-        ``env`` adds Pebble environment variables (e.g. ``PEBBLE_WFE_NONCEREJECT``); ``eab_keys`` turns
-        on required external account binding with those kid -> base64url HMAC keys.
+        ``env`` adds Pebble environment variables (e.g. ``PEBBLE_WFE_NONCEREJECT``,
+        ``PEBBLE_ALTERNATE_ROOTS``); ``eab_keys`` turns on required external account binding with those
+        kid -> base64url HMAC keys; ``validity`` is the certificates' lifetime in seconds (Pebble 2.4's
+        ``certificateValidityPeriod``; its default is five years). Pebble makes notAfter one second
+        short of it.
         """
         pebble = pebble or shutil.which("pebble") or "pebble"
         challtestsrv = challtestsrv or shutil.which("pebble-challtestsrv") or "pebble-challtestsrv"
@@ -99,6 +102,8 @@ class Pebble:
         })
         if eab_keys:
             config["pebble"]["externalAccountMACKeys"] = dict(eab_keys)
+        if validity is not None:
+            config["pebble"]["certificateValidityPeriod"] = int(validity)
         (workdir / "pebble.json").write_text(json.dumps(config, indent=2))
         log = open(workdir / "pebble.log", "wb")
         try:
@@ -204,25 +209,47 @@ def pebble_fixture(tmp_path_factory, **kwargs) -> Pebble:
     return Pebble.start(tmp_path_factory.mktemp("pebble"), pebble=pebble, challtestsrv=challtestsrv, **kwargs)
 
 
-class ThrottlingProxy:
-    """An HTTPS proxy in front of Pebble that answers the first POST to ``path`` with 429 + Retry-After.
+class PebbleProxy:
+    """An HTTPS proxy in front of Pebble for what Pebble 2.4 does not do, and to see what a client sends.
 
-    Pebble itself never sends Retry-After; this shows the client waits as long as the CA asks before
-    retrying (and gives up at once when the wait is unreasonable). Pebble builds its URLs from the Host
-    header, which the proxy keeps as its own, so the client talks to the proxy throughout.
+    * ``throttle=(path, seconds)``: the first POST to ``path`` is answered 429 + ``Retry-After`` (Pebble
+      never sends Retry-After), so a test sees the client wait as long as the CA asks.
+    * ``profiles``: added to the directory's ``meta.profiles`` (Pebble 2.4 has no profiles; it ignores
+      a ``profile`` field in newOrder and issues as usual).
+    * ``renewal_info``: a function cert-ID -> suggestedWindow dict; the directory then names a
+      ``renewalInfo`` URL on the proxy (Pebble 2.4 has no ARI) and the proxy answers it.
+    * ``posts``: every POST's path and decoded JWS payload, in order (e.g. newOrder's ``profile`` and
+      ``replaces``); ``renewal_info_asked``: the cert IDs that were looked up.
+
+    Pebble builds its URLs from the Host header, which the proxy keeps as its own, so the client talks
+    to the proxy throughout.
     """
 
-    def __init__(self, pebble: Pebble, path: str, retry_after: int) -> None:
+    def __init__(self, pebble: Pebble, *, throttle: tuple[str, int] | None = None,
+                 profiles: dict[str, str] | None = None, renewal_info=None,
+                 retry_after_ari: int | None = None) -> None:
         import http.server
         import threading
 
-        self.pebble, self.path, self.retry_after = pebble, path, retry_after
+        self.pebble, self.throttle = pebble, throttle
+        self.profiles, self.renewal_info, self.retry_after_ari = profiles, renewal_info, retry_after_ari
         self.seen: list[tuple[str, str, float]] = []   # (method, path, monotonic time)
+        self.posts: list[tuple[str, dict]] = []
+        self.renewal_info_asked: list[str] = []
         self._throttled = False
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def _forward(self) -> None:
                 import http.client
@@ -230,16 +257,23 @@ class ThrottlingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.seen.append((self.command, self.path, time.monotonic()))
-                if self.command == "POST" and self.path.startswith(proxy.path) and not proxy._throttled:
+                if self.command == "POST" and body:
+                    proxy.posts.append((self.path, _jws_payload(body)))
+                if proxy.throttle and self.command == "POST" and self.path.startswith(proxy.throttle[0]) \
+                        and not proxy._throttled:
                     proxy._throttled = True
                     problem = json.dumps({"type": "urn:ietf:params:acme:error:rateLimited",
                                           "detail": "slow down (test proxy)", "status": 429}).encode()
-                    self.send_response(429)
-                    self.send_header("Content-Type", "application/problem+json")
-                    self.send_header("Retry-After", str(proxy.retry_after))
-                    self.send_header("Content-Length", str(len(problem)))
-                    self.end_headers()
-                    self.wfile.write(problem)
+                    self._answer(429, problem, {"Content-Type": "application/problem+json",
+                                                "Retry-After": str(proxy.throttle[1])})
+                    return
+                if proxy.renewal_info and self.command == "GET" and self.path.startswith("/renewal-info/"):
+                    cert_id = self.path[len("/renewal-info/"):]
+                    proxy.renewal_info_asked.append(cert_id)
+                    headers = {"Content-Type": "application/json"}
+                    if proxy.retry_after_ari is not None:
+                        headers["Retry-After"] = str(proxy.retry_after_ari)
+                    self._answer(200, json.dumps(proxy.renewal_info(cert_id)).encode(), headers)
                     return
                 context = ssl.create_default_context(cafile=str(proxy.pebble.ca_file))
                 upstream = http.client.HTTPSConnection("127.0.0.1", proxy.pebble.listen_port, context=context,
@@ -248,6 +282,8 @@ class ThrottlingProxy:
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
+                if self.command == "GET" and self.path == "/dir" and response.status == 200:
+                    data = proxy._directory(data)
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in ("connection", "content-length", "transfer-encoding"):
@@ -272,6 +308,14 @@ class ThrottlingProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
+    def _directory(self, data: bytes) -> bytes:
+        directory = json.loads(data)
+        if self.profiles is not None:
+            directory.setdefault("meta", {})["profiles"] = self.profiles
+        if self.renewal_info is not None:
+            directory["renewalInfo"] = f"https://127.0.0.1:{self.port}/renewal-info"
+        return json.dumps(directory).encode()
+
     @property
     def directory(self) -> str:
         return f"https://127.0.0.1:{self.port}/dir"
@@ -279,9 +323,24 @@ class ThrottlingProxy:
     def times(self, method: str, prefix: str) -> list[float]:
         return [t for m, p, t in self.seen if m == method and p.startswith(prefix)]
 
-    def __enter__(self) -> ThrottlingProxy:
+    def payloads(self, prefix: str) -> list[dict]:
+        return [payload for path, payload in self.posts if path.startswith(prefix)]
+
+    def __enter__(self) -> PebbleProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _jws_payload(body: bytes) -> dict:
+    """The payload of a flattened JWS (RFC 7515 7.2.2) as JSON; {} for POST-as-GET."""
+    import base64
+
+    try:
+        payload = json.loads(body).get("payload", "")
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}

@@ -314,7 +314,7 @@ def test_existing_certificate_is_not_replaced_without_force(pebble, tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     assert_one_line_error(run_tlskit("acme", "issue", "bad_name!.example.com", "--out-dir", str(tmp_path)), 2,
                           "not a DNS name")
-    assert_one_line_error(run_tlskit("acme", "issue", "192.0.2.1", "--out-dir", str(tmp_path)), 2, "IP address")
+    assert_one_line_error(run_tlskit("acme", "issue", "1.2.3", "--out-dir", str(tmp_path)), 2, "nor an IP address")
     # Checked before the CA is contacted (the directory here is dead: contacting it would be exit 3).
     assert_one_line_error(run_tlskit("acme", "issue", "x.example.com", "--webroot", str(tmp_path / "nowww"),
                                      "--directory", f"https://127.0.0.1:{free_port()}/dir"), 2, "not a directory")
@@ -442,9 +442,9 @@ def test_library_issue_with_in_process_http_tokens(pebble, root, tmp_path):
 
 
 def test_retry_after_is_honoured_and_an_unreasonable_one_fails_at_once(pebble, root, tmp_path):
-    from peers_pebble import ThrottlingProxy
+    from peers_pebble import PebbleProxy
 
-    with ThrottlingProxy(pebble, "/order-plz", retry_after=1) as proxy:
+    with PebbleProxy(pebble, throttle=("/order-plz", 1)) as proxy:
         run = run_tlskit("acme", "issue", "slow.example.com", "--agree-tos", "--out-dir", str(tmp_path / "a"),
                          "--directory", proxy.directory, "--directory-ca-file", str(pebble.ca_file),
                          "--http-port", str(pebble.http_port), "--bind", "127.0.0.1", "--json")
@@ -454,7 +454,7 @@ def test_retry_after_is_honoured_and_an_unreasonable_one_fails_at_once(pebble, r
         assert retried - throttled >= 1.0
     check_lineage(root, tmp_path / "a" / "slow.example.com", ["slow.example.com"])
 
-    with ThrottlingProxy(pebble, "/order-plz", retry_after=3600) as proxy:
+    with PebbleProxy(pebble, throttle=("/order-plz", 3600)) as proxy:
         run = run_tlskit("acme", "issue", "slower.example.com", "--agree-tos", "--out-dir", str(tmp_path / "b"),
                          "--directory", proxy.directory, "--directory-ca-file", str(pebble.ca_file),
                          "--http-port", str(pebble.http_port), "--bind", "127.0.0.1")

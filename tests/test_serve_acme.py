@@ -64,24 +64,29 @@ def test_serve_acme_obtains_serves_and_reuses(pebble, tmp_path):
         assert "ordering" not in again.stderr()
 
 
-def test_serve_acme_renews_in_the_background_and_serves_the_new_certificate(pebble, tmp_path):
-    """A renewal window longer than the certificate's life makes every check renew; the check runs every
-    second here. The running server answers http-01 on its redirect listener, writes the new files and
-    its hot reload hands them to new connections."""
-    state = tmp_path / "state"
-    with start_serve(state, *acme_options(pebble, "--acme-renew-days", "100000", "--acme-check-interval", "1"),
-                     timeout=120) as served:
-        first, _ = served_certificate(served.port)
-        deadline = time.monotonic() + 60
-        serial = first
-        while serial == first and time.monotonic() < deadline:
-            time.sleep(0.2)
-            serial, issuer = served_certificate(served.port)
-        assert serial != first, served.stderr()
-        assert "Pebble Intermediate CA" in issuer
-        assert served.wait_for_log("ACME certificate for app.example.test renewed")
-        assert served.wait_for_log("certificate reloaded")
-        assert "Traceback" not in served.stderr()
+def test_serve_acme_renews_a_short_lived_certificate_on_its_own_schedule(tmp_path_factory, tmp_path):
+    """Pebble issues 30-second certificates here. No check interval is given: the server plans the
+    renewal from the lifetime (a third left, 20 s after issuance), says when, renews on its redirect
+    listener's http-01 answers, and its hot reload hands the new certificate to new connections."""
+    short = pebble_fixture(tmp_path_factory, validity=30)
+    try:
+        with start_serve(tmp_path / "state", *acme_options(short), timeout=120) as served:
+            first, _ = served_certificate(served.port)
+            assert served.wait_for_log("next ACME renewal check in"), served.stderr()
+            planned = served.stderr().split("next ACME renewal check in ", 1)[1].split(" ", 1)[0]
+            assert 10 <= int(planned) <= 20, served.stderr()
+            deadline = time.monotonic() + 60
+            serial = first
+            while serial == first and time.monotonic() < deadline:
+                time.sleep(0.5)
+                serial, issuer = served_certificate(served.port)
+            assert serial != first, served.stderr()
+            assert "Pebble Intermediate CA" in issuer
+            assert served.wait_for_log("ACME certificate for app.example.test renewed (due since")
+            assert served.wait_for_log("certificate reloaded")
+            assert "Traceback" not in served.stderr()
+    finally:
+        short.stop()
 
 
 def test_serve_acme_errors_are_one_line(pebble, tmp_path):
@@ -96,8 +101,8 @@ def test_serve_acme_errors_are_one_line(pebble, tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
-def test_serve_acme_port_taken_names_the_serve_flag(pebble, tmp_path):
-    """Something else holds the http-01 port: one line naming --redirect-port, exit 2, nothing listens."""
+def test_serve_acme_port_taken_is_the_same_bind_error_as_serves_own(pebble, tmp_path):
+    """Something else holds the http-01 port: one line, exit 3 as for a taken --port, nothing listens."""
     import socket
 
     with socket.socket() as blocker:
@@ -106,22 +111,19 @@ def test_serve_acme_port_taken_names_the_serve_flag(pebble, tmp_path):
         blocker.listen(1)
         run = run_tlskit("serve", "--state-dir", str(tmp_path), "--port", str(free_port()),
                          *acme_options(pebble), "--host", "127.0.0.1")
-    assert run.returncode == 2, run.stderr
-    error = run.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: cannot listen on 127.0.0.1:") and "--redirect-port" in error
+    assert run.returncode == 3, run.stderr
+    error = run.stderr.strip().splitlines()[-1]     # after the "ordering a certificate" progress line
+    assert error.startswith(f"error: cannot listen on 127.0.0.1:{pebble.http_port} for http-01"), error
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "acme" / NAME / "fullchain.pem").exists()
 
 
-def test_background_renewal_failure_keeps_serving(tmp_path):
-    """The CA goes away: each renewal check logs one line and the current certificate stays in service."""
-    from conftest import require_binary as need
-    from peers_pebble import Pebble
-
-    own = Pebble.start(tmp_path / "pebble", pebble=need("pebble"), challtestsrv=need("pebble-challtestsrv"))
+def test_background_renewal_failure_keeps_serving(tmp_path_factory, tmp_path):
+    """The CA goes away before a 30-second certificate is due: the renewal logs one line and the
+    current certificate stays in service; the retry comes sooner as expiry nears."""
+    own = pebble_fixture(tmp_path_factory, validity=30)
     try:
-        with start_serve(tmp_path / "state", *acme_options(own, "--acme-renew-days", "100000",
-                                                           "--acme-check-interval", "1"), timeout=120) as served:
+        with start_serve(tmp_path / "state", *acme_options(own), timeout=120) as served:
             assert served_certificate(served.port)[1].startswith("CN = Pebble Intermediate CA")
             own.stop()
             assert served.wait_for_log("still serving the current certificate", timeout=60), served.stderr()

@@ -57,3 +57,7 @@ class NetworkError(TlskitError):
     """The network or the peer failed: refused, timed out, a CA's error. Exit 3."""
 
     exit_code = EXIT_NETWORK
+
+
+class BindError(NetworkError):
+    """A port cannot be listened on: something else holds it, or it needs privileges. Exit 3."""

@@ -243,6 +243,13 @@ def san_from_common_name(cn: str | None) -> x509.GeneralName | None:
     return name if isinstance(name, (x509.DNSName, x509.IPAddress)) else None
 
 
+def file_stem(name: str, default: str) -> str:
+    """A file or directory name for a host name or address, as mkcert does: ``*.example.com`` ->
+    ``_wildcard.example.com``; characters shells and other systems trip over (``:`` of IPv6) -> ``_``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("*", "_wildcard"))
+    return stem.strip(".") or default
+
+
 def san_to_text(name: x509.GeneralName) -> str:
     """The typed form openssl prints: ``DNS:example.com``, ``IP Address:127.0.0.1`` -> ``IP:127.0.0.1``."""
     from cryptography import x509

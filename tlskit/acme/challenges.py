@@ -12,6 +12,7 @@ answer http-01 itself with :class:`HttpTokens`, which only keeps the token -> an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import os
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tlskit.errors import InputError
+from tlskit.errors import BindError, InputError
 
 HTTP01 = "http-01"
 DNS01 = "dns-01"
@@ -135,6 +136,9 @@ def _http_server(address: str, port: int, handler: type) -> http.server.Threadin
     """Listen on ``address``, or on every IPv4 and IPv6 address when it is empty."""
     if not address and socket.has_dualstack_ipv6():
         return _DualStackHTTPServer(("::", port), handler)
+    if ":" in address:
+        return type("IPv6HTTPServer", (http.server.ThreadingHTTPServer,), {"address_family": socket.AF_INET6})(
+            (address, port), handler)
     return http.server.ThreadingHTTPServer((address, port), handler)
 
 
@@ -156,7 +160,7 @@ class HttpStandalone:
         try:
             self._server = _http_server(self.address, self.port, handler)
         except OSError as exc:
-            raise _bind_error("http-01", self.address, self.port, exc, "--http-port") from None
+            raise _bind_error("http-01", self.address, self.port, exc) from None
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -290,7 +294,7 @@ class TlsAlpnStandalone:
     def present(self, pending: list[Pending]) -> None:
         with tempfile.TemporaryDirectory(prefix="tlskit-alpn-") as scratch:
             for item in pending:
-                self._contexts[item.name.lower()] = _alpn_context(item, Path(scratch))
+                self._contexts[_sni_of(item.name)] = _alpn_context(item, Path(scratch))
         if self._socket is not None:
             return
         default = _server_context()
@@ -300,9 +304,10 @@ class TlsAlpnStandalone:
                 # All interfaces means IPv6 too: CAs prefer a name's AAAA record when it has one.
                 sock = socket.create_server(("::", self.port), family=socket.AF_INET6, dualstack_ipv6=True)
             else:
-                sock = socket.create_server((self.address, self.port))
+                family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+                sock = socket.create_server((self.address, self.port), family=family)
         except OSError as exc:
-            raise _bind_error("tls-alpn-01", self.address, self.port, exc, "--tls-alpn-port") from None
+            raise _bind_error("tls-alpn-01", self.address, self.port, exc) from None
         sock.settimeout(0.05)
         self._socket = sock
         self._stop.clear()
@@ -328,7 +333,7 @@ class TlsAlpnStandalone:
 
     def cleanup(self, pending: list[Pending]) -> None:
         for item in pending:
-            self._contexts.pop(item.name.lower(), None)
+            self._contexts.pop(_sni_of(item.name), None)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -339,6 +344,17 @@ class TlsAlpnStandalone:
 
     def settings(self) -> dict[str, Any]:
         return {"type": "tls-alpn-standalone", "port": self.port, "address": self.address}
+
+
+def _sni_of(name: str) -> str:
+    """The SNI a validator sends for an identifier: the name, or for an IP address its reverse-DNS
+    name (``10.2.0.192.in-addr.arpa``, RFC 8738 section 6), since SNI carries no IP literals."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name).reverse_pointer
+    except ValueError:
+        return name.lower()
 
 
 def _server_context() -> ssl.SSLContext:
@@ -356,6 +372,8 @@ def _alpn_context(item: Pending, scratch: Path) -> ssl.SSLContext:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from tlskit.acme.identifiers import general_names
+
     key = ec.generate_private_key(ec.SECP256R1())
     digest = hashlib.sha256(item.key_authorization.encode()).digest()
     now = dt.datetime.now(dt.timezone.utc)
@@ -368,7 +386,7 @@ def _alpn_context(item: Pending, scratch: Path) -> ssl.SSLContext:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         # The only name the validator accepts: exactly the identifier being validated.
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(item.name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(general_names([item.name])), critical=False)
         # DER OCTET STRING (0x04, length 32) wrapping SHA-256 of the key authorization; critical by RFC 8737.
         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(_ACME_IDENTIFIER_OID),
                                                   b"\x04\x20" + digest), critical=True)
@@ -396,13 +414,13 @@ def _handshake_once(conn: socket.socket, context: ssl.SSLContext) -> None:
         conn.close()
 
 
-def _bind_error(kind: str, address: str, port: int, exc: OSError, flag: str) -> InputError:
+def _bind_error(kind: str, address: str, port: int, exc: OSError) -> BindError:
     where = f"{address or '*'}:{port}"
-    if exc.errno in (13,):
-        return InputError(f"cannot listen on {where} for {kind}", "permission denied",
-                          f"run as root, or pass {flag} with a port above 1023 that the CA reaches")
-    return InputError(f"cannot listen on {where} for {kind}", exc.strerror or str(exc),
-                      f"stop what uses the port or pass another {flag}")
+    if exc.errno == errno.EACCES:
+        return BindError(f"cannot listen on {where} for {kind}", "permission denied",
+                         "run as root, or answer on a port above 1023 that the CA reaches")
+    return BindError(f"cannot listen on {where} for {kind}", exc.strerror or str(exc),
+                     "stop what uses the port, or answer the challenge on another port")
 
 
 def solver_from_settings(settings: dict[str, Any]) -> Solver:

@@ -4,11 +4,14 @@
 
     DIR/
       accounts/<ca host>/account-key.pem (0600), account.json      one account per CA, reused
+      accounts/retired/<ca host>-<time>/                           deactivated accounts, kept
       example.com/privkey.pem (0600), cert.pem, chain.pem, fullchain.pem, renewal.json
       _wildcard.example.com/...                                    a first name of *.example.com
+      192.0.2.10/..., 2001_db8__1/...                              IP address certificates
 
 ``renewal.json`` holds what ``tlskit acme renew`` needs to do it again unattended: the names, the CA's
-directory, the challenge settings and the key type. All files of a certificate are written through
+directory, the challenge settings, the key type, the profile, the preferred chain and the address
+that must serve the renewed certificate. All files of a certificate are written through
 :func:`tlskit.files.write_outputs` (temp file, fsync, rename), so a crash leaves complete files only;
 ``renew`` also treats a key that does not match its certificate (a crash between two renames) as due.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +34,15 @@ if TYPE_CHECKING:
 PRIVKEY, CERT, CHAIN, FULLCHAIN, RENEWAL, REQUEST = (
     "privkey.pem", "cert.pem", "chain.pem", "fullchain.pem", "renewal.json", "request.csr")
 ACCOUNTS = "accounts"
+RETIRED = "retired"
 
 
 def lineage_name(first_name: str) -> str:
-    """The directory of a certificate: its first name, with ``*`` spelled ``_wildcard`` for shells."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", first_name.lower().replace("*", "_wildcard"))
-    return stem.strip(".") or "certificate"
+    """The directory of a certificate: its first (normalized) name, ``*`` spelled ``_wildcard`` and an
+    IPv6 address's ``:`` spelled ``_`` (``2001_db8__1``), as tlskit names every file it writes."""
+    from tlskit.names import file_stem
+
+    return file_stem(first_name, "certificate")
 
 
 @dataclass
@@ -49,6 +55,9 @@ class RenewalSettings:
     key_type: str | None = "ec:p256"    # None: the user's own CSR (request.csr) is sent again
     directory_ca_file: str | None = None
     email: str | None = None
+    profile: str | None = None            # the CA's certificate profile (ACME profiles extension)
+    preferred_chain: str | None = None    # issuer CN of the top certificate of the chain to keep
+    verify_served: str | None = None      # HOST:PORT that must serve the new certificate after a renewal
     issued_at: str = ""
     version: int = 1
 
@@ -139,6 +148,20 @@ class Lineage:
         return [o.path for o in outputs]
 
 
+    def delete(self) -> list[Path]:
+        """Remove this certificate's files and its directory (nothing else); returns what was removed."""
+        removed = []
+        for path in sorted(self.path.iterdir()):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # something of the user's is in there: leave it
+        return removed
+
+
 def find_lineages(out_dir: Path) -> list[Lineage]:
     """Every certificate directory under ``out_dir`` (those holding renewal.json), sorted by name."""
     if not out_dir.is_dir():
@@ -161,13 +184,18 @@ def split_fullchain(fullchain_pem: bytes) -> tuple[bytes, bytes]:
 
 @dataclass
 class AccountFiles:
-    """The account key and its URL at one CA, under DIR/accounts/<ca host>/."""
+    """The account key and its URL at one CA, under DIR/accounts/<ca host>/.
+
+    ``account-key.next.pem`` exists only while a key rollover is under way: it is written before the
+    CA is asked to switch keys, so a crash between the CA's answer and the local rename loses nothing
+    (the next session tries it when the CA no longer knows the old key).
+    """
 
     path: Path
     uri: str | None = None
     email: str | None = None
     directory: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    directory_ca_file: str | None = None
 
     @classmethod
     def for_directory(cls, out_dir: Path, directory: str) -> AccountFiles:
@@ -176,29 +204,75 @@ class AccountFiles:
         parts = urlsplit(directory)
         slug = re.sub(r"[^A-Za-z0-9._-]", "_", f"{parts.hostname or 'ca'}_{parts.port or 443}{parts.path}")
         account = cls(out_dir / ACCOUNTS / slug.strip("_"), directory=directory)
-        meta = account.path / "account.json"
+        account._read_meta()
+        return account
+
+    @classmethod
+    def all(cls, out_dir: Path) -> list[AccountFiles]:
+        """Every account kept under ``out_dir`` (those with a key), sorted by directory name."""
+        root = out_dir / ACCOUNTS
+        if not root.is_dir():
+            return []
+        found = []
+        for path in sorted(root.iterdir()):
+            if (path / "account-key.pem").is_file():
+                account = cls(path)
+                account._read_meta()
+                found.append(account)
+        return found
+
+    def _read_meta(self) -> None:
+        meta = self.path / "account.json"
         if meta.is_file():
             try:
                 data = json.loads(meta.read_text())
-                account.uri, account.email = data.get("uri"), data.get("email")
+                self.uri, self.email = data.get("uri"), data.get("email")
+                self.directory = self.directory or data.get("directory")
+                self.directory_ca_file = data.get("directory_ca_file")
             except (ValueError, OSError):
                 pass
-        return account
 
     @property
     def key_path(self) -> Path:
         return self.path / "account-key.pem"
 
+    @property
+    def next_key_path(self) -> Path:
+        return self.path / "account-key.next.pem"
+
     def load_key_pem(self) -> bytes | None:
         return self.key_path.read_bytes() if self.key_path.is_file() else None
+
+    def load_next_key_pem(self) -> bytes | None:
+        return self.next_key_path.read_bytes() if self.next_key_path.is_file() else None
 
     def save(self, key_pem: bytes | None, uri: str, email: str | None) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         outputs = []
         if key_pem is not None:
             outputs.append(Output.of(self.key_path, key_pem, secret=True))
-        meta = {"uri": uri, "email": email, "directory": self.directory,
+        meta = {"uri": uri, "email": email, "directory": self.directory, "directory_ca_file": self.directory_ca_file,
                 "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         outputs.append(Output.of(self.path / "account.json", (json.dumps(meta, indent=2) + "\n").encode()))
         write_outputs(outputs, force=True)
         self.uri, self.email = uri, email
+
+    def save_next_key(self, key_pem: bytes) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_outputs([Output.of(self.next_key_path, key_pem, secret=True)], force=True)
+
+    def promote_next_key(self) -> None:
+        """The CA uses the next key now: it becomes the account key (one atomic rename)."""
+        self.next_key_path.replace(self.key_path)
+
+    def drop_next_key(self) -> None:
+        self.next_key_path.unlink(missing_ok=True)
+
+    def retire(self) -> Path:
+        """Move this account to ``accounts/retired/`` (a deactivated account's key is useless at its
+        CA, yet kept for the record); the next order registers a new account."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.parent / RETIRED / f"{self.path.name}-{stamp}"
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        self.path.rename(target)
+        return target

@@ -1,4 +1,4 @@
-"""`tlskit acme issue|renew|revoke`: certificates from Let's Encrypt or any RFC 8555 CA."""
+"""`tlskit acme issue|renew|revoke|certificates|delete|account`: certificates from any RFC 8555 CA."""
 
 from __future__ import annotations
 
@@ -9,22 +9,37 @@ import typer
 
 from tlskit.cli import params
 
-app = typer.Typer(help="Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke, list, "
+                       "account.", no_args_is_help=True)
+account_app = typer.Typer(help="The ACME account under --out-dir: show it, change its e-mail, roll its key "
+                               "over, deactivate it.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
 
 Directory = Annotated[Optional[str], typer.Option(
     "--directory", help="ACME directory URL, or letsencrypt / letsencrypt-staging [default: letsencrypt].")]
+AccountDirectory = Annotated[Optional[str], typer.Option(
+    "--directory", help="The CA's directory URL (or letsencrypt / letsencrypt-staging) [default: the only "
+                        "account kept under --out-dir].")]
 DirectoryCa = Annotated[Optional[Path], typer.Option(
     "--directory-ca-file", help="Trust this CA file for the directory's HTTPS (a private CA such as Pebble).")]
 OutDir = Annotated[Path, typer.Option("--out-dir", "-d", help="Where certificates and the account live.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Give up on the CA after this many seconds.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking (needed off a terminal).")]
+NoAri = Annotated[bool, typer.Option("--no-ari", help="Do not ask the CA's renewalInfo (ARI).")]
+WindowDays = Annotated[Optional[int], typer.Option(
+    "--days", help="Renew when fewer than N days are left [default: when a third of the lifetime is left, "
+                   "or in the CA's ARI window].")]
+VerifyServed = Annotated[Optional[str], typer.Option(
+    "--verify-served", help="After renewing (and the deploy hook), check that HOST:PORT serves the new "
+                            "certificate; fail if it still serves the old one.")]
 
 
 @app.command("issue")
 def issue(
-    names: Annotated[Optional[list[str]], typer.Argument(help="DNS names; the first names the directory.",
-                                                         show_default=False)] = None,
-    email: Annotated[Optional[str], typer.Option("--email", help="Contact for the CA's expiry notices.")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help="DNS names or IP addresses; the first names the directory.", show_default=False)] = None,
+    email: Annotated[Optional[str], typer.Option("--email", help="Contact for the CA's notices (updates a "
+                                                                "known account's contact).")] = None,
     agree_tos: Annotated[bool, typer.Option("--agree-tos", help="Agree to the CA's terms of service.")] = False,
     out_dir: OutDir = Path("."),
     directory: Directory = None,
@@ -42,6 +57,13 @@ def issue(
                                                      "[default: all].")] = "",
     key_type: params.KeyType = None,
     csr: Annotated[Optional[Path], typer.Option("--csr", help="Use your own CSR (names and key come from it).")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", help="The CA's certificate profile (tlsserver, shortlived...), when its directory offers "
+                          "profiles; kept for renewal.")] = None,
+    preferred_chain: Annotated[Optional[str], typer.Option(
+        "--preferred-chain", help="Keep the CA's chain whose top certificate is issued by this CN "
+                                  "(e.g. \"ISRG Root X1\"); kept for renewal.")] = None,
+    verify_served: VerifyServed = None,
     eab_kid: Annotated[Optional[str], typer.Option("--eab-kid", help="External account binding key id.")] = None,
     eab_hmac_key: Annotated[Optional[str], typer.Option("--eab-hmac-key", help="External account binding HMAC key "
                                                                                 "(base64url).")] = None,
@@ -79,7 +101,8 @@ def issue(
         issued = issue_certificate(
             names or [], out_dir, url, email, solver, agree_tos=agree_tos, key_type=key_type or "ec:p256",
             csr_pem=csr_pem, directory_ca_file=directory_ca_file, eab_kid=eab_kid, eab_hmac_key=eab_hmac_key,
-            force=force, timeout=timeout)
+            profile=profile, preferred_chain=preferred_chain, verify_served=verify_served, force=force,
+            timeout=timeout)
     if json_output:
         from tlskit.cli.output import print_json
 
@@ -88,72 +111,86 @@ def issue(
     from tlskit.cli.output import console, escape
 
     out = console()
+    profile_note = f", profile {issued.profile}" if issued.profile else ""
     out.print(f"[green]Issued[/] a certificate for [bold]{escape(', '.join(issued.names))}[/] "
-              f"by {escape(issued.issuer)}, valid until {issued.not_after:%Y-%m-%d} ({issued.challenge})")
+              f"by {escape(issued.issuer)}, valid until {issued.not_after:%Y-%m-%d %H:%M} UTC "
+              f"({issued.challenge}{escape(profile_note)})")
+    if issued.preferred_chain_found is False:
+        out.print(f"  chain      the CA offers no chain to {escape(preferred_chain or '')}; kept its default "
+                  f"(to {escape(issued.chain_issuer or '?')})")
     if issued.privkey:
         out.print(f"  key        {escape(str(issued.privkey))} (mode 0600)")
     out.print(f"  cert       {escape(str(issued.cert))}")
-    out.print(f"  chain      {escape(str(issued.chain))}")
+    out.print(f"  chain      {escape(str(issued.chain))}" + (f" (to {escape(issued.chain_issuer)})"
+                                                             if issued.chain_issuer else ""))
     out.print(f"  fullchain  {escape(str(issued.fullchain))}  <- what a web server serves")
-    out.print(f"Next: renew before it expires, e.g. daily from cron: tlskit acme renew --out-dir {escape(str(out_dir))}")
+    out.print(f"Next: renew it unattended, e.g. daily from cron: tlskit acme renew --out-dir {escape(str(out_dir))}")
 
 
 @app.command("renew")
 def renew(
     out_dir: OutDir = Path("."),
-    days: Annotated[int, typer.Option("--days", help="Renew certificates that expire within this many days.")] = 30,
+    days: WindowDays = None,
     deploy_hook: Annotated[Optional[str], typer.Option(
         "--deploy-hook", help="Run this shell command after each renewal (env TLSKIT_RENEWED_DIR, "
                               "TLSKIT_RENEWED_NAMES).")] = None,
+    verify_served: VerifyServed = None,
     name: Annotated[Optional[list[str]], typer.Option("--name", help="Only the certificate of this first name "
                                                                     "(repeatable).")] = None,
     force_renew: Annotated[bool, typer.Option("--force-renew", help="Renew even if not due.")] = False,
-    no_ari: Annotated[bool, typer.Option("--no-ari", help="Do not ask the CA's renewalInfo (ARI).")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Order every selected certificate for real (Let's Encrypt: from its staging CA) and "
+                          "save nothing; no deploy hook.")] = False,
+    no_ari: NoAri = False,
     timeout: Timeout = 120.0,
     json_output: params.Json = False,
 ) -> None:
     """Renew every certificate under DIR that is due; leave the others untouched.
 
-    Example: tlskit acme renew --out-dir /etc/tlskit --deploy-hook "systemctl reload nginx"
+    Example: tlskit acme renew --out-dir /etc/tlskit --deploy-hook "systemctl reload nginx" --verify-served localhost:443
     """
     from tlskit.acme import renew_due
     from tlskit.cli.output import spinner
-    from tlskit.errors import InputError, TlskitError
 
-    if days < 0:
-        raise InputError("--days must not be negative", fix="give a number of days, e.g. --days 30")
     with spinner(f"Checking certificates under {out_dir}...", enabled=not json_output):
         report = renew_due(out_dir, days, deploy_hook=deploy_hook, names=name, force_renew=force_renew,
-                           use_ari=not no_ari, timeout=timeout)
+                           use_ari=not no_ari, dry_run=dry_run, verify_served=verify_served, timeout=timeout)
     if json_output:
         from tlskit.cli.output import print_json
 
-        print_json({"out_dir": str(out_dir), "days": days, "certificates": [o.as_dict() for o in report.outcomes],
+        print_json({"out_dir": str(out_dir), "days": days, "dry_run": dry_run,
+                    "certificates": [o.as_dict() for o in report.outcomes],
                     "renewed": len(report.renewed), "failed": len(report.failed)})
     else:
-        from tlskit.cli.output import console, escape
+        _print_renewals(report, out_dir)
+    failure = report.failure()
+    if failure is not None:
+        raise failure
 
-        out = console()
-        if not report.outcomes:
-            out.print(f"No certificates under {escape(str(out_dir))} (none has a renewal.json).")
-        for outcome in report.outcomes:
-            label = escape(", ".join(outcome.names) or outcome.lineage.name)
-            if outcome.status == "renewed":
-                until = f", valid until {outcome.issued.not_after:%Y-%m-%d}" if outcome.issued else ""
-                out.print(f"[green]Renewed[/] {label} ({escape(outcome.reason)}){until}")
-                if outcome.deploy_hook_error:
-                    out.print(f"  [red]deploy hook failed[/]: {escape(outcome.deploy_hook_error)}")
-            elif outcome.status == "not-due":
-                out.print(f"Not due: {label} ({escape(outcome.reason)})")
-            else:
-                out.print(f"[red]Failed[/] {label}: {escape(outcome.error.message if outcome.error else '?')}")
-    if report.failed:
-        first = report.failed[0]
-        what = first.error.message if first.error else first.deploy_hook_error
-        error = TlskitError(f"{len(report.failed)} of {len(report.outcomes)} certificate(s) failed to renew",
-                            f"{', '.join(first.names) or first.lineage.name}: {what}")
-        error.exit_code = first.error.exit_code if first.error else 1
-        raise error
+
+def _print_renewals(report, out_dir: Path) -> None:
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    if not report.outcomes:
+        out.print(f"No certificates under {escape(str(out_dir))} (none has a renewal.json).")
+    for outcome in report.outcomes:
+        label = escape(", ".join(outcome.names) or outcome.lineage.name)
+        if outcome.status == "renewed":
+            until = f", valid until {outcome.issued.not_after:%Y-%m-%d %H:%M} UTC" if outcome.issued else ""
+            out.print(f"[green]Renewed[/] {label} ({escape(outcome.reason)}){until}")
+            if outcome.deploy_hook_error:
+                out.print(f"  [red]deploy hook failed[/]: {escape(outcome.deploy_hook_error)}")
+            if outcome.served_error:
+                out.print(f"  [red]not served[/]: {escape(outcome.served_error)}")
+        elif outcome.status == "dry-run":
+            issued = outcome.issued
+            out.print(f"[green]Dry run OK[/] {label}: the CA issued serial {issued.serial} "
+                      f"(valid until {issued.not_after:%Y-%m-%d}); nothing saved")
+        elif outcome.status == "not-due":
+            out.print(f"Not due: {label}, {escape(outcome.reason)}")
+        else:
+            out.print(f"[red]Failed[/] {label}: {escape(outcome.problem or '?')}")
 
 
 @app.command("revoke")
@@ -184,6 +221,173 @@ def revoke(
 
     console().print(f"[green]Revoked[/] {escape(str(done.cert))} (serial {done.serial}, reason {done.reason}, "
                     f"signed with the {done.signed_with})")
+
+
+@app.command("certificates")
+def certificates(
+    out_dir: OutDir = Path("."),
+    name: Annotated[Optional[list[str]], typer.Option("--name", help="Only this certificate (repeatable).")] = None,
+    days: WindowDays = None,
+    no_ari: NoAri = False,
+    json_output: params.Json = False,
+) -> None:
+    """List the certificates under DIR: names, expiry, key, challenge, and when each renews and why.
+
+    Example: tlskit acme certificates --out-dir /etc/tlskit
+    """
+    from tlskit.acme import list_certificates
+    from tlskit.cli.output import spinner
+
+    with spinner(f"Reading certificates under {out_dir}...", enabled=not json_output):
+        found = list_certificates(out_dir, days=days, use_ari=not no_ari, names=name)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"out_dir": str(out_dir), "certificates": [c.as_dict() for c in found]})
+        return
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    if not found:
+        out.print(f"No certificates under {escape(str(out_dir))} (none has a renewal.json).")
+    for item in found:
+        out.print(f"[bold]{escape(item.name)}[/]")
+        if item.error:
+            out.print(f"  [red]damaged[/]: {escape(item.error)}")
+            continue
+        out.print(f"  names      {escape(', '.join(item.names))}")
+        out.print(f"  expires    {item.not_after:%Y-%m-%d %H:%M} UTC (serial {item.serial})")
+        extras = "".join(f", {label} {escape(value)}" for label, value in
+                         (("profile", item.profile), ("preferred chain", item.preferred_chain)) if value)
+        out.print(f"  key        {item.key_type}, {escape(str(item.challenge))}{extras}")
+        plan = item.plan
+        out.print(f"  renews     {plan.renew_at:%Y-%m-%d %H:%M} UTC ({escape(plan.reason)})")
+        if plan.ari is None:
+            out.print(f"  ARI        {escape(plan.ari_note or 'not asked')}")
+        if item.verify_served:
+            out.print(f"  served at  {escape(item.verify_served)} (checked after each renewal)")
+        out.print(f"  directory  {escape(str(item.directory))}")
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The certificate's first name (or its directory name).")],
+    out_dir: OutDir = Path("."),
+    yes: Yes = False,
+    json_output: params.Json = False,
+) -> None:
+    """Delete a certificate's files (key included); the account stays, the certificate stays valid at the CA.
+
+    Example: tlskit acme delete old.example.com --out-dir /etc/tlskit --yes
+    """
+    from tlskit.acme import delete_certificate
+
+    _confirm(yes, f"Delete the certificate {name} and its private key under {out_dir}?")
+    done = delete_certificate(out_dir, name)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"name": done.name, "dir": str(done.path), "names": done.names,
+                    "removed": [str(p) for p in done.removed]})
+        return
+    from tlskit.cli.output import console, escape
+
+    console().print(f"[green]Deleted[/] {escape(str(done.path))} ({len(done.removed)} files; the account stays)")
+
+
+# --- account -------------------------------------------------------------------------------------
+
+
+@account_app.command("show")
+def account_show(out_dir: OutDir = Path("."), directory: AccountDirectory = None,
+                 directory_ca_file: DirectoryCa = None, json_output: params.Json = False) -> None:
+    """Show the account as the CA sees it: URL, status, contact, key.
+
+    Example: tlskit acme account show --out-dir /etc/tlskit
+    """
+    from tlskit.acme import show_account
+
+    _print_account(show_account(out_dir, directory, directory_ca_file), json_output)
+
+
+@account_app.command("update")
+def account_update(
+    email: Annotated[Optional[str], typer.Option("--email", help="The new contact e-mail.")] = None,
+    no_email: Annotated[bool, typer.Option("--no-email", help="Remove the contact.")] = False,
+    out_dir: OutDir = Path("."), directory: AccountDirectory = None, directory_ca_file: DirectoryCa = None,
+    json_output: params.Json = False,
+) -> None:
+    """Change the account's contact e-mail at the CA.
+
+    Example: tlskit acme account update --email ops@example.com --out-dir /etc/tlskit
+    """
+    from tlskit.acme import update_email
+    from tlskit.errors import InputError
+
+    if (email is None) == (not no_email):
+        raise InputError("give --email ADDRESS or --no-email", fix="for example --email ops@example.com")
+    _print_account(update_email(out_dir, email, directory, directory_ca_file), json_output, "Updated")
+
+
+@account_app.command("rollover")
+def account_rollover(out_dir: OutDir = Path("."), directory: AccountDirectory = None,
+                     directory_ca_file: DirectoryCa = None, key_type: params.KeyType = None,
+                     json_output: params.Json = False) -> None:
+    """Replace the account key with a new one at the CA (RFC 8555 key change); the account stays.
+
+    Example: tlskit acme account rollover --out-dir /etc/tlskit
+    """
+    from tlskit.acme import rollover_key
+
+    _print_account(rollover_key(out_dir, directory, directory_ca_file, key_type or "ec:p256"), json_output,
+                   "Rolled over")
+
+
+@account_app.command("deactivate")
+def account_deactivate(out_dir: OutDir = Path("."), directory: AccountDirectory = None,
+                       directory_ca_file: DirectoryCa = None, yes: Yes = False,
+                       json_output: params.Json = False) -> None:
+    """Deactivate the account at the CA for good; its files move to accounts/retired/.
+
+    Certificates already issued stay valid; the next issue registers a new account.
+    Example: tlskit acme account deactivate --out-dir /etc/tlskit --yes
+    """
+    from tlskit.acme import deactivate
+
+    _confirm(yes, f"Deactivate the ACME account under {out_dir} at the CA? This cannot be undone.")
+    _print_account(deactivate(out_dir, directory, directory_ca_file), json_output, "Deactivated")
+
+
+def _print_account(info, json_output: bool, done: str | None = None) -> None:
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json(info.as_dict())
+        return
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    if done:
+        out.print(f"[green]{done}[/] the account {escape(info.uri)}")
+    out.print(f"  account    {escape(info.uri)} ({escape(info.status)})")
+    out.print(f"  directory  {escape(info.directory)}")
+    out.print(f"  contact    {escape(', '.join(info.contact) or 'none')}")
+    out.print(f"  key        {info.key_type}, thumbprint {info.thumbprint}"
+              + (f" (was {info.previous_thumbprint})" if info.previous_thumbprint else ""))
+    out.print(f"  kept in    {escape(str(info.retired_to or info.path))}")
+
+
+def _confirm(yes: bool, question: str) -> None:
+    import sys
+
+    from tlskit.errors import InputError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError("this cannot be undone and was not confirmed", fix="pass --yes")
+    if not typer.confirm(question, default=False, err=True):
+        raise InputError("not confirmed", fix="nothing was changed")
 
 
 def _port(value: int, flag: str) -> int:

@@ -63,8 +63,6 @@ def default_key_path(out: Path) -> Path:
 
 def default_stem(subject: Subject) -> str:
     """A file name stem from the CN, as mkcert does: *.example.com -> _wildcard.example.com."""
-    import re
+    from tlskit.names import file_stem
 
-    cn = subject.get("CN") or "request"
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", cn.replace("*", "_wildcard"))
-    return stem.strip(".") or "request"
+    return file_stem(subject.get("CN") or "request", "request")

@@ -22,7 +22,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions."),
     ("chain", "Order and verify a certificate chain: leaf -> intermediates, root left out, gaps named."),
     ("probe", "Connect to a TLS server, show its certificates and handshake, and verify them."),
-    ("acme", "Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke."),
+    ("acme", "Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke, list, account."),
     ("serve", "Serve an SQLite dataset as an authenticated JSON API over HTTPS."),
     ("users", "Users of tlskit serve: passwords, tokens, allowed methods and limits."),
 )

@@ -42,8 +42,8 @@ def serve(
     agree_tos: Annotated[bool, typer.Option("--agree-tos", help="--acme: agree to the CA's terms of service.")] = False,
     directory: Annotated[Optional[str], typer.Option("--directory", help="--acme: ACME directory URL, or letsencrypt / letsencrypt-staging [default: letsencrypt].")] = None,
     directory_ca_file: Annotated[Optional[Path], typer.Option("--directory-ca-file", help="--acme: trust this CA file for the directory's HTTPS (a private CA such as Pebble).")] = None,
-    acme_renew_days: Annotated[int, typer.Option("--acme-renew-days", help="--acme: renew this many days before expiry.")] = 30,
-    acme_check_interval: Annotated[float, typer.Option("--acme-check-interval", hidden=True, help="--acme: seconds between renewal checks.")] = 12 * 3600.0,
+    acme_renew_days: Annotated[Optional[int], typer.Option("--acme-renew-days", help="--acme: renew this many days before expiry [default: when a third of the lifetime is left, or in the CA's ARI window].")] = None,
+    acme_check_interval: Annotated[Optional[float], typer.Option("--acme-check-interval", hidden=True, help="--acme: longest sleep between renewal checks, in seconds [default: until the certificate is due].")] = None,
     max_header_line: Annotated[Optional[int], typer.Option("--max-header-line", help=f"Longest request line or header field line, in bytes (431/414 beyond). [default: {HttpLimits.max_header_line:g}]")] = None,
     max_header_size: Annotated[Optional[int], typer.Option("--max-header-size", help=f"Largest header section, in bytes (431 beyond). [default: {HttpLimits.max_header_size:g}]")] = None,
     max_header_fields: Annotated[Optional[int], typer.Option("--max-header-fields", help=f"Most header fields in one request (431 beyond). [default: {HttpLimits.max_header_fields:g}]")] = None,
@@ -66,6 +66,7 @@ def serve(
 
     Example: tlskit serve --cert fullchain.pem --key privkey.pem --host 0.0.0.0 --port 443 --allow 10.0.0.0/8
     """
+    from tlskit.errors import InputError
     from tlskit.server.config import build_config
     from tlskit.server.run import prepare, serve as run_server
 
@@ -84,44 +85,29 @@ def serve(
     config = build_config(options)           # every option checked before anything is written
     managed = None
     if acme:
-        managed, cert, key, redirect_port = _acme_certificate(
-            acme, cert, key, host, redirect_port, state_dir, email, agree_tos, directory, directory_ca_file,
-            acme_renew_days, acme_check_interval)
-        config = build_config({**options, "cert": cert, "key": key, "redirect_port": redirect_port,
-                               "acme_webroot": managed.webroot})
+        if cert is not None or key is not None:
+            raise InputError("--acme and --cert/--key exclude each other",
+                             fix="let --acme obtain the certificate, or serve your own with --cert/--key")
+        from tlskit.server import default_state_dir
+        from tlskit.server.managed_acme import start_managed_certificate
+
+        managed = start_managed_certificate(
+            acme, Path(state_dir) if state_dir else default_state_dir(), directory=directory, email=email,
+            agree_tos=agree_tos, directory_ca_file=directory_ca_file, host=host, http_port=redirect_port,
+            renew_days=acme_renew_days, max_sleep=acme_check_interval, say=_say)
+        config = build_config({**options, "cert": managed.fullchain, "key": managed.privkey,
+                               "redirect_port": managed.http_port, "acme_webroot": managed.webroot})
     prepared = prepare(config)
     if managed is not None:
         managed.start_renewal()
     run_server(prepared, on_ready=lambda: _banner(prepared))
 
 
-def _acme_certificate(names, cert, key, host, redirect_port, state_dir, email, agree_tos, directory,
-                      directory_ca_file, renew_days, check_interval):
-    """--acme: the certificate comes from the CA (kept under STATE_DIR/acme), not from --cert/--key."""
+def _say(text: str) -> None:
     import sys
 
-    from tlskit.acme import resolve_directory
-    from tlskit.errors import InputError
-    from tlskit.server import default_state_dir
-    from tlskit.server.managed_acme import ManagedCertificate
-
-    if cert is not None or key is not None:
-        raise InputError("--acme and --cert/--key exclude each other",
-                         fix="let --acme obtain the certificate, or serve your own with --cert/--key")
-    if renew_days < 1 or check_interval <= 0:
-        raise InputError("--acme-renew-days must be 1 or more", fix="for example --acme-renew-days 30")
-    managed = ManagedCertificate(
-        names=list(names), out_dir=(Path(state_dir) if state_dir else default_state_dir()) / "acme",
-        directory=resolve_directory(directory), email=email, agree_tos=agree_tos,
-        directory_ca_file=directory_ca_file, http_address=host if host not in ("0.0.0.0", "::") else "",
-        http_port=redirect_port or 80, renew_days=renew_days, check_interval=check_interval)
-
-    def say(text: str) -> None:
-        sys.stderr.write(f"tlskit serve: {text}\n")
-        sys.stderr.flush()
-
-    fullchain, privkey = managed.ensure(say)
-    return managed, fullchain, privkey, managed.http_port
+    sys.stderr.write(f"tlskit serve: {text}\n")
+    sys.stderr.flush()
 
 
 def _banner(prepared) -> None:

@@ -2,15 +2,18 @@
 
 Like Caddy's automatic HTTPS, in three parts:
 
-1. Before listening, :meth:`ManagedCertificate.ensure` reuses the certificate kept under
+1. Before listening, :func:`start_managed_certificate` reuses the certificate kept under
    ``STATE_DIR/acme/<NAME>/`` (certbot's file names) or orders one through :mod:`tlskit.acme`, answering
    http-01 with a short-lived built-in server on the redirect port (80 unless ``--redirect-port``).
 2. The server then serves ``fullchain.pem``/``privkey.pem`` with certificate hot reload on
    (:mod:`.reload`), so whatever lands in those files later reaches new connections.
-3. A background thread (:meth:`start_renewal`) checks twice a day and renews within ``renew_days`` of
-   expiry (or when the CA's ARI says so). The redirect listener is running by then, so it answers the
-   http-01 challenge itself: the answers are files under ``STATE_DIR/acme/webroot/`` that every worker
-   process can read (:class:`ChallengeResponder`).
+3. A background thread (:meth:`ManagedCertificate.start_renewal`) wakes when the certificate is due by
+   :mod:`tlskit.acme.renewal` (a third of its lifetime left, the CA's ARI window, or ``renew_days``):
+   a 90-day certificate is looked at again in about 60 days, a 6-day one in 4, and a CA that offers
+   ARI is asked again when its Retry-After says. A failed renewal is retried sooner as expiry nears.
+   The redirect listener is running by then, so it answers the http-01 challenge itself: the answers
+   are files under ``STATE_DIR/acme/webroot/`` that every worker process can read
+   (:class:`ChallengeResponder`).
 
 tls-alpn-01 is not offered here: Python's ``ssl`` cannot see the client's ALPN list when it picks the
 certificate, so the HTTPS listener could not tell a validation handshake from a browser.
@@ -18,20 +21,53 @@ certificate, so the HTTPS listener could not tell a validation handshake from a 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tlskit.acme.renewal import RenewalPlan
 
 log = logging.getLogger("tlskit.serve")
 
-__all__ = ["ManagedCertificate", "ChallengeResponder"]
+__all__ = ["ManagedCertificate", "ChallengeResponder", "start_managed_certificate", "next_check_delay"]
 
-DEFAULT_CHECK_INTERVAL = 12 * 3600.0
+# The thread sleeps in slices of this length and compares the wall clock each time, because a
+# monotonic sleep stands still while the host is suspended; a slice is no check, only a clock read.
+_SLICE = 600.0
 _CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # RFC 8555 8.3: base64url, so no path tricks
+
+
+def start_managed_certificate(names: Sequence[str], state_dir: Path, *, directory: str | None = None,
+                              email: str | None = None, agree_tos: bool = False,
+                              directory_ca_file: Path | None = None, host: str = "", http_port: int | None = None,
+                              renew_days: int | None = None, max_sleep: float | None = None,
+                              say: Callable[[str], None] | None = None) -> ManagedCertificate:
+    """The certificate for ``names`` under ``state_dir/acme``, valid now: reused, renewed or ordered.
+
+    http-01 is answered on ``host``:``http_port`` (80); a wildcard host listens everywhere. The
+    caller starts the renewal thread (:meth:`ManagedCertificate.start_renewal`) once it listens.
+    """
+    from tlskit.acme import resolve_directory
+    from tlskit.errors import InputError
+
+    if renew_days is not None and renew_days < 1:
+        raise InputError(f"a renewal window of {renew_days} days is too short", fix="give 1 day or more")
+    if max_sleep is not None and max_sleep <= 0:
+        raise InputError(f"a check interval of {max_sleep} seconds is not positive", fix="give seconds, e.g. 3600")
+    managed = ManagedCertificate(
+        names=list(names), out_dir=Path(state_dir) / "acme", directory=resolve_directory(directory), email=email,
+        agree_tos=agree_tos, directory_ca_file=directory_ca_file,
+        http_address=host if host not in ("0.0.0.0", "::") else "", http_port=http_port or 80,
+        renew_days=renew_days, max_sleep=max_sleep)
+    managed.ensure(say)
+    return managed
 
 
 @dataclass
@@ -46,9 +82,8 @@ class ManagedCertificate:
     directory_ca_file: Path | None = None
     http_address: str = ""
     http_port: int = 80
-    renew_days: int = 30
-    check_interval: float = DEFAULT_CHECK_INTERVAL
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    renew_days: int | None = None       # None: by the lifetime (and ARI)
+    max_sleep: float | None = None      # longest wait between two checks (None: as the plan says)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -58,6 +93,14 @@ class ManagedCertificate:
         return Lineage(self.out_dir / lineage_name(self.names[0]))
 
     @property
+    def fullchain(self) -> Path:
+        return self.lineage.fullchain
+
+    @property
+    def privkey(self) -> Path:
+        return self.lineage.privkey
+
+    @property
     def webroot(self) -> Path:
         return self.out_dir / "webroot"
 
@@ -65,19 +108,8 @@ class ManagedCertificate:
 
     def ensure(self, say=None) -> tuple[Path, Path]:
         """Return ``(fullchain, privkey)``, ordering or renewing first when needed. Raises TlskitError."""
-        from tlskit.errors import InputError
-
-        try:
-            return self._ensure(say)
-        except InputError as exc:
-            # The acme module names its own flag; serve's is --redirect-port.
-            if exc.fix and "--http-port" in exc.fix:
-                raise InputError(exc.what, exc.why, exc.fix.replace("--http-port", "--redirect-port")) from None
-            raise
-
-    def _ensure(self, say=None) -> tuple[Path, Path]:
         from tlskit.acme import HttpStandalone, issue_certificate, renew_due
-        from tlskit.acme.lifecycle import normalize_names
+        from tlskit.acme.identifiers import normalize_names
 
         say = say or (lambda text: None)
         self.names = normalize_names(self.names)
@@ -99,13 +131,11 @@ class ManagedCertificate:
         issued = issue_certificate(self.names, self.out_dir, self.directory, self.email, standalone,
                                    agree_tos=self.agree_tos, directory_ca_file=self.directory_ca_file,
                                    force=True)
-        say(f"certificate issued: serial {issued.serial}, valid until {issued.not_after:%Y-%m-%d}")
+        say(f"certificate issued: serial {issued.serial}, valid until {issued.not_after:%Y-%m-%d %H:%M} UTC")
         return issued.fullchain, issued.privkey
 
     def _usable(self, lineage) -> bool:
         """A kept certificate for exactly these names, with its key, not yet expired."""
-        import datetime as dt
-
         try:
             settings = lineage.settings()
             cert = lineage.certificate()
@@ -118,7 +148,7 @@ class ManagedCertificate:
     # --- while serving -----------------------------------------------------------------------------
 
     def start_renewal(self) -> None:
-        """Check for renewal every ``check_interval`` seconds in a daemon thread (one per server)."""
+        """Renew in a daemon thread (one per server), waking when the certificate is due."""
         from tlskit.server.reload import log_to_stderr
 
         log_to_stderr()
@@ -126,12 +156,31 @@ class ManagedCertificate:
             self._thread = threading.Thread(target=self._run, name="tlskit-acme-renew", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _run(self) -> None:
-        while not self._stop.wait(self.check_interval):
-            self.renew_once()
+        failed = False
+        while True:
+            delay, plan = self.next_check(failed)
+            if plan is not None:
+                log.info("next ACME renewal check in %s (renews %s UTC: %s)", _seconds(delay),
+                         f"{plan.renew_at:%Y-%m-%d %H:%M:%S}", plan.reason)
+            _sleep_until(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay))
+            failed = self.renew_once() == "failed"
+
+    def plan(self) -> RenewalPlan | None:
+        """The renewal plan of the certificate in place (None when its files cannot be read)."""
+        from tlskit.acme.lifecycle import lineage_plan
+        from tlskit.errors import TlskitError
+
+        lineage = self.lineage
+        try:
+            return lineage_plan(lineage, lineage.settings(), lineage.certificate(), days=self.renew_days,
+                                use_ari=True)
+        except TlskitError:
+            return None
+
+    def next_check(self, failed: bool) -> tuple[float, RenewalPlan | None]:
+        plan = self.plan()
+        return next_check_delay(plan, dt.datetime.now(dt.timezone.utc), failed, self.max_sleep), plan
 
     def renew_once(self) -> str:
         """One check; returns the outcome status ("renewed", "not-due", "failed")."""
@@ -148,11 +197,46 @@ class ManagedCertificate:
             if outcome.status == "renewed" and outcome.issued is not None:
                 log.info("ACME certificate for %s renewed (%s): serial %s, valid until %s",
                          ", ".join(outcome.names), outcome.reason, outcome.issued.serial,
-                         f"{outcome.issued.not_after:%Y-%m-%d}")
+                         f"{outcome.issued.not_after:%Y-%m-%d %H:%M:%S} UTC")
             elif outcome.status == "failed":
                 log.warning("ACME renewal for %s failed (%s); still serving the current certificate",
                             ", ".join(outcome.names), outcome.error)
         return status
+
+
+def next_check_delay(plan: RenewalPlan | None, now: dt.datetime, failed: bool, max_sleep: float | None = None) -> float:
+    """Seconds until the renewal thread looks again.
+
+    Not due: until the planned moment (or the CA's ARI Retry-After, if sooner). After a failure: a
+    tenth of the time left before expiry, so a 6-day certificate failing at 2 days left is retried
+    about every 5 hours and more often as expiry nears. Never sooner than a hundredth of the lifetime
+    (at most a minute), so a renewal window wider than the lifetime does not hammer the CA; never
+    later than ``max_sleep`` when one is given.
+    """
+    cap = float("inf") if max_sleep is None else max_sleep
+    if plan is None:
+        return min(60.0, cap)
+    floor = min(60.0, max(1.0, plan.lifetime.total_seconds() / 100), cap)
+    if failed:
+        wait = (plan.not_after - now).total_seconds() / 10
+    else:
+        wait = (plan.renew_at - now).total_seconds()
+        if plan.ari is not None:
+            wait = min(wait, (plan.ari.retry_after - now).total_seconds())
+    return max(min(wait, cap), floor)
+
+
+def _sleep_until(moment: dt.datetime) -> None:
+    import time
+
+    while (left := (moment - dt.datetime.now(dt.timezone.utc)).total_seconds()) > 0:
+        time.sleep(min(left, _SLICE))
+
+
+def _seconds(value: float) -> str:
+    from tlskit.acme.renewal import span
+
+    return span(dt.timedelta(seconds=value)).replace("-", " ") + ("s" if value >= 2 else "")
 
 
 class ChallengeResponder:

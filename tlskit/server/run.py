@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import NetworkError
+from tlskit.errors import BindError
 from tlskit.server.config import ServeConfig
 
 SHUTDOWN_GRACE = 5.0      # seconds in-flight requests get to finish after SIGTERM
@@ -163,7 +163,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise NetworkError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
+        raise BindError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
                            "choose another --port/--host, or stop what uses it") from None
     sock.set_inheritable(True)
     return sock
