@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tlskit.certificates import is_ca, is_self_issued
 from tlskit.errors import InputError, NetworkError, VerifyError
 from tlskit.names import name_to_slash
 
@@ -282,7 +283,7 @@ def build_chain(
     report = ChainReport([Link(leaf.certificate, "leaf", leaf.source)], include_root, trust.name if trust else "none",
                          host)
     report.dropped += [(item, "duplicate") for item in duplicates]
-    if _is_ca(leaf.certificate):
+    if is_ca(leaf.certificate):
         report.findings.append(Finding("info", "leaf_is_ca", f"no domain certificate in the inputs; the chain starts "
                                        f"at the CA {name_to_slash(leaf.certificate.subject)}",
                                        name_to_slash(leaf.certificate.subject)))
@@ -319,13 +320,13 @@ def _deduplicate(inputs: list[Input]) -> tuple[list[Input], list[Input]]:
 
 def _find_leaf(unique: list[Input], key: PrivateKeyTypes | None) -> Input:
     """The end-entity certificate; with several, the one ``key`` belongs to."""
-    candidates = [item for item in unique if not _is_ca(item.certificate)]
+    candidates = [item for item in unique if not is_ca(item.certificate)]
     if not candidates:
         # A chain that starts at a CA (an intermediate ordered for a sub-CA): the bottom of the pile,
         # the one certificate that issued none of the others.
         issuers = {item.certificate.issuer for item in unique}
         candidates = [item for item in unique
-                      if item.certificate.subject not in issuers and not _self_issued(item.certificate)]
+                      if item.certificate.subject not in issuers and not is_self_issued(item.certificate)]
         if len(candidates) != 1:
             raise InputError(f"no domain (end-entity) certificate among the {len(unique)} input certificates",
                              "they are all CA certificates", "add the domain's certificate")
@@ -350,7 +351,7 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
     used = {report.leaf}
     current = report.leaf
     while True:
-        if _self_issued(current) and _signed_by(current, current):
+        if is_self_issued(current) and _signed_by(current, current):
             if len(report.links) == 1:
                 raise ChainError(f"the leaf {name_to_slash(current.subject)} is self-signed",
                                  "a self-signed certificate has no chain; clients trust it only where it is installed",
@@ -361,7 +362,7 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
             raise ChainError(f"the chain is longer than {MAX_DEPTH} certificates", "a loop of cross-signed CAs?",
                              "give only the certificates of one chain", report=report)
         anchors = trust.issuers_of(current) if trust is not None else []
-        roots = [a for a in anchors if _self_issued(a)]
+        roots = [a for a in anchors if is_self_issued(a)]
         if roots:
             # A trusted root signed it: the chain is complete. An input that would lead elsewhere
             # (a cross-signed copy of this root, as in Let's Encrypt's old chain) is not needed.
@@ -415,7 +416,7 @@ def _best_issuer(cert: x509.Certificate, candidates: list[Input], trust: TrustSt
         if aki is not None and ski is not None and aki != ski:
             continue  # RFC 5280 4.2.1.1: a different key identifier is a different key
         trusted = trust is not None and trust.holds(item.certificate)
-        ranked.append(((aki is not None and aki == ski), trusted, _self_issued(item.certificate),
+        ranked.append(((aki is not None and aki == ski), trusted, is_self_issued(item.certificate),
                        item.certificate.not_valid_after_utc, item))
     ranked.sort(key=lambda r: r[:4], reverse=True)
     for *_, item in ranked:
@@ -486,7 +487,7 @@ def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
                          fix="pass --ca-file with that root if it is your private CA (e.g. its ca.pem)", report=report)
     intermediates = [link.certificate for link in report.links[1:] if link.role == "intermediate"]
     try:
-        _verifier(trust, now, None, _is_ca(report.leaf)).verify(report.leaf, intermediates)
+        _verifier(trust, now, None, is_ca(report.leaf)).verify(report.leaf, intermediates)
     except VerificationError as exc:
         reason, fix = _verification_reason(exc), f"check the certificates against {trust.name}"
         weak = [f.subject for f in report.findings if f.code == "weak_signature"]
@@ -764,22 +765,6 @@ def _signature_checks_out(cert: x509.Certificate, issuer: x509.Certificate) -> b
         else:
             return False
         return True
-    except Exception:
-        return False
-
-
-def _self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        # v1 certificates have no extensions; old self-signed roots are among them.
-        return _self_issued(cert)
     except Exception:
         return False
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from tlskit.certificates import is_ca, is_self_issued
 from tlskit.keys import describe_public_key, public_key_der
 from tlskit.names import name_to_slash, san_to_text
 
@@ -33,8 +34,8 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
         "not_after": not_after.isoformat(),
         "days_left": _days_left(not_after, now),
         "expired": not_after < now,
-        "self_signed": cert.subject == cert.issuer,
-        "is_ca": _is_ca(cert),
+        "self_signed": is_self_issued(cert),
+        "is_ca": is_ca(cert),
         "sans": [san_to_text(n) for n in certificate_sans(cert)],
         "key": {"type": key_type, "bits": key_bits, "label": key_label},
         "signature_algorithm": _signature_name(cert),
@@ -150,15 +151,6 @@ def _extension_value(value) -> str:
 def _signature_name(obj) -> str:
     oid = obj.signature_algorithm_oid
     return oid._name if oid._name != "Unknown OID" else oid.dotted_string
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _days_left(not_after: dt.datetime, now: dt.datetime) -> int:

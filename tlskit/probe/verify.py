@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlskit.certificates import is_ca
 from tlskit.errors import InputError
 from tlskit.probe.target import ip_or_none
 
@@ -239,10 +240,10 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
     else:
         problems.append(Problem(22, VERIFY_REASONS[22], len(path) - 1, "more than 10 certificates"))
     # OpenSSL's check_chain_extensions: every issuer on the path must be a CA allowed to sign certificates.
-    # A trust anchor is trusted as configured (old v1 roots carry no basicConstraints at all).
+    # A trust anchor is trusted as configured, whatever its extensions say.
     issuers = path[1:-1] if anchored else path[1:]
     for depth, cert in enumerate(issuers, start=1):
-        if not _is_ca(cert):
+        if not is_ca(cert):
             problems.append(Problem(79, VERIFY_REASONS[79], depth,
                                     f"{name_to_slash(cert.subject)} signs certificates but is not a CA (CA:FALSE)"))
         if not _may_sign_certificates(cert):
@@ -256,15 +257,6 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
             problems.append(Problem(9, VERIFY_REASONS[9], depth,
                                     f"{name_to_slash(cert.subject)} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
     return problems, [name_to_slash(c.subject) for c in path]
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _may_sign_certificates(cert: x509.Certificate) -> bool:
