@@ -59,3 +59,48 @@ def test_is_ca_agrees_with_openssl_purpose_check(v1, v3):
         purposes = openssl("x509", "-in", str(path), "-noout", "-purpose").stdout.decode()
         openssl_says = "SSL server CA : Yes" in purposes
         assert is_ca(load(path)) is openssl_says, (path.name, purposes)
+
+
+def test_issued_by_checks_names_and_signatures(v3, tmp_path_factory):
+    from tlskit.certificates import is_self_signed, issued_by
+
+    leaf, intermediate, root = load(v3.leaf), load(v3.intermediates[0]), load(v3.root)
+    assert issued_by(leaf, intermediate) and issued_by(intermediate, root)
+    assert not issued_by(leaf, root)  # another name
+    assert is_self_signed(root) and not is_self_signed(leaf)
+    # Same name, another key: the signature decides.
+    impostor = openssl_pki(tmp_path_factory.mktemp("impostor"), levels=3)
+    assert load(impostor.intermediates[0]).subject == intermediate.subject
+    assert not issued_by(leaf, load(impostor.intermediates[0]))
+
+
+def test_sha1_signatures_are_checked_too(tmp_path_factory):
+    from tlskit.certificates import is_self_signed, issued_by
+
+    # cryptography's own check refuses SHA-1; the fact "this key signed it" still holds.
+    sha1 = openssl_pki(tmp_path_factory.mktemp("sha1"), levels=3, digest="sha1")
+    other = openssl_pki(tmp_path_factory.mktemp("sha1-other"), levels=3, digest="sha1")
+    leaf, intermediate, root = load(sha1.leaf), load(sha1.intermediates[0]), load(sha1.root)
+    assert issued_by(leaf, intermediate) and issued_by(intermediate, root) and is_self_signed(root)
+    assert not issued_by(leaf, load(other.intermediates[0]))
+    assert not issued_by(intermediate, load(other.root))
+
+
+def test_key_ids_match(v3, v1):
+    from tlskit.certificates import key_ids_match
+
+    leaf, intermediate, root = load(v3.leaf), load(v3.intermediates[0]), load(v3.root)
+    assert key_ids_match(leaf, intermediate) is True
+    assert key_ids_match(leaf, root) is False
+    assert key_ids_match(load(v1.leaf), load(v1.root)) is None  # a v1 root has no SKI
+
+
+def test_ocsp_does_not_import_the_verifier():
+    import ast
+
+    import tlskit.probe.ocsp
+
+    # The staple check needs the signature facts, not the verdict: no import circle between them.
+    tree = ast.parse(open(tlskit.probe.ocsp.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "tlskit.certificates" in imported and "tlskit.probe.verify" not in imported

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 
 # --- who issued whom ---------------------------------------------------------------------------
@@ -29,6 +30,92 @@ if TYPE_CHECKING:
 def is_self_issued(cert: x509.Certificate) -> bool:
     """Subject and issuer are the same name (RFC 5280 3.2); the signature is not looked at."""
     return cert.subject == cert.issuer
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Self-issued and signed by its own key: a root, or a server certificate made with `selfsign`."""
+    return issued_by(cert, cert)
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s subject is ``cert``'s issuer and ``issuer``'s key made ``cert``'s signature.
+
+    SHA-1 and MD5 signatures are checked too, although cryptography's own check refuses them: a chain
+    signed with SHA-1 is still a chain, and whoever gives the verdict says that the algorithm is weak.
+    """
+    if cert.issuer != issuer.subject:
+        return False
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except ValueError as exc:
+        if "Unsupported signature algorithm" not in str(exc):
+            return False  # a bad signature, or a key that cannot sign certificates
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError):
+        return False
+    try:
+        public_key, hash_algorithm = issuer.public_key(), cert.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return signature_valid(public_key, cert.signature, cert.tbs_certificate_bytes, hash_algorithm,
+                           cert.signature_algorithm_parameters)
+
+
+def signature_valid(public_key: CertificatePublicKeyTypes, signature: bytes, data: bytes, hash_algorithm,
+                    rsa_padding=None) -> bool:
+    """``signature`` over ``data`` verifies with ``public_key`` (RSA, EC, Ed25519 or Ed448).
+
+    For what carries its own signature and signed bytes (a certificate, an OCSP response). RSA uses
+    PKCS#1 v1.5 unless ``rsa_padding`` (a certificate's PSS parameters) says otherwise.
+    """
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, rsa_padding or padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
+        return False
+    return True
+
+
+def subject_key_id(cert: x509.Certificate) -> bytes | None:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return None
+
+
+def authority_key_id(cert: x509.Certificate) -> bytes | None:
+    """The keyIdentifier of the authorityKeyIdentifier, when it has one (it may name issuer and serial only)."""
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return None
+
+
+def key_ids_match(cert: x509.Certificate, issuer: x509.Certificate) -> bool | None:
+    """Whether ``cert``'s AKI names ``issuer``'s SKI: None when either is missing (nothing to compare).
+
+    RFC 5280 4.2.1.1: a different key identifier is a different key, so False rules ``issuer`` out
+    before any signature is checked.
+    """
+    aki, ski = authority_key_id(cert), subject_key_id(issuer)
+    if aki is None or ski is None:
+        return None
+    return aki == ski
 
 
 # --- what a certificate may do -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import is_ca, is_self_issued
+from tlskit.certificates import is_ca, is_self_issued, is_self_signed, issued_by, key_ids_match
 from tlskit.errors import InputError, NetworkError, VerifyError
 from tlskit.names import name_to_slash
 
@@ -129,7 +129,7 @@ class TrustStore:
         return cls(name or str(path), certs)
 
     def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        return [c for c in self._by_subject.get(cert.issuer, []) if _signed_by(cert, c)]
+        return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c)]
 
     def holds(self, cert: x509.Certificate) -> bool:
         return cert in self._by_subject.get(cert.subject, [])
@@ -351,7 +351,7 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
     used = {report.leaf}
     current = report.leaf
     while True:
-        if is_self_issued(current) and _signed_by(current, current):
+        if is_self_signed(current):
             if len(report.links) == 1:
                 raise ChainError(f"the leaf {name_to_slash(current.subject)} is self-signed",
                                  "a self-signed certificate has no chain; clients trust it only where it is installed",
@@ -409,18 +409,17 @@ def _best_issuer(cert: x509.Certificate, candidates: list[Input], trust: TrustSt
     A matching AKI/SKI is tried first; with several (a re-issued or cross-signed CA), one the trust
     store holds wins, then a self-signed one (it ends the chain), then the one valid longest.
     """
-    aki = _authority_key_id(cert)
     ranked = []
     for item in candidates:
-        ski = _subject_key_id(item.certificate)
-        if aki is not None and ski is not None and aki != ski:
-            continue  # RFC 5280 4.2.1.1: a different key identifier is a different key
+        same_key = key_ids_match(cert, item.certificate)
+        if same_key is False:
+            continue
         trusted = trust is not None and trust.holds(item.certificate)
-        ranked.append(((aki is not None and aki == ski), trusted, is_self_issued(item.certificate),
+        ranked.append((same_key is True, trusted, is_self_issued(item.certificate),
                        item.certificate.not_valid_after_utc, item))
     ranked.sort(key=lambda r: r[:4], reverse=True)
     for *_, item in ranked:
-        if _signed_by(cert, item.certificate):
+        if issued_by(cert, item.certificate):
             return item
     return None
 
@@ -673,7 +672,7 @@ def _pkcs7_certificates(data: bytes) -> list[x509.Certificate] | None:
 def _fetch_issuer(cert: x509.Certificate, fetcher: Fetcher) -> Input | None:
     for url in ca_issuer_urls(cert):
         for candidate in fetcher(url):
-            if candidate.subject == cert.issuer and _signed_by(cert, candidate):
+            if candidate.subject == cert.issuer and issued_by(cert, candidate):
                 return Input(candidate, url)
     return None
 
@@ -735,56 +734,8 @@ def _key_matches(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
     return key_matches_certificate(key, cert)
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except ValueError as exc:
-        if "Unsupported signature algorithm" in str(exc) and cert.issuer == issuer.subject:
-            # cryptography refuses SHA-1 here; the chain still has to be ordered so that the SHA-1
-            # warning (or the verifier's refusal) can name the certificate.
-            return _signature_checks_out(cert, issuer)
-        return False
-    except Exception:  # a bad signature, or an algorithm cryptography cannot check
-        return False
 
 
-def _signature_checks_out(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-
-    public_key = issuer.public_key()
-    try:
-        algorithm = cert.signature_hash_algorithm
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes,
-                              cert.signature_algorithm_parameters or padding.PKCS1v15(), algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(cert.signature, cert.tbs_certificate_bytes)
-        else:
-            return False
-        return True
-    except Exception:
-        return False
-
-
-def _subject_key_id(cert: x509.Certificate) -> bytes | None:
-    from cryptography import x509
-
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except Exception:
-        return None
-
-
-def _authority_key_id(cert: x509.Certificate) -> bytes | None:
-    from cryptography import x509
-
-    try:
-        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except Exception:
-        return None
 
 
 def _index_by_subject(certs: list[x509.Certificate]) -> dict[x509.Name, list[x509.Certificate]]:

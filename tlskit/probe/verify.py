@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import is_ca
+from tlskit.certificates import is_ca, is_self_signed, issued_by
 from tlskit.errors import InputError
 from tlskit.probe.target import ip_or_none
 
@@ -132,22 +132,6 @@ def _load_ca_file(path: Path) -> list[x509.Certificate]:
     return load_certificates(path)
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):  # bad signature, unsupported key or algorithm
-        return False
-    return True
-
-
-def self_signed(cert: x509.Certificate) -> bool:
-    return issued_by(cert, cert)
-
-
 def chain_in_order(chain: list[x509.Certificate]) -> bool:
     """Each certificate the server sent is issued by the next one, as RFC 8446 4.4.2 asks."""
     return all(issued_by(chain[i], chain[i + 1]) for i in range(len(chain) - 1))
@@ -155,7 +139,7 @@ def chain_in_order(chain: list[x509.Certificate]) -> bool:
 
 def chain_has_root(chain: list[x509.Certificate]) -> bool:
     """The server also sent a self-signed root (harmless but useless: clients must already have it)."""
-    return any(self_signed(c) for c in chain[1:])
+    return any(is_self_signed(c) for c in chain[1:])
 
 
 # ----------------------------------------------------------------------------------------------- verify
@@ -223,7 +207,7 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
             path.append(anchor)
             anchored = True
             break
-        if self_signed(current):
+        if is_self_signed(current):
             code = 18 if depth == 0 else 19
             problems.append(Problem(code, VERIFY_REASONS[code], depth,
                                     f"{name_to_slash(current.subject)} is self-signed and not trusted"))
