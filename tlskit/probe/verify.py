@@ -41,6 +41,7 @@ VERIFY_REASONS = {
     47: "permitted subtree violation",
     62: "hostname mismatch",
     64: "IP address mismatch",
+    68: "CA signature digest algorithm too weak",
     79: "invalid CA certificate",  # 24 before OpenSSL 3.0, which gave 24 to "no issuer public key"
 }
 
@@ -56,6 +57,7 @@ _FIXES = {
     21: "the server sent no intermediate: serve the full chain (fullchain.pem), or pass the issuer with --ca-file",
     62: "the certificate does not name this host: probe the name it was issued for, or reissue with a matching SAN",
     64: "the certificate does not name this IP address: reissue it with an IP SAN",
+    68: "the issuer signed with SHA-1 or MD5, which clients refuse: reissue the certificates with SHA-256",
 }
 
 
@@ -233,6 +235,12 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
         if not _may_sign_certificates(cert):
             problems.append(Problem(32, VERIFY_REASONS[32], depth,
                                     f"{name_to_slash(cert.subject)} has a keyUsage without keyCertSign"))
+    # OpenSSL's check_auth_level: every signature on the path but the trust anchor's own.
+    for depth, cert in enumerate(path[:-1]):
+        weak = _weak_digest(cert)
+        if weak:
+            problems.append(Problem(68, VERIFY_REASONS[68], depth,
+                                    f"{name_to_slash(cert.subject)} is signed with {weak}, which verifiers refuse"))
     for depth, cert in enumerate(path):
         if cert.not_valid_after_utc < now:
             problems.append(Problem(10, VERIFY_REASONS[10], depth,
@@ -250,6 +258,17 @@ def _may_sign_certificates(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
     except x509.ExtensionNotFound:
         return True  # no keyUsage: every use is allowed
+
+
+def _weak_digest(cert: x509.Certificate) -> str | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return {hashes.SHA1: "SHA-1", hashes.MD5: "MD5"}.get(type(algorithm))
 
 
 def _fp(cert: x509.Certificate) -> bytes:
