@@ -104,3 +104,28 @@ def test_ocsp_does_not_import_the_verifier():
     tree = ast.parse(open(tlskit.probe.ocsp.__file__).read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "tlskit.certificates" in imported and "tlskit.probe.verify" not in imported
+
+
+def test_pem_and_fingerprint_are_what_openssl_reads(v3, tmp_path):
+    from tlskit.certificates import fingerprint, to_pem
+
+    leaf, intermediate = load(v3.leaf), load(v3.intermediates[0])
+    (tmp_path / "chain.pem").write_bytes(to_pem(leaf, intermediate))
+    # openssl's crl2pkcs7 lists every certificate of a PEM file, in order.
+    listed = openssl("crl2pkcs7", "-nocrl", "-certfile", str(tmp_path / "chain.pem")).stdout
+    listed = openssl("pkcs7", "-print_certs", "-noout", input=listed).stdout.decode()
+    assert listed.count("subject=") == 2 and listed.index("www.example.test") < listed.index("Intermediate")
+    for algorithm in ("sha256", "sha1"):
+        shown = openssl("x509", "-in", str(v3.leaf), "-noout", "-fingerprint", f"-{algorithm}").stdout.decode()
+        assert shown.strip().split("=", 1)[1] == fingerprint(leaf, algorithm)
+
+
+def test_validity_bounds(v3):
+    import datetime as dt
+
+    from tlskit.certificates import is_expired, is_not_yet_valid
+
+    leaf = load(v3.leaf)
+    assert not is_expired(leaf, leaf.not_valid_after_utc) and is_expired(leaf, leaf.not_valid_after_utc + dt.timedelta(seconds=1))
+    assert not is_not_yet_valid(leaf, leaf.not_valid_before_utc)
+    assert is_not_yet_valid(leaf, leaf.not_valid_before_utc - dt.timedelta(seconds=1))

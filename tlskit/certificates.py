@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -138,3 +139,67 @@ def is_ca(cert: x509.Certificate) -> bool:
         return cert.version == x509.Version.v1 and is_self_issued(cert)
     except (x509.DuplicateExtension, ValueError):  # extensions cryptography cannot parse: nothing to rely on
         return False
+
+
+def may_sign_certificates(cert: x509.Certificate) -> bool:
+    """keyUsage allows keyCertSign, or there is no keyUsage (every use is allowed then)."""
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
+    except x509.ExtensionNotFound:
+        return True
+
+
+# --- names and time ----------------------------------------------------------------------------
+
+
+def certificate_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
+    """The subjectAltName entries (the names clients match; RFC 6125 ignores the CN), or none."""
+    from cryptography import x509
+
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def is_expired(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_after_utc < now
+
+
+def is_not_yet_valid(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_before_utc > now
+
+
+# --- encodings ---------------------------------------------------------------------------------
+
+
+def fingerprint(cert: x509.Certificate, algorithm: str = "sha256") -> str:
+    """The fingerprint as `openssl x509 -fingerprint` prints it: upper-case hex, colon-separated."""
+    from cryptography.hazmat.primitives import hashes
+
+    hash_algorithm = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}[algorithm]()
+    return cert.fingerprint(hash_algorithm).hex(":").upper()
+
+
+def to_pem(*items: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+    """PEM text of certificates or CSRs, concatenated in the order given (a fullchain: leaf first)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return b"".join(item.public_bytes(Encoding.PEM) for item in items)
+
+
+def pkcs7_certificates(data: bytes) -> list[x509.Certificate] | None:
+    """The certificates of a PKCS#7 bundle (PEM or DER), or None when ``data`` is not one.
+
+    Windows CAs hand out chains this way (.p7b, .p7c), and AIA caIssuers URLs may serve one.
+    """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    loader = pkcs7.load_pem_pkcs7_certificates if b"-----BEGIN PKCS7-----" in data else pkcs7.load_der_pkcs7_certificates
+    try:
+        return loader(data) or None
+    except (ValueError, UnsupportedAlgorithm):  # not PKCS#7, or a kind that carries no certificates
+        return None

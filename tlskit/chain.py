@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import is_ca, is_self_issued, is_self_signed, issued_by, key_ids_match
+from tlskit.certificates import (certificate_sans, fingerprint, is_ca, is_expired, is_not_yet_valid, is_self_issued,
+                                 is_self_signed, issued_by, key_ids_match, pkcs7_certificates, to_pem)
 from tlskit.errors import InputError, NetworkError, VerifyError
 from tlskit.names import name_to_slash
 
@@ -84,7 +85,7 @@ def load_inputs(paths: list[str], read_stdin: Callable[[], bytes] | None = None)
                 bundle = parse_bundle(data, source)
             except InputError:
                 # Windows CAs hand out chains as PKCS#7 (.p7b, .p7c); read those too.
-                certs = _pkcs7_certificates(data)
+                certs = pkcs7_certificates(data)
                 if certs is None:
                     raise
                 inputs += [Input(cert, source) for cert in certs]
@@ -155,8 +156,6 @@ class Link:
     source: str
 
     def describe(self) -> dict[str, Any]:
-        from cryptography.hazmat.primitives import hashes
-
         cert = self.certificate
         return {
             "role": self.role,
@@ -164,7 +163,7 @@ class Link:
             "issuer": name_to_slash(cert.issuer),
             "serial": format(cert.serial_number, "x"),
             "not_after": cert.not_valid_after_utc.isoformat(),
-            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+            "fingerprint_sha256": fingerprint(cert),
             "source": self.source,
         }
 
@@ -211,17 +210,13 @@ class ChainReport:
         return [link.certificate for link in self.output_links]
 
     def fullchain_pem(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.fullchain())
+        return to_pem(*self.fullchain())
 
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
 
     def as_dict(self) -> dict[str, Any]:
-        from cryptography.hazmat.primitives import hashes
-
         root = self.root
         return {
             "verified": self.verified,
@@ -232,7 +227,7 @@ class ChainReport:
             "root_included": bool(root and self.include_root),
             "dropped": [
                 {"subject": name_to_slash(item.certificate.subject), "reason": reason, "source": item.source,
-                 "fingerprint_sha256": item.certificate.fingerprint(hashes.SHA256()).hex(":").upper()}
+                 "fingerprint_sha256": fingerprint(item.certificate)}
                 for item, reason in self.dropped
             ],
             "findings": [f.as_dict() for f in self.findings],
@@ -467,10 +462,10 @@ def _check_validity(report: ChainReport, now: dt.datetime) -> None:
     for link in report.links:
         cert = link.certificate
         subject = name_to_slash(cert.subject)
-        if cert.not_valid_after_utc < now:
+        if is_expired(cert, now):
             raise ChainError(f"the {link.role} {subject} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
                              fix="renew it, or get the current certificate from your CA", report=report)
-        if cert.not_valid_before_utc > now:
+        if is_not_yet_valid(cert, now):
             raise ChainError(f"the {link.role} {subject} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
                              "is this machine's clock right?", "check the clock, or wait", report=report)
 
@@ -498,7 +493,6 @@ def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
         try:
             _verifier(trust, now, report.host).verify(report.leaf, intermediates)
         except VerificationError:
-            from tlskit.inspect import certificate_sans
             from tlskit.names import san_to_text
 
             names = ", ".join(san_to_text(n) for n in certificate_sans(report.leaf)) or "no SAN"
@@ -651,22 +645,11 @@ def _parse_fetched(data: bytes, url: str) -> list[x509.Certificate]:
             return loaded if isinstance(loaded, list) else [loaded]
         except Exception:
             pass
-    certs = _pkcs7_certificates(data)
+    certs = pkcs7_certificates(data)
     if certs:
         return certs
     raise NetworkError(f"{url} did not serve a certificate", "neither DER, PEM nor PKCS#7",
                        "add the intermediate to the inputs")
-
-
-def _pkcs7_certificates(data: bytes) -> list[x509.Certificate] | None:
-    """The certificates of a PKCS#7 bundle (PEM or DER), or None when ``data`` is not one."""
-    from cryptography.hazmat.primitives.serialization import pkcs7
-
-    loader = pkcs7.load_pem_pkcs7_certificates if b"-----BEGIN PKCS7-----" in data else pkcs7.load_der_pkcs7_certificates
-    try:
-        return loader(data) or None
-    except Exception:
-        return None
 
 
 def _fetch_issuer(cert: x509.Certificate, fetcher: Fetcher) -> Input | None:

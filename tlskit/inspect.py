@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import is_ca, is_self_issued
+from tlskit.certificates import certificate_sans, fingerprint, is_ca, is_expired, is_self_issued
+from tlskit.csr import csr_sans
 from tlskit.keys import describe_public_key, public_key_der
 from tlskit.names import name_to_slash, san_to_text
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 
 def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None) -> dict[str, Any]:
-    from cryptography.hazmat.primitives import hashes
-
     now = now or dt.datetime.now(dt.timezone.utc)
     not_after = cert.not_valid_after_utc
     key_type, key_bits, key_label = describe_public_key(cert.public_key())
@@ -33,28 +32,22 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": _days_left(not_after, now),
-        "expired": not_after < now,
+        "expired": is_expired(cert, now),
         "self_signed": is_self_issued(cert),
         "is_ca": is_ca(cert),
         "sans": [san_to_text(n) for n in certificate_sans(cert)],
         "key": {"type": key_type, "bits": key_bits, "label": key_label},
         "signature_algorithm": _signature_name(cert),
         "fingerprints": {
-            "sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-            "sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),
+            "sha256": fingerprint(cert),
+            "sha1": fingerprint(cert, "sha1"),
         },
         "extensions": describe_extensions(cert.extensions),
     }
 
 
 def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
-    from cryptography import x509
-
     key_type, key_bits, key_label = describe_public_key(csr.public_key())
-    try:
-        sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        sans = []
     try:
         signature_valid = csr.is_signature_valid
     except Exception:
@@ -62,7 +55,7 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
     return {
         "type": "csr",
         "subject": name_to_slash(csr.subject),
-        "sans": [san_to_text(n) for n in sans],
+        "sans": [san_to_text(n) for n in csr_sans(csr)],
         "key": {"type": key_type, "bits": key_bits, "label": key_label},
         "signature_algorithm": _signature_name(csr),
         "signature_valid": signature_valid,
@@ -94,15 +87,6 @@ def describe_bundle(bundle: Bundle) -> list[dict[str, Any]]:
     items += [describe_private_key(k) for k in bundle.private_keys]
     items += [describe_public_key_dict(k) for k in bundle.public_keys]
     return items
-
-
-def certificate_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
-    from cryptography import x509
-
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
 
 
 def describe_extensions(extensions: x509.Extensions) -> list[dict[str, Any]]:

@@ -168,7 +168,7 @@ def issue_certificate(
 def _obtain(lineage: Lineage, settings: RenewalSettings, solver: Solver, *, agree_tos: bool,
             csr_pem: bytes | None, eab: tuple[str | None, str | None], force: bool, timeout: float,
             progress: Progress | None, sessions: dict[tuple[str, str | None], Session] | None = None) -> IssuedFiles:
-    from tlskit.issue import certificate_pem
+    from tlskit.certificates import to_pem
     from tlskit.keys import generate_key, private_key_pem
 
     out_dir = lineage.path.parent
@@ -178,7 +178,7 @@ def _obtain(lineage: Lineage, settings: RenewalSettings, solver: Solver, *, agre
     if csr_pem is None:
         key = generate_key(_key_spec(settings.key_type or "ec:p256"))
         key_pem = private_key_pem(key)
-        csr_pem = certificate_pem(_build_csr(key, settings.names))
+        csr_pem = to_pem(_build_csr(key, settings.names))
     fullchain = order_certificate(session, csr_pem, solver, timeout=timeout, progress=progress)
     settings.issued_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     own_csr = csr_pem if key_pem is None else None
@@ -215,7 +215,7 @@ def _names_and_csr(names: Sequence[str], csr_pem: bytes | None) -> tuple[list[st
 
     from tlskit.csr import check_csr, csr_sans
     from tlskit.files import parse_bundle
-    from tlskit.issue import certificate_pem
+    from tlskit.certificates import to_pem
     from tlskit.names import common_name
 
     bundle = parse_bundle(csr_pem, "--csr")
@@ -233,7 +233,7 @@ def _names_and_csr(names: Sequence[str], csr_pem: bytes | None) -> tuple[list[st
     if names and set(normalize_names(names)) != set(csr_names):
         raise InputError("the names given differ from the CSR's", f"CSR has {', '.join(csr_names)}",
                          "give no names with --csr, or the same ones")
-    return csr_names, certificate_pem(request)
+    return csr_names, to_pem(request)
 
 
 def _check_wildcards(names: list[str], solver: Solver) -> None:

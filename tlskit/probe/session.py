@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlskit.certificates import to_pem
 from tlskit.errors import InputError, NetworkError
 from tlskit.probe.ocsp import OcspStaple, decode_staple
 from tlskit.probe.starttls import STARTTLS_PORTS, upgrade
@@ -66,7 +67,7 @@ class ProbeResult:
         return self.protocol in ("SSLv3", "TLSv1", "TLSv1.1")
 
     def chain_pem(self) -> bytes:
-        return b"".join(_pem(c) for c in self.chain)
+        return to_pem(*self.chain)
 
     def as_dict(self, with_pem: bool = False) -> dict[str, Any]:
         """The JSON document of `tlskit probe --json`; these keys are a contract."""
@@ -77,7 +78,7 @@ class ProbeResult:
         for depth, cert in enumerate(self.chain):
             info = {"depth": depth, **describe_certificate(cert, now)}
             if with_pem:
-                info["pem"] = _pem(cert).decode()
+                info["pem"] = to_pem(cert).decode()
             chain.append(info)
         return {
             "host": self.target.host,
@@ -97,12 +98,6 @@ class ProbeResult:
             "verified": self.verification.verified,
             "verification": self.verification.as_dict(),
         }
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.PEM)
 
 
 def probe(options: ProbeOptions) -> ProbeResult:

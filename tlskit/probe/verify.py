@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import is_ca, is_self_signed, issued_by
+from tlskit.certificates import (certificate_sans, is_ca, is_expired, is_not_yet_valid, is_self_signed, issued_by,
+                                 may_sign_certificates)
 from tlskit.errors import InputError
 from tlskit.probe.target import ip_or_none
 
@@ -232,7 +233,7 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
         if not is_ca(cert):
             problems.append(Problem(79, VERIFY_REASONS[79], depth,
                                     f"{name_to_slash(cert.subject)} signs certificates but is not a CA (CA:FALSE)"))
-        if not _may_sign_certificates(cert):
+        if not may_sign_certificates(cert):
             problems.append(Problem(32, VERIFY_REASONS[32], depth,
                                     f"{name_to_slash(cert.subject)} has a keyUsage without keyCertSign"))
     # OpenSSL's check_auth_level: every signature on the path but the trust anchor's own.
@@ -242,22 +243,13 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
             problems.append(Problem(68, VERIFY_REASONS[68], depth,
                                     f"{name_to_slash(cert.subject)} is signed with {weak}, which verifiers refuse"))
     for depth, cert in enumerate(path):
-        if cert.not_valid_after_utc < now:
+        if is_expired(cert, now):
             problems.append(Problem(10, VERIFY_REASONS[10], depth,
                                     f"{name_to_slash(cert.subject)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"))
-        elif cert.not_valid_before_utc > now:
+        elif is_not_yet_valid(cert, now):
             problems.append(Problem(9, VERIFY_REASONS[9], depth,
                                     f"{name_to_slash(cert.subject)} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
     return problems, [name_to_slash(c.subject) for c in path]
-
-
-def _may_sign_certificates(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
-    except x509.ExtensionNotFound:
-        return True  # no keyUsage: every use is allowed
 
 
 def _weak_digest(cert: x509.Certificate) -> str | None:
@@ -320,7 +312,6 @@ def _code_from_message(message: str) -> int:
 
 
 def _leaf_names(leaf: x509.Certificate) -> list[str]:
-    from tlskit.inspect import certificate_sans
     from tlskit.names import san_to_text
 
     return [san_to_text(n) for n in certificate_sans(leaf)]
@@ -329,8 +320,6 @@ def _leaf_names(leaf: x509.Certificate) -> list[str]:
 def hostname_matches(leaf: x509.Certificate, hostname: str) -> bool:
     """RFC 6125 matching against the SANs only (the CN is ignored, as browsers and cryptography do)."""
     from cryptography import x509
-
-    from tlskit.inspect import certificate_sans
 
     names = certificate_sans(leaf)
     ip = ip_or_none(hostname)
