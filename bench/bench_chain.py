@@ -67,7 +67,8 @@ def library_ms(runs: int = 20) -> float:
     """In-process time of load_inputs + build_chain on the big pile (start-up excluded), for the notes."""
     import statistics
 
-    from tlskit.chain import TrustStore, build_chain, load_inputs
+    from tlskit.chain import build_chain, load_inputs
+    from tlskit.trust import TrustStore
 
     work = workdir("chain-lib")
     root, _, mixed, _ = _build_pile(work)

@@ -482,7 +482,8 @@ def test_real_public_chain_verifies_against_certifi(tmp_path):
     import certifi
 
     from peers_chain import PUBLIC_AT, PUBLIC_E1, PUBLIC_LEAF
-    from tlskit.chain import ChainError, TrustStore, build_chain, load_inputs
+    from tlskit.chain import ChainError, build_chain, load_inputs
+    from tlskit.trust import TrustStore
 
     (tmp_path / "leaf.pem").write_bytes(PUBLIC_LEAF)
     (tmp_path / "e1.pem").write_bytes(PUBLIC_E1)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+    from tlskit.trust import TrustStore
+
 # A leaf this close to expiry deserves a warning: ACME clients renew 30 days ahead.
 EXPIRY_WARNING_DAYS = 30
 # Real chains are 2-4 certificates; anything deeper is a loop or a mistake.
@@ -95,53 +97,6 @@ def load_inputs(paths: list[str], read_stdin: Callable[[], bytes] | None = None)
     if not inputs:
         raise InputError("no certificate in the inputs", fix="give the domain's certificate and its intermediates")
     return inputs, keys
-
-
-@dataclass
-class TrustStore:
-    """The roots verification ends at: certifi's bundle by default, or a CA file the user names."""
-
-    name: str
-    certificates: list[x509.Certificate]
-    _by_subject: dict[x509.Name, list[x509.Certificate]] = field(init=False, repr=False)
-    _store: Any = field(init=False, repr=False, default=None)
-
-    def __post_init__(self) -> None:
-        self._by_subject = _index_by_subject(self.certificates)
-
-    @classmethod
-    def certifi(cls) -> TrustStore:
-        import certifi
-
-        return cls.from_file(certifi.where(), name="certifi")
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], name: str | None = None) -> TrustStore:
-        import warnings
-
-        from tlskit.files import load_bundle
-
-        with warnings.catch_warnings():
-            # certifi still ships a root or two with a negative serial; that is not the user's problem.
-            warnings.simplefilter("ignore")
-            certs = load_bundle(path).certificates
-        if not certs:
-            raise InputError(f"CA file {path} holds no certificate", fix="give a PEM or DER file with the root(s)")
-        return cls(name or str(path), certs)
-
-    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c)]
-
-    def holds(self, cert: x509.Certificate) -> bool:
-        return cert in self._by_subject.get(cert.subject, [])
-
-    def verification_store(self):
-        """The ``cryptography`` Store, built once: it is reused for the host check."""
-        if self._store is None:
-            from cryptography.x509.verification import Store
-
-            self._store = Store(self.certificates)
-        return self._store
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -719,10 +674,3 @@ def _key_matches(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
 
 
 
-
-
-def _index_by_subject(certs: list[x509.Certificate]) -> dict[x509.Name, list[x509.Certificate]]:
-    index: dict[x509.Name, list[x509.Certificate]] = {}
-    for cert in certs:
-        index.setdefault(cert.subject, []).append(cert)
-    return index

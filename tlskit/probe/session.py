@@ -15,7 +15,8 @@ from tlskit.errors import InputError, NetworkError
 from tlskit.probe.ocsp import OcspStaple, decode_staple
 from tlskit.probe.starttls import STARTTLS_PORTS, upgrade
 from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none
-from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, load_trust, verify_chain
+from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, verify_chain
+from tlskit.trust import TrustStore
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -112,7 +113,7 @@ def probe(options: ProbeOptions) -> ProbeResult:
         except UnicodeError:
             raise InputError(f"{options.name_to_verify!r} is not a valid host name",
                              fix="pass a DNS name, e.g. --servername www.example.com") from None
-    trust_label, roots = load_trust(options.ca_file)
+    trust = TrustStore.load(options.ca_file)
     target = Target(options.host, options.port)
     deadline = time.monotonic() + options.timeout
     sock = _connect(target, options.timeout)
@@ -128,7 +129,7 @@ def probe(options: ProbeOptions) -> ProbeResult:
         raise NetworkError(f"{target} sent no certificate", "anonymous cipher or PSK-only server",
                            "check the server's certificate configuration")
     staple = decode_staple(handshake.staple, chain)
-    verification = verify_chain(chain, options.name_to_verify, roots, trust_label, options.now, staple)
+    verification = verify_chain(chain, options.name_to_verify, trust, options.now, staple)
     return ProbeResult(
         target=target, address=address, servername=options.sni, starttls=options.starttls,
         protocol=handshake.protocol, cipher=handshake.cipher, cipher_bits=handshake.cipher_bits,

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlskit.certificates import (certificate_sans, is_ca, is_expired, is_not_yet_valid, is_self_signed, issued_by,
                                  may_sign_certificates)
-from tlskit.errors import InputError
 from tlskit.probe.target import ip_or_none
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from tlskit.probe.ocsp import OcspStaple
+    from tlskit.trust import TrustStore
 
 # OpenSSL 3's X509_V_ERR_* numbers and the words X509_verify_cert_error_string() gives for them.
 VERIFY_REASONS = {
@@ -95,46 +94,6 @@ class Verification:
         }
 
 
-def load_trust(ca_file: Path | None) -> tuple[str, list[x509.Certificate]]:
-    """The roots to verify against: certifi's bundle, or the certificates in ``ca_file``."""
-    from cryptography import x509
-
-    if ca_file is not None:
-        roots = _load_ca_file(ca_file)
-        if not roots:
-            raise InputError(f"--ca-file {ca_file} holds no certificate", fix="pass a PEM file with your CA certificate")
-        return str(ca_file), roots
-    import warnings
-
-    import certifi
-
-    with warnings.catch_warnings():
-        # certifi still carries an old root with a non-positive serial; cryptography warns on every load.
-        warnings.simplefilter("ignore")
-        return "certifi", x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
-
-
-def _load_ca_file(path: Path) -> list[x509.Certificate]:
-    """The certificates of a CA file. Plain PEM certificates take a direct path: tlskit.files (temp files,
-    key formats) costs ~25 ms of imports that a probe, run often from scripts, does not need to pay."""
-    import re
-
-    from cryptography import x509
-
-    from tlskit.files import read_bytes
-
-    data = read_bytes(path, "CA file")
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", data, re.DOTALL)
-    if blocks and b"-----BEGIN " not in re.sub(rb"-----BEGIN CERTIFICATE-----", b"", data):
-        try:
-            return [x509.load_pem_x509_certificate(block) for block in blocks]
-        except ValueError:
-            pass  # let the general reader name the bad block
-    from tlskit.files import load_certificates
-
-    return load_certificates(path)
-
-
 def chain_in_order(chain: list[x509.Certificate]) -> bool:
     """Each certificate the server sent is issued by the next one, as RFC 8446 4.4.2 asks."""
     return all(issued_by(chain[i], chain[i + 1]) for i in range(len(chain) - 1))
@@ -151,8 +110,7 @@ def chain_has_root(chain: list[x509.Certificate]) -> bool:
 def verify_chain(
     chain: list[x509.Certificate],
     hostname: str,
-    roots: list[x509.Certificate],
-    trust_label: str = "certifi",
+    trust: TrustStore,
     now: dt.datetime | None = None,
     staple: OcspStaple | None = None,
 ) -> Verification:
@@ -166,15 +124,15 @@ def verify_chain(
     now = now or dt.datetime.now(dt.timezone.utc)
     leaf, sent = chain[0], chain[1:]
     name_ok = hostname_matches(leaf, hostname)
-    problems, path = _diagnose(leaf, sent, roots, now)
-    verdict_error = _cryptography_verify(leaf, sent, roots, now, hostname)
+    problems, path = _diagnose(leaf, sent, trust, now)
+    verdict_error = _cryptography_verify(leaf, sent, trust, now, hostname)
     if staple is not None and staple.certificate_status == "revoked" and staple.matches_leaf and staple.signature_valid:
         # The issuer itself says so, stapled: no chain can make a revoked certificate good.
         when = f" on {staple.revocation_time[:16]}" if staple.revocation_time else ""
         problems.append(Problem(23, VERIFY_REASONS[23], 0, f"the stapled OCSP response says revoked{when}"))
         verdict_error = verdict_error or "revoked"
     if verdict_error is None:
-        return Verification(True, 0, VERIFY_REASONS[0], trust_label, hostname, True, [], None, path)
+        return Verification(True, 0, VERIFY_REASONS[0], trust.name, hostname, True, [], None, path)
     if not name_ok:
         code = 64 if ip_or_none(hostname) is not None else 62
         problems.append(Problem(code, VERIFY_REASONS[code], 0,
@@ -185,27 +143,26 @@ def verify_chain(
         code = _code_from_message(verdict_error)
         problems.append(Problem(code, VERIFY_REASONS[code], None, verdict_error))
     first = problems[0]
-    return Verification(False, first.code, first.reason, trust_label, hostname, name_ok, problems,
+    return Verification(False, first.code, first.reason, trust.name, hostname, name_ok, problems,
                         _FIXES.get(first.code), path)
 
 
-def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[x509.Certificate],
+def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], trust: TrustStore,
               now: dt.datetime) -> tuple[list[Problem], list[str]]:
     """Build the path as OpenSSL does and collect OpenSSL-numbered faults (chain first, then validity)."""
     from tlskit.names import name_to_slash
 
     problems: list[Problem] = []
     path = [leaf]
-    root_fingerprints = {_fp(r) for r in roots}
     current = leaf
     anchored = False
     while len(path) <= 10:
         depth = len(path) - 1
-        if _fp(current) in root_fingerprints:
+        if trust.holds(current):
             anchored = True
             break
         # X509_V_FLAG_TRUSTED_FIRST (OpenSSL's default): a trusted issuer wins over a sent one.
-        anchor = next((r for r in roots if issued_by(current, r)), None)
+        anchor = next(iter(trust.issuers_of(current)), None)
         if anchor is not None:
             path.append(anchor)
             anchored = True
@@ -263,16 +220,10 @@ def _weak_digest(cert: x509.Certificate) -> str | None:
     return {hashes.SHA1: "SHA-1", hashes.MD5: "MD5"}.get(type(algorithm))
 
 
-def _fp(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives import hashes
-
-    return cert.fingerprint(hashes.SHA256())
-
-
-def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[x509.Certificate],
+def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], trust: TrustStore,
                          now: dt.datetime, hostname: str) -> str | None:
     """None when verified, else cryptography's reason."""
-    from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
+    from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, VerificationError
 
     ip = ip_or_none(hostname)
     try:
@@ -282,7 +233,7 @@ def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], r
         return f"{hostname!r} is not a valid DNS name"
     except ValueError:
         return f"{hostname!r} is not a valid DNS name"
-    verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(subject)
+    verifier = PolicyBuilder().store(trust.verification_store()).time(now).build_server_verifier(subject)
     try:
         verifier.verify(leaf, sent)
     except VerificationError as exc:
