@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tlskit.aia import Fetcher, ca_issuer_urls, fetch_issuer_certificates, find_issuer
 from tlskit.certificates import (certificate_sans, fingerprint, is_ca, is_expired, is_not_yet_valid, is_self_issued,
                                  is_self_signed, issued_by, key_ids_match, pkcs7_certificates, to_pem)
-from tlskit.errors import InputError, NetworkError, VerifyError
+from tlskit.errors import InputError, VerifyError
 from tlskit.names import name_to_slash
 
 if TYPE_CHECKING:
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 EXPIRY_WARNING_DAYS = 30
 # Real chains are 2-4 certificates; anything deeper is a loop or a mistake.
 MAX_DEPTH = 10
-# An issuer certificate is a few kB; refuse to read megabytes from a URL found in a certificate.
-_FETCH_LIMIT = 1 << 20
-_FETCH_TIMEOUT = 10.0
 # Validation errors name extensions by OID; say what they are.
 _EXTENSION_NAMES = {
     "2.5.29.17": "subjectAltName", "2.5.29.19": "basicConstraints", "2.5.29.15": "keyUsage",
@@ -202,9 +200,6 @@ class ChainError(VerifyError):
 # --- building --------------------------------------------------------------------------------
 
 
-Fetcher = Callable[[str], list["x509.Certificate"]]
-
-
 def build_chain(
     inputs: list[Input],
     trust: TrustStore | None,
@@ -335,13 +330,14 @@ def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None,
             current = anchors[0]
             continue
         if fetch:
-            fetched = _fetch_issuer(current, fetcher)
-            if fetched is not None:
-                report.links.append(Link(fetched.certificate, "intermediate", fetched.source))
-                report.findings.append(Finding("info", "fetched", f"fetched {name_to_slash(fetched.certificate.subject)}"
-                                               f" from {fetched.source}", name_to_slash(fetched.certificate.subject)))
-                used.add(fetched.certificate)
-                current = fetched.certificate
+            found = find_issuer(current, fetcher)
+            if found is not None:
+                fetched, url = found
+                report.links.append(Link(fetched, "intermediate", url))
+                report.findings.append(Finding("info", "fetched", f"fetched {name_to_slash(fetched.subject)} from {url}",
+                                               name_to_slash(fetched.subject)))
+                used.add(fetched)
+                current = fetched
                 continue
         if trust is None and len(report.links) > 1:
             # Without a trust store there is no telling whether the issuer is a root the clients
@@ -547,72 +543,6 @@ def _warnings(report: ChainReport, now: dt.datetime) -> list[Finding]:
                                     f"{'SHA-1' if algorithm.name == 'sha1' else 'MD5'}, which browsers reject; reissue it with SHA-256",
                                     name_to_slash(link.certificate.subject)))
     return findings
-
-
-# --- AIA fetching ----------------------------------------------------------------------------
-
-
-def ca_issuer_urls(cert: x509.Certificate) -> list[str]:
-    """The AIA caIssuers URLs (RFC 5280 4.2.2.1) where the issuer's certificate is published."""
-    from cryptography import x509
-    from cryptography.x509.oid import AuthorityInformationAccessOID
-
-    try:
-        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
-        return []
-    return [d.access_location.value for d in aia
-            if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
-            and isinstance(d.access_location, x509.UniformResourceIdentifier)]
-
-
-def fetch_issuer_certificates(url: str) -> list[x509.Certificate]:
-    """Download what a caIssuers URL serves: DER, PEM, or a PKCS#7 bundle (``.p7c``)."""
-    import urllib.error
-    import urllib.request
-
-    if not url.lower().startswith(("http://", "https://")):
-        raise NetworkError(f"cannot fetch {url}", "only http and https caIssuers URLs are fetched",
-                           "add the intermediate to the inputs")
-    request = urllib.request.Request(url, headers={"User-Agent": "tlskit"})
-    try:
-        with urllib.request.urlopen(request, timeout=_FETCH_TIMEOUT) as response:
-            data = response.read(_FETCH_LIMIT + 1)
-    except urllib.error.HTTPError as exc:
-        raise NetworkError(f"cannot fetch the issuer certificate from {url}", f"HTTP {exc.code}",
-                           "add the intermediate to the inputs") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise NetworkError(f"cannot fetch the issuer certificate from {url}", str(reason),
-                           "check the network, or add the intermediate to the inputs") from None
-    if len(data) > _FETCH_LIMIT:
-        raise NetworkError(f"{url} served more than {_FETCH_LIMIT} bytes", "that is not a certificate",
-                           "add the intermediate to the inputs")
-    return _parse_fetched(data, url)
-
-
-def _parse_fetched(data: bytes, url: str) -> list[x509.Certificate]:
-    from cryptography import x509
-
-    for loader in (x509.load_der_x509_certificate, lambda d: x509.load_pem_x509_certificates(d)):
-        try:
-            loaded = loader(data)
-            return loaded if isinstance(loaded, list) else [loaded]
-        except Exception:
-            pass
-    certs = pkcs7_certificates(data)
-    if certs:
-        return certs
-    raise NetworkError(f"{url} did not serve a certificate", "neither DER, PEM nor PKCS#7",
-                       "add the intermediate to the inputs")
-
-
-def _fetch_issuer(cert: x509.Certificate, fetcher: Fetcher) -> Input | None:
-    for url in ca_issuer_urls(cert):
-        for candidate in fetcher(url):
-            if candidate.subject == cert.issuer and issued_by(cert, candidate):
-                return Input(candidate, url)
-    return None
 
 
 # --- key and PKCS#12 -------------------------------------------------------------------------
