@@ -19,7 +19,6 @@ A missing intermediate raises :class:`ChainError` naming the issuer that is miss
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from tlskit.aia import Fetcher, ca_issuer_urls, fetch_issuer_certificates, find_
 from tlskit.certificates import (certificate_sans, fingerprint, is_ca, is_expired, is_not_yet_valid, is_self_issued,
                                  is_self_signed, issued_by, key_ids_match, pkcs7_certificates, to_pem)
 from tlskit.errors import InputError, VerifyError
+from tlskit.keys import key_matches_certificate
 from tlskit.names import name_to_slash
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def build_chain(
     if ignored_keys:
         report.findings.append(Finding("info", "keys_ignored", f"ignored {ignored_keys} private key(s) in the inputs "
                                        "(pass a key with --key to check it)"))
-    if key is not None and not _key_matches(key, leaf.certificate):
+    if key is not None and not key_matches_certificate(key, leaf.certificate):
         raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
                          fix="pass the private key this certificate was issued for", report=report)
     _check_validity(report, now)
@@ -276,7 +276,7 @@ def _find_leaf(unique: list[Input], key: PrivateKeyTypes | None) -> Input:
             raise InputError(f"no domain (end-entity) certificate among the {len(unique)} input certificates",
                              "they are all CA certificates", "add the domain's certificate")
     if len(candidates) > 1 and key is not None:
-        matching = [item for item in candidates if _key_matches(key, item.certificate)]
+        matching = [item for item in candidates if key_matches_certificate(key, item.certificate)]
         if len(matching) == 1:
             return matching[0]
     if len(candidates) > 1:
@@ -543,64 +543,3 @@ def _warnings(report: ChainReport, now: dt.datetime) -> list[Finding]:
                                     f"{'SHA-1' if algorithm.name == 'sha1' else 'MD5'}, which browsers reject; reissue it with SHA-256",
                                     name_to_slash(link.certificate.subject)))
     return findings
-
-
-# --- key and PKCS#12 -------------------------------------------------------------------------
-
-
-def load_key_for_chain(path: str | os.PathLike[str], passphrase: bytes | None) -> PrivateKeyTypes:
-    """The key, decrypted with ``passphrase`` only if it is encrypted.
-
-    With --pkcs12 the passphrase file protects the .p12, and the key may or may not be encrypted
-    with the same passphrase; both must work.
-    """
-    from tlskit.files import load_private_key_bytes, read_bytes
-    from tlskit.keys import check_supported
-
-    data = read_bytes(path, "key file")
-    try:
-        key = load_private_key_bytes(data, str(path), None)
-    except InputError as exc:
-        if passphrase is None or "encrypted" not in exc.message:
-            raise
-        key = load_private_key_bytes(data, str(path), passphrase)
-    check_supported(key, str(path))
-    return key
-
-
-def pkcs12_bytes(report: ChainReport, key: PrivateKeyTypes, passphrase: bytes) -> bytes:
-    """A PKCS#12 file (Java keystores, Windows) with the key, the leaf and the rest of the chain.
-
-    Encrypted with PBES2/AES-256 and a SHA-256 MAC: OpenSSL 3, Java 8u301+ and Windows 10+ read it;
-    the old RC2/3DES default is crackable and OpenSSL 3 no longer reads it without the legacy provider.
-    """
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    from tlskit.names import common_name
-
-    if not _key_matches(key, report.leaf):
-        raise ChainError("the key does not match the leaf", fix="pass the leaf's own private key with --key",
-                         report=report)
-    encryption = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(50000)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(passphrase)
-    )
-    name = (common_name(report.leaf.subject) or "tlskit").encode()
-    return pkcs12.serialize_key_and_certificates(name, key, report.leaf, report.fullchain()[1:] or None, encryption)
-
-
-# --- small certificate facts -----------------------------------------------------------------
-
-
-def _key_matches(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
-    from tlskit.keys import key_matches_certificate
-
-    return key_matches_certificate(key, cert)
-
-
-
-

@@ -37,9 +37,10 @@ def chain(
 
     Example: tlskit chain intermediate.crt domain.crt --host www.example.com --out fullchain.pem
     """
-    from tlskit.chain import ChainError, build_chain, load_inputs, load_key_for_chain, pkcs12_bytes
+    from tlskit.chain import ChainError, build_chain, load_inputs
     from tlskit.errors import InputError
     from tlskit.files import Output, check_writable, read_passphrase, write_outputs
+    from tlskit.pkcs12 import load_key_for_chain, pkcs12_bytes
     from tlskit.trust import TrustStore
 
     if pkcs12 is not None and key is None:
