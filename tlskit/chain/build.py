@@ -1,33 +1,16 @@
-"""Ordering any pile of certificates into the chain a server sends, and saying what is wrong with it.
-
-Users `cat domain.crt intermediate.crt > bundle.crt` by hand and get the order wrong, leave an
-intermediate out, or ship the root. :func:`build_chain` takes certificates in any order (several
-files, one mixed bundle, even a whole CA bundle with the site's certificates in it), finds the leaf,
-walks up issuer by issuer (subject/issuer names, AKI/SKI, and the signature itself), and verifies
-the result with ``cryptography.x509.verification`` against certifi's roots or a given CA file.
-
-Example::
-
-    inputs, _ = load_inputs(["cert.pem", "bundle.pem"])
-    report = build_chain(inputs, TrustStore.certifi(), host="www.example.com")
-    write_file("fullchain.pem", report.fullchain_pem())
-
-A missing intermediate raises :class:`ChainError` naming the issuer that is missing; with
-``fetch=True`` it is first downloaded from the AIA caIssuers URL of the certificate it issued.
-"""
+"""Ordering the inputs into leaf -> intermediates (-> root): the leaf, each issuer, the gap, the findings."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tlskit.aia import Fetcher, ca_issuer_urls, fetch_issuer_certificates, find_issuer
-from tlskit.certificates import (certificate_sans, fingerprint, is_ca, is_expired, is_not_yet_valid, is_self_issued,
-                                 is_self_signed, issued_by, key_ids_match, pkcs7_certificates, to_pem)
-from tlskit.errors import InputError, VerifyError
+from tlskit.certificates import is_ca, is_expired, is_not_yet_valid, is_self_issued, is_self_signed, issued_by, key_ids_match
+from tlskit.chain.inputs import Input
+from tlskit.chain.report import ChainError, ChainReport, Finding, Link
+from tlskit.chain.verify import host_name, verify_report
+from tlskit.errors import InputError
 from tlskit.keys import key_matches_certificate
 from tlskit.names import name_to_slash
 
@@ -41,163 +24,6 @@ if TYPE_CHECKING:
 EXPIRY_WARNING_DAYS = 30
 # Real chains are 2-4 certificates; anything deeper is a loop or a mistake.
 MAX_DEPTH = 10
-# Validation errors name extensions by OID; say what they are.
-_EXTENSION_NAMES = {
-    "2.5.29.17": "subjectAltName", "2.5.29.19": "basicConstraints", "2.5.29.15": "keyUsage",
-    "2.5.29.37": "extendedKeyUsage", "2.5.29.35": "authorityKeyIdentifier", "2.5.29.14": "subjectKeyIdentifier",
-    "2.5.29.30": "nameConstraints", "2.5.29.32": "certificatePolicies", "1.3.6.1.5.5.7.1.1": "authorityInfoAccess",
-}
-
-
-# --- inputs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Input:
-    """One certificate and where it came from (a file name, a URL, or the trust store)."""
-
-    certificate: x509.Certificate
-    source: str
-
-
-def load_inputs(paths: list[str], read_stdin: Callable[[], bytes] | None = None) -> tuple[list[Input], int]:
-    """Every certificate in ``paths`` (PEM or DER, ``-`` for stdin), and how many private keys were skipped.
-
-    Junk raises InputError naming the file, so `tlskit chain notes.txt` says which input is wrong.
-    """
-    import warnings
-
-    from tlskit.files import parse_bundle, read_bytes
-
-    inputs: list[Input] = []
-    keys = 0
-    for path in paths:
-        if path == "-":
-            import sys
-
-            data = read_stdin() if read_stdin else sys.stdin.buffer.read()
-            source = "stdin"
-        else:
-            data, source = read_bytes(path, "input"), str(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. certifi's negative serials when a CA bundle is mixed in
-            try:
-                bundle = parse_bundle(data, source)
-            except InputError:
-                # Windows CAs hand out chains as PKCS#7 (.p7b, .p7c); read those too.
-                certs = pkcs7_certificates(data)
-                if certs is None:
-                    raise
-                inputs += [Input(cert, source) for cert in certs]
-                continue
-        keys += len(bundle.private_keys)
-        inputs += [Input(cert, source) for cert in bundle.certificates]
-    if not inputs:
-        raise InputError("no certificate in the inputs", fix="give the domain's certificate and its intermediates")
-    return inputs, keys
-
-
-# --- the report ------------------------------------------------------------------------------
-
-
-@dataclass
-class Link:
-    """One certificate of the ordered chain: ``role`` is leaf, intermediate or root."""
-
-    certificate: x509.Certificate
-    role: str
-    source: str
-
-    def describe(self) -> dict[str, Any]:
-        cert = self.certificate
-        return {
-            "role": self.role,
-            "subject": name_to_slash(cert.subject),
-            "issuer": name_to_slash(cert.issuer),
-            "serial": format(cert.serial_number, "x"),
-            "not_after": cert.not_valid_after_utc.isoformat(),
-            "fingerprint_sha256": fingerprint(cert),
-            "source": self.source,
-        }
-
-
-@dataclass
-class Finding:
-    """Something the user should know: ``level`` is warning or info; ``code`` is stable for scripts."""
-
-    level: str
-    code: str
-    message: str
-    subject: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "code": self.code, "message": self.message, "subject": self.subject}
-
-
-@dataclass
-class ChainReport:
-    """The ordered chain (leaf first, root last when known) and everything found on the way."""
-
-    links: list[Link]
-    include_root: bool
-    trust: str
-    host: str | None = None
-    verified: bool = False
-    dropped: list[tuple[Input, str]] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def leaf(self) -> x509.Certificate:
-        return self.links[0].certificate
-
-    @property
-    def root(self) -> Link | None:
-        return self.links[-1] if len(self.links) > 1 and self.links[-1].role == "root" else None
-
-    @property
-    def output_links(self) -> list[Link]:
-        """What goes into fullchain.pem: the root only when asked for (clients carry their own)."""
-        return [link for link in self.links if link.role != "root" or self.include_root]
-
-    def fullchain(self) -> list[x509.Certificate]:
-        return [link.certificate for link in self.output_links]
-
-    def fullchain_pem(self) -> bytes:
-        return to_pem(*self.fullchain())
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "warning"]
-
-    def as_dict(self) -> dict[str, Any]:
-        root = self.root
-        return {
-            "verified": self.verified,
-            "trust": self.trust,
-            "host": self.host,
-            "chain": [link.describe() for link in self.output_links],
-            "root": root.describe() if root else None,
-            "root_included": bool(root and self.include_root),
-            "dropped": [
-                {"subject": name_to_slash(item.certificate.subject), "reason": reason, "source": item.source,
-                 "fingerprint_sha256": fingerprint(item.certificate)}
-                for item, reason in self.dropped
-            ],
-            "findings": [f.as_dict() for f in self.findings],
-        }
-
-
-class ChainError(VerifyError):
-    """The chain cannot be completed or does not verify (exit 1); carries the report built so far."""
-
-    def __init__(self, what: str, why: str | None = None, fix: str | None = None,
-                 report: ChainReport | None = None, missing_issuer: str | None = None) -> None:
-        super().__init__(what, why, fix)
-        self.report = report
-        self.missing_issuer = missing_issuer
-
-
-# --- building --------------------------------------------------------------------------------
 
 
 def build_chain(
@@ -222,7 +48,7 @@ def build_chain(
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     if host is not None:
-        _host_name(host)  # a malformed --host is bad input (exit 2), found before any work
+        host_name(host)  # a malformed --host is bad input (exit 2), found before any work
     unique, duplicates = _deduplicate(inputs)
     leaf = _find_leaf(unique, key)
     report = ChainReport([Link(leaf.certificate, "leaf", leaf.source)], include_root, trust.name if trust else "none",
@@ -247,7 +73,7 @@ def build_chain(
     _check_validity(report, now)
     report.findings += _warnings(report, now)
     if trust is not None:
-        _verify(report, trust, now)
+        verify_report(report, trust, now)
     return report
 
 
@@ -405,9 +231,6 @@ def _note_inputs(report: ChainReport, duplicates: list[Input]) -> None:
                                        name_to_slash(root.certificate.subject)))
 
 
-# --- verification ----------------------------------------------------------------------------
-
-
 def _check_validity(report: ChainReport, now: dt.datetime) -> None:
     """Expired or not-yet-valid certificates, said plainly before the verifier's terse message."""
     for link in report.links:
@@ -419,97 +242,6 @@ def _check_validity(report: ChainReport, now: dt.datetime) -> None:
         if is_not_yet_valid(cert, now):
             raise ChainError(f"the {link.role} {subject} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
                              "is this machine's clock right?", "check the clock, or wait", report=report)
-
-
-def _verify(report: ChainReport, trust: TrustStore, now: dt.datetime) -> None:
-    from cryptography import x509
-    from cryptography.x509.verification import VerificationError
-
-    root = report.root
-    if root is not None and root.source != trust.name and not trust.holds(root.certificate):
-        raise ChainError(f"the chain ends at the root {name_to_slash(root.certificate.subject)}, which "
-                         f"{trust.name} does not trust",
-                         fix="pass --ca-file with that root if it is your private CA (e.g. its ca.pem)", report=report)
-    intermediates = [link.certificate for link in report.links[1:] if link.role == "intermediate"]
-    try:
-        _verifier(trust, now, None, is_ca(report.leaf)).verify(report.leaf, intermediates)
-    except VerificationError as exc:
-        reason, fix = _verification_reason(exc), f"check the certificates against {trust.name}"
-        weak = [f.subject for f in report.findings if f.code == "weak_signature"]
-        if weak and "signature algorithm" in reason.lower():
-            reason = f"{', '.join(map(str, weak))} {'is' if len(weak) == 1 else 'are'} signed with SHA-1 or MD5, which verifiers refuse"
-            fix = "have them reissued with SHA-256"
-        raise ChainError("the chain does not verify", reason, fix, report=report) from None
-    if report.host is not None:
-        try:
-            _verifier(trust, now, report.host).verify(report.leaf, intermediates)
-        except VerificationError:
-            from tlskit.names import san_to_text
-
-            names = ", ".join(san_to_text(n) for n in certificate_sans(report.leaf)) or "no SAN"
-            raise ChainError(f"the leaf is not valid for {report.host}", f"it names {names}",
-                             "use the certificate issued for that name, or check --host", report=report) from None
-    report.verified = True
-
-
-def _verifier(trust: TrustStore, now: dt.datetime, host: str | None, leaf_is_ca: bool = False):
-    """A server verifier for ``host``; without a host, the same WebPKI rules minus the name match.
-
-    A chain that starts at a CA (a sub-CA's chain file) is checked with the CA rules at the bottom too.
-    """
-    from cryptography import x509
-    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder
-
-    builder = PolicyBuilder().store(trust.verification_store()).time(now.replace(tzinfo=None))
-    if host is not None:
-        return builder.build_server_verifier(_host_name(host))
-    # The client verifier checks everything but the host name. Its EKU rule (clientAuth, on the leaf
-    # and on any CA that carries an EKU) is swapped for the server's, since a fullchain is for a TLS
-    # server: intermediates restricted to serverAuth are common.
-    bottom = ExtensionPolicy.webpki_defaults_ca() if leaf_is_ca else ExtensionPolicy.webpki_defaults_ee()
-    ee_policy = bottom.may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
-    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
-    builder = builder.extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
-    return builder.build_client_verifier()
-
-
-def _require_server_auth(policy, cert, eku) -> None:
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
-    if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-        raise ValueError(f"the extendedKeyUsage of {name_to_slash(cert.subject)} does not allow serverAuth")
-
-
-# A host name as a client would connect to it: LDH labels, dots between them (RFC 1123).
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
-
-
-def _host_name(host: str):
-    import ipaddress
-
-    from cryptography import x509
-
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        ascii_host = ""
-    if not _HOST_NAME.match(ascii_host):
-        raise InputError(f"--host {host!r} is not a host name or IP address", fix="give e.g. www.example.com")
-    return x509.DNSName(ascii_host.rstrip(".").lower())
-
-
-def _verification_reason(exc: Exception) -> str:
-    text = str(exc).removeprefix("validation failed: ")
-    text = text.replace("Python extension validator failed: ValueError: ", "")
-    text = re.sub(r"<Certificate\(subject=<Name\((.*?)\)>, \.\.\.\)>", r"\1", text)
-    for oid, name in _EXTENSION_NAMES.items():
-        text = text.replace(f"{oid}:", f"{name}:")
-    return text
 
 
 def _warnings(report: ChainReport, now: dt.datetime) -> list[Finding]:
