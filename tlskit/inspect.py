@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlskit.certificates import certificate_sans, fingerprint, is_ca, is_expired, is_self_issued
 from tlskit.csr import csr_sans
-from tlskit.keys import describe_public_key, public_key_der
+from tlskit.keys import KeySummary, public_key_der
 from tlskit.names import name_to_slash, san_to_text
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or dt.datetime.now(dt.timezone.utc)
     not_after = cert.not_valid_after_utc
-    key_type, key_bits, key_label = describe_public_key(cert.public_key())
     return {
         "type": "certificate",
         "subject": name_to_slash(cert.subject),
@@ -36,7 +35,7 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
         "self_signed": is_self_issued(cert),
         "is_ca": is_ca(cert),
         "sans": [san_to_text(n) for n in certificate_sans(cert)],
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "key": KeySummary.of(cert.public_key()).as_dict(),
         "signature_algorithm": _signature_name(cert),
         "fingerprints": {
             "sha256": fingerprint(cert),
@@ -47,7 +46,6 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
 
 
 def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
-    key_type, key_bits, key_label = describe_public_key(csr.public_key())
     try:
         signature_valid = csr.is_signature_valid
     except Exception:
@@ -56,7 +54,7 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
         "type": "csr",
         "subject": name_to_slash(csr.subject),
         "sans": [san_to_text(n) for n in csr_sans(csr)],
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "key": KeySummary.of(csr.public_key()).as_dict(),
         "signature_algorithm": _signature_name(csr),
         "signature_valid": signature_valid,
         "extensions": describe_extensions(csr.extensions),
@@ -64,18 +62,17 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
 
 
 def describe_private_key(key: PrivateKeyTypes) -> dict[str, Any]:
-    info = describe_public_key_dict(key.public_key())
+    info = describe_public_key(key.public_key())
     info["type"] = "private_key"
     return info
 
 
-def describe_public_key_dict(public_key: PublicKeyTypes) -> dict[str, Any]:
+def describe_public_key(public_key: PublicKeyTypes) -> dict[str, Any]:
     import hashlib
 
-    key_type, key_bits, key_label = describe_public_key(public_key)
     return {
         "type": "public_key",
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "key": KeySummary.of(public_key).as_dict(),
         # The SPKI hash is what HPKP-style pins and `openssl pkey -pubout | sha256sum` compare.
         "spki_sha256": hashlib.sha256(public_key_der(public_key)).hexdigest(),
     }
@@ -85,7 +82,7 @@ def describe_bundle(bundle: Bundle) -> list[dict[str, Any]]:
     items = [describe_certificate(c) for c in bundle.certificates]
     items += [describe_csr(c) for c in bundle.csrs]
     items += [describe_private_key(k) for k in bundle.private_keys]
-    items += [describe_public_key_dict(k) for k in bundle.public_keys]
+    items += [describe_public_key(k) for k in bundle.public_keys]
     return items
 
 
