@@ -20,7 +20,8 @@ def _build_pile(work: Path) -> tuple[Path, Path, Path, Path]:
     """root -> int1 -> int2 -> leaf with tlskit's CA; returns (root, leaf, mixed pile, leaf+intermediates)."""
     import certifi
 
-    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.certificates import to_pem
+    from tlskit.issue import LocalCA
     from tlskit.keys import KeySpec, generate_key
     from tlskit.names import parse_sans
 
@@ -29,8 +30,8 @@ def _build_pile(work: Path) -> tuple[Path, Path, Path, Path]:
     int2 = LocalCA.create(work / "int2", {"CN": "Bench Intermediate 2"}, parent=int1)
     leaf = int2.issue({"CN": "bench.example.com"}, parse_sans(["bench.example.com"]),
                       generate_key(KeySpec.parse("ec:p256"))).certificate
-    (work / "leaf.pem").write_bytes(certificate_pem(leaf))
-    ours = [certificate_pem(c) for c in (leaf, int2.certificate, int1.certificate)]
+    (work / "leaf.pem").write_bytes(to_pem(leaf))
+    ours = [to_pem(c) for c in (leaf, int2.certificate, int1.certificate)]
     (work / "small.pem").write_bytes(b"".join(reversed(ours)))
     bundle = Path(certifi.where()).read_bytes()
     blocks = [b"-----BEGIN CERTIFICATE-----" + part.split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
@@ -66,7 +67,8 @@ def library_ms(runs: int = 20) -> float:
     """In-process time of load_inputs + build_chain on the big pile (start-up excluded), for the notes."""
     import statistics
 
-    from tlskit.chain import TrustStore, build_chain, load_inputs
+    from tlskit.chain import build_chain, load_inputs
+    from tlskit.trust import TrustStore
 
     work = workdir("chain-lib")
     root, _, mixed, _ = _build_pile(work)

@@ -141,6 +141,75 @@ def tlskit_pki(directory: Path, prefix: str = "Tlskit", leaf_days: int = 90, int
                 "int2": f"/CN={prefix} Intermediate 2", "leaf": f"/CN={LEAF_NAME}"})
 
 
+@dataclass
+class V1Pki:
+    """Certificates of the kinds RFC 5280 treats apart when there is no basicConstraints, made by openssl.
+
+    ``root`` is a self-signed version 1 certificate (as old roots are) and ``leaf`` a v3 server
+    certificate it issued; ``intermediate`` is a v1 certificate the root issued, and ``under`` a leaf
+    signed by it; ``no_bc`` is a self-signed v3 server certificate without basicConstraints.
+    Every ``X.key`` sits next to ``X.pem`` in ``dir``.
+    """
+
+    dir: Path
+    root: Path
+    leaf: Path
+    intermediate: Path
+    under: Path
+    no_bc: Path
+
+    def key(self, cert: Path) -> Path:
+        return cert.with_suffix(".key")
+
+
+_V1_CONFIG = """
+[req]
+distinguished_name = dn
+[dn]
+[leaf]
+basicConstraints = critical,CA:FALSE
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:{leaf}
+[under]
+basicConstraints = critical,CA:FALSE
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:under.{leaf}
+[no_bc]
+subjectKeyIdentifier = hash
+subjectAltName = DNS:{leaf}
+"""
+
+
+def v1_pki(directory: Path) -> V1Pki:
+    """See :class:`V1Pki`. `openssl x509 -req` without extensions writes a version 1 certificate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    d = directory
+    config = d / "openssl.cnf"
+    config.write_text(_V1_CONFIG.format(leaf=LEAF_NAME))
+    for name in ("root", "leaf", "intermediate", "under", "no_bc"):
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(d / f"{name}.key"))
+
+    def request(name: str, subject: str) -> Path:
+        csr = d / f"{name}.csr"
+        openssl("req", "-new", "-key", str(d / f"{name}.key"), "-subj", subject, "-config", str(config), "-out", str(csr))
+        return csr
+
+    def sign(name: str, subject: str, issuer: str, section: str | None, days: int) -> None:
+        extensions = ["-extfile", str(config), "-extensions", section] if section else []
+        openssl("x509", "-req", "-in", str(request(name, subject)), "-CA", str(d / f"{issuer}.pem"),
+                "-CAkey", str(d / f"{issuer}.key"), "-set_serial", str(secrets.randbits(63) | 1 << 62),
+                "-days", str(days), *extensions, "-out", str(d / f"{name}.pem"))
+
+    openssl("x509", "-req", "-in", str(request("root", "/CN=V1 Root")), "-signkey", str(d / "root.key"),
+            "-days", "3650", "-out", str(d / "root.pem"))
+    sign("leaf", f"/CN={LEAF_NAME}", "root", "leaf", 30)
+    sign("intermediate", "/CN=V1 Intermediate", "root", None, 365)
+    sign("under", f"/CN=under.{LEAF_NAME}", "intermediate", "under", 30)
+    openssl("req", "-x509", "-new", "-key", str(d / "no_bc.key"), "-subj", f"/CN={LEAF_NAME}", "-config", str(config),
+            "-extensions", "no_bc", "-days", "30", "-out", str(d / "no_bc.pem"))
+    return V1Pki(d, d / "root.pem", d / "leaf.pem", d / "intermediate.pem", d / "under.pem", d / "no_bc.pem")
+
+
 def pem_subjects(path: Path) -> list[str]:
     """Subjects of every certificate in a PEM file, in file order, as the openssl binary reads them."""
     blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", path.read_bytes(), re.DOTALL)

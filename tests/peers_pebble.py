@@ -34,7 +34,8 @@ def _listener_certificate(directory: Path) -> tuple[Path, Path]:
 
     Clients trust the CA file (``--directory-ca-file``); the Debian package ships no certificate.
     """
-    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.certificates import to_pem
+    from tlskit.issue import LocalCA
     from tlskit.keys import KeySpec, generate_key, private_key_pem
     from tlskit.names import parse_sans
 
@@ -42,7 +43,7 @@ def _listener_certificate(directory: Path) -> tuple[Path, Path]:
     key = generate_key(KeySpec.parse("ec:p256"))
     issued = ca.issue({"CN": "localhost"}, parse_sans(["DNS:localhost", "IP:127.0.0.1"]), key, days=30)
     cert_path, key_path = directory / "listener.pem", directory / "listener.key"
-    cert_path.write_bytes(certificate_pem(issued.certificate))
+    cert_path.write_bytes(to_pem(issued.certificate))
     key_path.write_bytes(private_key_pem(key))
     key_path.chmod(0o600)
     return directory / "listener-ca" / "ca.pem", cert_path

@@ -54,12 +54,6 @@ class Pki:
     ocsp_forged: Path     # "good" for the leaf, signed by an unrelated key
 
 
-def _pem(cert) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.PEM)
-
-
 def build_pki(directory: Path) -> Pki:
     """tlskit's own LocalCA for the good chain; cryptography directly for what tlskit refuses to make."""
     from cryptography import x509
@@ -68,6 +62,7 @@ def build_pki(directory: Path) -> Pki:
     from cryptography.x509 import ocsp
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    from tlskit.certificates import to_pem
     from tlskit.issue import LocalCA, self_signed
     from tlskit.keys import KeySpec, generate_key, private_key_pem
 
@@ -132,28 +127,28 @@ def build_pki(directory: Path) -> Pki:
             builder = builder.certificates(certs)
         return builder.sign(signer_key, hashes.SHA256()).public_bytes(Encoding.DER)
 
-    root_pem, inter_pem = _pem(root.certificate), _pem(inter.certificate)
+    root_pem, inter_pem = to_pem(root.certificate), to_pem(inter.certificate)
     return Pki(
         dir=directory,
         root=write("root.pem", root_pem),
         intermediate=write("intermediate.pem", inter_pem),
-        leaf=write("leaf.pem", _pem(leaf)),
+        leaf=write("leaf.pem", to_pem(leaf)),
         leaf_key=write("leaf.key", private_key_pem(key)),
-        fullchain=write("fullchain.pem", _pem(leaf) + inter_pem),
-        fullchain_root=write("fullchain-root.pem", _pem(leaf) + inter_pem + root_pem),
+        fullchain=write("fullchain.pem", to_pem(leaf) + inter_pem),
+        fullchain_root=write("fullchain-root.pem", to_pem(leaf) + inter_pem + root_pem),
         reversed_chain=write("reversed.pem", root_pem + inter_pem),
-        expired=write("expired.pem", _pem(expired)),
+        expired=write("expired.pem", to_pem(expired)),
         expired_key=write("expired.key", private_key_pem(old_key)),
-        expired_chain=write("expired-chain.pem", _pem(expired) + inter_pem),
-        future=write("future.pem", _pem(future)),
-        under_leaf_chain=write("under-leaf-chain.pem", _pem(other) + inter_pem),
-        under_leaf=write("under-leaf.pem", _pem(under_leaf)),
-        wildcard=write("wildcard.pem", _pem(wildcard)),
+        expired_chain=write("expired-chain.pem", to_pem(expired) + inter_pem),
+        future=write("future.pem", to_pem(future)),
+        under_leaf_chain=write("under-leaf-chain.pem", to_pem(other) + inter_pem),
+        under_leaf=write("under-leaf.pem", to_pem(under_leaf)),
+        wildcard=write("wildcard.pem", to_pem(wildcard)),
         wildcard_key=write("wildcard.key", private_key_pem(wildcard_key)),
-        wrong_name=write("wrong.pem", _pem(other)),
+        wrong_name=write("wrong.pem", to_pem(other)),
         wrong_name_key=write("wrong.key", private_key_pem(other_key)),
-        wrong_name_chain=write("wrong-chain.pem", _pem(other) + inter_pem),
-        selfsigned=write("self.pem", _pem(selfcert)),
+        wrong_name_chain=write("wrong-chain.pem", to_pem(other) + inter_pem),
+        selfsigned=write("self.pem", to_pem(selfcert)),
         selfsigned_key=write("self.key", private_key_pem(self_key)),
         ocsp_good=write("ocsp-good.der", ocsp_response(ocsp.OCSPCertStatus.GOOD, inter.certificate, inter.key)),
         ocsp_revoked=write("ocsp-revoked.der", ocsp_response(ocsp.OCSPCertStatus.REVOKED, inter.certificate, inter.key)),

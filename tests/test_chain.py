@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from conftest import assert_one_line_error, free_port, openssl, run_tlskit
-from peers_chain import LEAF_NAME, http_server, openssl_pki, openssl_verify, pem_subjects, tlskit_pki
+from peers_chain import LEAF_NAME, http_server, openssl_pki, openssl_verify, pem_subjects, tlskit_pki, v1_pki
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +367,19 @@ def test_self_signed_leaf_has_no_chain(tmp_path):
     assert not (tmp_path / "full.pem").exists()
 
 
+def test_certificates_without_basic_constraints(tmp_path):
+    # A v3 certificate without basicConstraints is no CA (RFC 5280 4.2.1.9): self-signed, it is a
+    # leaf with no chain, like one from `tlskit selfsign`. A self-issued v1 certificate is an old
+    # root, so it ends the chain of the leaf it issued.
+    pki = v1_pki(tmp_path / "pki")
+    run = run_tlskit("chain", str(pki.no_bc), "--ca-file", str(pki.no_bc), cwd=tmp_path)
+    assert_one_line_error(run, 1, "self-signed")
+    run = run_tlskit("chain", str(pki.root), str(pki.leaf), "--no-verify", "--include-root", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [link["role"] for link in run.json["chain"]] == ["leaf", "root"]
+    assert run.json["chain"][0]["subject"] == f"/CN={LEAF_NAME}"
+
+
 def test_expired_leaf_is_named(tmp_path, openssl_ca):
     import datetime as dt
 
@@ -469,7 +482,8 @@ def test_real_public_chain_verifies_against_certifi(tmp_path):
     import certifi
 
     from peers_chain import PUBLIC_AT, PUBLIC_E1, PUBLIC_LEAF
-    from tlskit.chain import ChainError, TrustStore, build_chain, load_inputs
+    from tlskit.chain import ChainError, build_chain, load_inputs
+    from tlskit.trust import TrustStore
 
     (tmp_path / "leaf.pem").write_bytes(PUBLIC_LEAF)
     (tmp_path / "e1.pem").write_bytes(PUBLIC_E1)

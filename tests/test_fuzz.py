@@ -309,7 +309,8 @@ def pki(tmp_path_factory):
 def test_build_chain_orders_any_pile_or_says_why_not(pki, data):
     """Any subset of the PKI, shuffled and duplicated, with or without the root as trust anchor: a
     report whose links each are issued by the next, or a TlskitError (a gap, no leaf) - nothing else."""
-    from tlskit.chain import Input, TrustStore, build_chain
+    from tlskit.chain import Input, build_chain
+    from tlskit.trust import TrustStore
 
     certs = pki["certs"]
     names = data.draw(st.lists(st.sampled_from(sorted(certs)), min_size=1, max_size=7))

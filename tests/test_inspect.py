@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_one_line_error, openssl, run_tlskit
+from peers_chain import v1_pki
 
 
 @pytest.fixture
@@ -63,3 +64,14 @@ def test_garbage_is_one_line_error(tmp_path, content):
 
 def test_missing_file(tmp_path):
     assert_one_line_error(run_tlskit("inspect", "nope.pem", cwd=tmp_path), 2, "does not exist")
+
+
+def test_is_ca_of_certificates_without_basic_constraints(tmp_path):
+    # RFC 5280: a self-issued v1 certificate (an old root) is a CA; a v1 certificate another CA issued
+    # is not, and neither is a v3 certificate without basicConstraints.
+    pki = v1_pki(tmp_path / "pki")
+    run = run_tlskit("inspect", str(pki.root), str(pki.intermediate), str(pki.no_bc), "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [(item["subject"], item["is_ca"]) for item in run.json["items"]] == [
+        ("/CN=V1 Root", True), ("/CN=V1 Intermediate", False), ("/CN=www.example.test", False)]
+    assert [item["self_signed"] for item in run.json["items"]] == [True, False, True]

@@ -13,6 +13,7 @@ import certifi
 import pytest
 
 from conftest import ROOT, assert_one_line_error, openssl, run_tlskit
+from peers_chain import LEAF_NAME, openssl_pki, v1_pki
 from peers_tls import (build_pki, ipv6_available, openssl_verify_first_code, s_client_verify_code, s_server,
                        silent_listener, starttls_responder)
 
@@ -165,6 +166,36 @@ def test_untrusted_root_sent_is_19_and_missing_root_is_20(pki):
     assert run.returncode == 1
     assert run.json["verification"]["code"] == 20
     assert run.json["verification"]["problems"][0]["depth"] == 1
+
+
+def test_untrusted_v1_root_sent_is_19_only(tmp_path):
+    # An old v1 root carries no basicConstraints: it is a CA all the same (RFC 5280 6.1.4 (k)), so the
+    # only fault is the untrusted root, as s_client says; a v1 intermediate is no CA (79).
+    v1 = v1_pki(tmp_path / "pki")
+    with s_server(v1.leaf, v1.key(v1.leaf), v1.root) as server:
+        run = probe(server.target, "--servername", LEAF_NAME, "--json")
+        assert s_client_verify_code(server.target, LEAF_NAME, certifi.where()) == 19
+    assert run.returncode == 1
+    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 1)]
+    sent = _chain_file(v1, "inter-root.pem", [v1.intermediate, v1.root])
+    with s_server(v1.under, v1.key(v1.under), sent) as server:
+        run = probe(server.target, "--servername", f"under.{LEAF_NAME}", "--json")
+        assert openssl_verify_first_code(v1.under, sent, v1.root) == 79
+    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 2), (79, 1)]
+
+
+def test_sha1_chain_is_68_as_s_client_says(tmp_path):
+    sha1 = openssl_pki(tmp_path / "pki", levels=3, digest="sha1")
+    # The server has to lower its own security level to load a SHA-1 certificate at all.
+    with s_server(sha1.leaf, sha1.leaf_key, sha1.intermediates[0], extra=("-cipher", "ALL:@SECLEVEL=0")) as server:
+        run = probe(server.target, "--servername", LEAF_NAME, "--ca-file", str(sha1.root), "--json")
+        assert s_client_verify_code(server.target, LEAF_NAME, sha1.root) == 68
+    assert run.returncode == 1
+    assert run.json["chain_in_order"] is True
+    verification = run.json["verification"]
+    assert (verification["code"], verification["reason"]) == (68, "CA signature digest algorithm too weak")
+    assert [(p["code"], p["depth"]) for p in verification["problems"]] == [(68, 0), (68, 1)]
+    assert "SHA-1" in verification["problems"][0]["detail"] and "SHA-256" in verification["fix"]
 
 
 def _chain_file(pki, name, parts):

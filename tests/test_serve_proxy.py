@@ -260,7 +260,8 @@ def test_without_trust_proxy_forwarded_for_is_never_believed(proxied, upstream):
 def test_https_upstream_verified_with_upstream_ca_file(tmp_path):
     """An https application with a private CA: trusted with --upstream-ca-file, refused (502) without."""
     require_binary("curl")
-    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.certificates import to_pem
+    from tlskit.issue import LocalCA
     from tlskit.keys import KeySpec, generate_key, private_key_pem
     from tlskit.names import parse_sans
 
@@ -268,7 +269,7 @@ def test_https_upstream_verified_with_upstream_ca_file(tmp_path):
     key = generate_key(KeySpec.parse("ec:p256"))
     issued = ca.issue({"CN": "127.0.0.1"}, parse_sans(["IP:127.0.0.1"]), key, days=30)
     cert_path, key_path = tmp_path / "app.pem", tmp_path / "app.key"
-    cert_path.write_bytes(certificate_pem(issued.certificate))
+    cert_path.write_bytes(to_pem(issued.certificate))
     key_path.write_bytes(private_key_pem(key))
     state = tmp_path / "state"
     token = add_user(state, "alice")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, openssl, require_binary
-from tlskit.issue import certificate_pem, self_signed
+from tlskit.certificates import to_pem
+from tlskit.issue import self_signed
 from tlskit.keys import KeySpec, generate_key, private_key_pem
 from tlskit.server.reload import CertificateReloader
 
@@ -23,7 +24,7 @@ from tlskit.server.reload import CertificateReloader
 def make_pair(cn: str = "localhost") -> tuple[bytes, bytes, str]:
     key = generate_key(KeySpec.parse("ec:p256"))
     cert = self_signed(key, {"CN": cn}, [], 10).certificate
-    return certificate_pem(cert), private_key_pem(key), format(cert.serial_number, "X")
+    return to_pem(cert), private_key_pem(key), format(cert.serial_number, "X")
 
 
 def replace(path: Path, data: bytes) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from tlskit.keys import describe_public_key, public_key_der
+from tlskit.certificates import certificate_sans, fingerprint, is_ca, is_expired, is_self_issued
+from tlskit.csr import csr_sans
+from tlskit.keys import KeySummary, public_key_der
 from tlskit.names import name_to_slash, san_to_text
 
 if TYPE_CHECKING:
@@ -19,11 +21,8 @@ if TYPE_CHECKING:
 
 
 def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None) -> dict[str, Any]:
-    from cryptography.hazmat.primitives import hashes
-
     now = now or dt.datetime.now(dt.timezone.utc)
     not_after = cert.not_valid_after_utc
-    key_type, key_bits, key_label = describe_public_key(cert.public_key())
     return {
         "type": "certificate",
         "subject": name_to_slash(cert.subject),
@@ -32,28 +31,21 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": _days_left(not_after, now),
-        "expired": not_after < now,
-        "self_signed": cert.subject == cert.issuer,
-        "is_ca": _is_ca(cert),
+        "expired": is_expired(cert, now),
+        "self_signed": is_self_issued(cert),
+        "is_ca": is_ca(cert),
         "sans": [san_to_text(n) for n in certificate_sans(cert)],
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "key": KeySummary.of(cert.public_key()).as_dict(),
         "signature_algorithm": _signature_name(cert),
         "fingerprints": {
-            "sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-            "sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),
+            "sha256": fingerprint(cert),
+            "sha1": fingerprint(cert, "sha1"),
         },
         "extensions": describe_extensions(cert.extensions),
     }
 
 
 def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
-    from cryptography import x509
-
-    key_type, key_bits, key_label = describe_public_key(csr.public_key())
-    try:
-        sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        sans = []
     try:
         signature_valid = csr.is_signature_valid
     except Exception:
@@ -61,8 +53,8 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
     return {
         "type": "csr",
         "subject": name_to_slash(csr.subject),
-        "sans": [san_to_text(n) for n in sans],
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "sans": [san_to_text(n) for n in csr_sans(csr)],
+        "key": KeySummary.of(csr.public_key()).as_dict(),
         "signature_algorithm": _signature_name(csr),
         "signature_valid": signature_valid,
         "extensions": describe_extensions(csr.extensions),
@@ -70,18 +62,17 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
 
 
 def describe_private_key(key: PrivateKeyTypes) -> dict[str, Any]:
-    info = describe_public_key_dict(key.public_key())
+    info = describe_public_key(key.public_key())
     info["type"] = "private_key"
     return info
 
 
-def describe_public_key_dict(public_key: PublicKeyTypes) -> dict[str, Any]:
+def describe_public_key(public_key: PublicKeyTypes) -> dict[str, Any]:
     import hashlib
 
-    key_type, key_bits, key_label = describe_public_key(public_key)
     return {
         "type": "public_key",
-        "key": {"type": key_type, "bits": key_bits, "label": key_label},
+        "key": KeySummary.of(public_key).as_dict(),
         # The SPKI hash is what HPKP-style pins and `openssl pkey -pubout | sha256sum` compare.
         "spki_sha256": hashlib.sha256(public_key_der(public_key)).hexdigest(),
     }
@@ -91,17 +82,8 @@ def describe_bundle(bundle: Bundle) -> list[dict[str, Any]]:
     items = [describe_certificate(c) for c in bundle.certificates]
     items += [describe_csr(c) for c in bundle.csrs]
     items += [describe_private_key(k) for k in bundle.private_keys]
-    items += [describe_public_key_dict(k) for k in bundle.public_keys]
+    items += [describe_public_key(k) for k in bundle.public_keys]
     return items
-
-
-def certificate_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
-    from cryptography import x509
-
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
 
 
 def describe_extensions(extensions: x509.Extensions) -> list[dict[str, Any]]:
@@ -150,15 +132,6 @@ def _extension_value(value) -> str:
 def _signature_name(obj) -> str:
     oid = obj.signature_algorithm_oid
     return oid._name if oid._name != "Unknown OID" else oid.dotted_string
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _days_left(not_after: dt.datetime, now: dt.datetime) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tlskit.certificates import to_pem
 from tlskit.csr import check_csr, csr_sans, effective_sans
 from tlskit.errors import InputError
 from tlskit.files import Output, load_certificates, write_outputs
@@ -187,9 +188,9 @@ class LocalCA:
                                 path_length=path_length if path_length is not None else parent._child_path_length())
             chain = [parent.certificate, *parent.chain]
         outputs = [Output.of(directory / CA_KEY_FILE, private_key_pem(key, passphrase), secret=True),
-                   Output.of(directory / CA_CERT_FILE, _pem(cert))]
+                   Output.of(directory / CA_CERT_FILE, to_pem(cert))]
         if parent is not None:
-            outputs.append(Output.of(directory / "chain.pem", b"".join(_pem(c) for c in chain)))
+            outputs.append(Output.of(directory / "chain.pem", to_pem(*chain)))
         write_outputs(outputs, force)
         return cls(directory, cert, key, chain)
 
@@ -250,13 +251,3 @@ class LocalCA:
 
         constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         return None if constraints.path_length is None else constraints.path_length - 1
-
-
-def certificate_pem(cert: x509.Certificate) -> bytes:
-    return _pem(cert)
-
-
-def _pem(obj) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return obj.public_bytes(serialization.Encoding.PEM)

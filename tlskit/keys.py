@@ -121,23 +121,34 @@ def key_matches_certificate(key: PrivateKeyTypes, cert: x509.Certificate) -> boo
     return public_key_der(key.public_key()) == public_key_der(cert.public_key())
 
 
-def describe_public_key(public_key: PublicKeyTypes) -> tuple[str, int, str]:
-    """(type, bits, label) for display: ("RSA", 2048, "RSA 2048"), ("EC", 256, "EC P-256")."""
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+@dataclass(frozen=True)
+class KeySummary:
+    """What a public key is, for display: type "RSA", bits 2048, label "RSA 2048" (or "EC", 256, "EC P-256")."""
 
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return "RSA", public_key.key_size, f"RSA {public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        names = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-        curve = names.get(public_key.curve.name, public_key.curve.name)
-        return "EC", public_key.curve.key_size, f"EC {curve}"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256, "Ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "Ed448", 456, "Ed448"
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return "DSA", public_key.key_size, f"DSA {public_key.key_size}"
-    return type(public_key).__name__, 0, type(public_key).__name__
+    type: str
+    bits: int
+    label: str
+
+    @classmethod
+    def of(cls, public_key: PublicKeyTypes) -> KeySummary:
+        from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+        if isinstance(public_key, rsa.RSAPublicKey):
+            return cls("RSA", public_key.key_size, f"RSA {public_key.key_size}")
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            names = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+            curve = names.get(public_key.curve.name, public_key.curve.name)
+            return cls("EC", public_key.curve.key_size, f"EC {curve}")
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            return cls("Ed25519", 256, "Ed25519")
+        if isinstance(public_key, ed448.Ed448PublicKey):
+            return cls("Ed448", 456, "Ed448")
+        if isinstance(public_key, dsa.DSAPublicKey):
+            return cls("DSA", public_key.key_size, f"DSA {public_key.key_size}")
+        return cls(type(public_key).__name__, 0, type(public_key).__name__)
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"type": self.type, "bits": self.bits, "label": self.label}
 
 
 def signing_hash(key: PrivateKeyTypes):

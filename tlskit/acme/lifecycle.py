@@ -189,7 +189,7 @@ def _obtain(lineage: Lineage, settings: RenewalSettings, solver: Solver, *, agre
             csr_pem: bytes | None, eab: tuple[str | None, str | None], force: bool, timeout: float,
             progress: Progress | None, sessions: dict | None = None, replaces: str | None = None,
             dry_run: bool = False) -> IssuedFiles:
-    from tlskit.issue import certificate_pem
+    from tlskit.certificates import to_pem
     from tlskit.keys import generate_key, private_key_pem
 
     directory = staging_of(settings.directory) if dry_run else settings.directory
@@ -199,7 +199,7 @@ def _obtain(lineage: Lineage, settings: RenewalSettings, solver: Solver, *, agre
     if csr_pem is None:
         key = generate_key(_key_spec(settings.key_type or "ec:p256"))
         key_pem = private_key_pem(key)
-        csr_pem = certificate_pem(request_for(key, settings.names))
+        csr_pem = to_pem(request_for(key, settings.names))
     downloaded = order_certificate(session, csr_pem, solver, profile=settings.profile, replaces=replaces,
                                    preferred_chain=settings.preferred_chain, timeout=timeout, progress=progress)
     fullchain = downloaded.fullchain_pem.encode()
@@ -216,7 +216,7 @@ def _names_and_csr(names: Sequence[str], csr_pem: bytes | None) -> tuple[list[st
         return normalize_names(names), None
     from tlskit.csr import check_csr
     from tlskit.files import parse_bundle
-    from tlskit.issue import certificate_pem
+    from tlskit.certificates import to_pem
 
     bundle = parse_bundle(csr_pem, "--csr")
     if not bundle.csrs:
@@ -229,7 +229,7 @@ def _names_and_csr(names: Sequence[str], csr_pem: bytes | None) -> tuple[list[st
     if names and set(normalize_names(names)) != set(csr_names):
         raise InputError("the names given differ from the CSR's", f"CSR has {', '.join(csr_names)}",
                          "give no names with --csr, or the same ones")
-    return csr_names, certificate_pem(request)
+    return csr_names, to_pem(request)
 
 
 def _key_spec(text: str):

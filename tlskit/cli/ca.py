@@ -90,7 +90,8 @@ def sign(
     from tlskit.errors import InputError
     from tlskit.files import Output, check_writable, load_bundle, read_passphrase, write_outputs
     from tlskit.inspect import describe_certificate
-    from tlskit.issue import LocalCA, certificate_pem
+    from tlskit.certificates import to_pem
+    from tlskit.issue import LocalCA
 
     csrs = load_bundle(csr_file).csrs
     if not csrs:
@@ -101,7 +102,7 @@ def sign(
     issued = ca.sign_csr(csrs[0], days)
     chain = ca.chain[:-1] if ca.chain and ca.chain[-1].subject == ca.chain[-1].issuer else ca.chain
     parts = [issued.certificate] + ([ca.certificate, *chain] if fullchain and ca.chain else [])
-    write_outputs([Output.of(cert_path, b"".join(certificate_pem(c) for c in parts))], force)
+    write_outputs([Output.of(cert_path, to_pem(*parts))], force)
     for warning in issued.warnings:
         warn(warning)
     info = describe_certificate(issued.certificate)

@@ -37,9 +37,11 @@ def chain(
 
     Example: tlskit chain intermediate.crt domain.crt --host www.example.com --out fullchain.pem
     """
-    from tlskit.chain import ChainError, TrustStore, build_chain, load_inputs, load_key_for_chain, pkcs12_bytes
+    from tlskit.chain import ChainError, build_chain, load_inputs
     from tlskit.errors import InputError
     from tlskit.files import Output, check_writable, read_passphrase, write_outputs
+    from tlskit.pkcs12 import load_key_for_chain, pkcs12_bytes
+    from tlskit.trust import TrustStore
 
     if pkcs12 is not None and key is None:
         raise InputError("--pkcs12 needs the leaf's private key", fix="pass --key KEY")
@@ -52,7 +54,7 @@ def chain(
     passphrase = read_passphrase(passphrase_file)
     private_key = load_key_for_chain(key, passphrase) if key is not None else None
     inputs, skipped_keys = load_inputs(files)
-    trust = None if no_verify else (TrustStore.from_file(ca_file) if ca_file is not None else TrustStore.certifi())
+    trust = None if no_verify else TrustStore.load(ca_file)
     try:
         report = build_chain(inputs, trust, host=host, fetch=fetch, include_root=include_root, key=private_key,
                              ignored_keys=skipped_keys)

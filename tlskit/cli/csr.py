@@ -37,7 +37,7 @@ def csr(
     from tlskit.csr import build_csr, effective_sans
     from tlskit.files import Output, check_writable, read_passphrase, write_outputs
     from tlskit.inspect import describe_csr
-    from tlskit.issue import certificate_pem
+    from tlskit.certificates import to_pem
     from tlskit.keys import private_key_pem
     from tlskit.names import parse_sans
 
@@ -53,7 +53,7 @@ def csr(
 
     private_key, generated = resolve_key(key, key_type, None if key is None else passphrase, json_output)
     request = build_csr(private_key, parsed_subject, sans)
-    outputs = [Output.of(csr_path, certificate_pem(request))]
+    outputs = [Output.of(csr_path, to_pem(request))]
     if generated and new_key_path is not None:
         outputs.insert(0, Output.of(new_key_path, private_key_pem(private_key, passphrase), secret=True))
     write_outputs(outputs, force)

@@ -39,7 +39,8 @@ def selfsign(
     from tlskit.errors import InputError
     from tlskit.files import Output, check_writable, load_bundle, read_passphrase, write_outputs
     from tlskit.inspect import describe_certificate
-    from tlskit.issue import certificate_pem, self_signed, self_signed_from_csr
+    from tlskit.certificates import to_pem
+    from tlskit.issue import self_signed, self_signed_from_csr
     from tlskit.keys import private_key_pem
     from tlskit.names import parse_sans
 
@@ -58,7 +59,7 @@ def selfsign(
         check_writable([cert_path], force)
         private_key, _ = resolve_key(key, key_type, passphrase, json_output)
         issued = self_signed_from_csr(private_key, csrs[0], days)
-        write_outputs([Output.of(cert_path, certificate_pem(issued.certificate))], force)
+        write_outputs([Output.of(cert_path, to_pem(issued.certificate))], force)
         _report(issued, cert_path, None, json_output)
         return
 
@@ -69,7 +70,7 @@ def selfsign(
     check_writable([p for p in (cert_path, new_key_path) if p is not None], force)
     private_key, generated = resolve_key(key, key_type, None if key is None else passphrase, json_output)
     issued = self_signed(private_key, parsed_subject, sans, days)
-    outputs = [Output.of(cert_path, certificate_pem(issued.certificate))]
+    outputs = [Output.of(cert_path, to_pem(issued.certificate))]
     if generated:
         outputs.insert(0, Output.of(new_key_path, private_key_pem(private_key, passphrase), secret=True))
     write_outputs(outputs, force)

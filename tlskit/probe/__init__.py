@@ -21,10 +21,10 @@ from tlskit.probe.session import ProbeOptions, ProbeResult, probe
 from tlskit.probe.starttls import STARTTLS_PORTS
 from tlskit.probe.target import DEFAULT_PORT, Target, parse_target
 from tlskit.probe.verify import (VERIFY_REASONS, Problem, Verification, chain_has_root, chain_in_order,
-                                 hostname_matches, load_trust, verify_chain)
+                                 hostname_matches, verify_chain)
 
 __all__ = [
     "DEFAULT_PORT", "STARTTLS_PORTS", "VERIFY_REASONS", "OcspStaple", "ProbeOptions", "ProbeResult", "Problem",
     "Target", "Verification", "chain_has_root", "chain_in_order", "decode_staple", "hostname_matches",
-    "load_trust", "parse_target", "probe", "verify_chain",
+    "parse_target", "probe", "verify_chain",
 ]

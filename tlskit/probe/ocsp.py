@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tlskit.probe.verify import issued_by
+from tlskit.certificates import issued_by, signature_valid
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -69,23 +69,5 @@ def _staple_signed_by_issuer(response, chain: list[x509.Certificate]) -> bool | 
         return None
     # RFC 6960 4.2.2.2: signed by the issuer itself, or by a responder certificate the issuer issued.
     signers = [issuer] + [c for c in response.certificates if issued_by(c, issuer)]
-    return any(_signature_ok(s.public_key(), response.signature, response.tbs_response_bytes,
-                             response.signature_hash_algorithm) for s in signers)
-
-
-def _signature_ok(public_key, signature: bytes, data: bytes, hash_algorithm) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, TypeError, ValueError):
-        return False
-    return True
+    return any(signature_valid(s.public_key(), response.signature, response.tbs_response_bytes,
+                               response.signature_hash_algorithm) for s in signers)

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlskit.certificates import to_pem
 from tlskit.errors import InputError, NetworkError
 from tlskit.probe.ocsp import OcspStaple, decode_staple
 from tlskit.probe.starttls import STARTTLS_PORTS, upgrade
 from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none
-from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, load_trust, verify_chain
+from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, verify_chain
+from tlskit.trust import TrustStore
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -66,7 +68,7 @@ class ProbeResult:
         return self.protocol in ("SSLv3", "TLSv1", "TLSv1.1")
 
     def chain_pem(self) -> bytes:
-        return b"".join(_pem(c) for c in self.chain)
+        return to_pem(*self.chain)
 
     def as_dict(self, with_pem: bool = False) -> dict[str, Any]:
         """The JSON document of `tlskit probe --json`; these keys are a contract."""
@@ -77,7 +79,7 @@ class ProbeResult:
         for depth, cert in enumerate(self.chain):
             info = {"depth": depth, **describe_certificate(cert, now)}
             if with_pem:
-                info["pem"] = _pem(cert).decode()
+                info["pem"] = to_pem(cert).decode()
             chain.append(info)
         return {
             "host": self.target.host,
@@ -99,12 +101,6 @@ class ProbeResult:
         }
 
 
-def _pem(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.PEM)
-
-
 def probe(options: ProbeOptions) -> ProbeResult:
     """Connect, (upgrade,) handshake without verifying, then verify what was sent. Network faults raise NetworkError."""
     if options.starttls is not None and options.starttls not in STARTTLS_PORTS:
@@ -117,7 +113,7 @@ def probe(options: ProbeOptions) -> ProbeResult:
         except UnicodeError:
             raise InputError(f"{options.name_to_verify!r} is not a valid host name",
                              fix="pass a DNS name, e.g. --servername www.example.com") from None
-    trust_label, roots = load_trust(options.ca_file)
+    trust = TrustStore.load(options.ca_file)
     target = Target(options.host, options.port)
     deadline = time.monotonic() + options.timeout
     sock = _connect(target, options.timeout)
@@ -133,7 +129,7 @@ def probe(options: ProbeOptions) -> ProbeResult:
         raise NetworkError(f"{target} sent no certificate", "anonymous cipher or PSK-only server",
                            "check the server's certificate configuration")
     staple = decode_staple(handshake.staple, chain)
-    verification = verify_chain(chain, options.name_to_verify, roots, trust_label, options.now, staple)
+    verification = verify_chain(chain, options.name_to_verify, trust, options.now, staple)
     return ProbeResult(
         target=target, address=address, servername=options.sni, starttls=options.starttls,
         protocol=handshake.protocol, cipher=handshake.cipher, cipher_bits=handshake.cipher_bits,

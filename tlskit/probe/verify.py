@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.errors import InputError
+from tlskit.certificates import (certificate_sans, is_ca, is_expired, is_not_yet_valid, is_self_signed, issued_by,
+                                 may_sign_certificates)
 from tlskit.probe.target import ip_or_none
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from tlskit.probe.ocsp import OcspStaple
+    from tlskit.trust import TrustStore
 
 # OpenSSL 3's X509_V_ERR_* numbers and the words X509_verify_cert_error_string() gives for them.
 VERIFY_REASONS = {
@@ -40,6 +41,7 @@ VERIFY_REASONS = {
     47: "permitted subtree violation",
     62: "hostname mismatch",
     64: "IP address mismatch",
+    68: "CA signature digest algorithm too weak",
     79: "invalid CA certificate",  # 24 before OpenSSL 3.0, which gave 24 to "no issuer public key"
 }
 
@@ -55,6 +57,7 @@ _FIXES = {
     21: "the server sent no intermediate: serve the full chain (fullchain.pem), or pass the issuer with --ca-file",
     62: "the certificate does not name this host: probe the name it was issued for, or reissue with a matching SAN",
     64: "the certificate does not name this IP address: reissue it with an IP SAN",
+    68: "the issuer signed with SHA-1 or MD5, which clients refuse: reissue the certificates with SHA-256",
 }
 
 
@@ -91,62 +94,6 @@ class Verification:
         }
 
 
-def load_trust(ca_file: Path | None) -> tuple[str, list[x509.Certificate]]:
-    """The roots to verify against: certifi's bundle, or the certificates in ``ca_file``."""
-    from cryptography import x509
-
-    if ca_file is not None:
-        roots = _load_ca_file(ca_file)
-        if not roots:
-            raise InputError(f"--ca-file {ca_file} holds no certificate", fix="pass a PEM file with your CA certificate")
-        return str(ca_file), roots
-    import warnings
-
-    import certifi
-
-    with warnings.catch_warnings():
-        # certifi still carries an old root with a non-positive serial; cryptography warns on every load.
-        warnings.simplefilter("ignore")
-        return "certifi", x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
-
-
-def _load_ca_file(path: Path) -> list[x509.Certificate]:
-    """The certificates of a CA file. Plain PEM certificates take a direct path: tlskit.files (temp files,
-    key formats) costs ~25 ms of imports that a probe, run often from scripts, does not need to pay."""
-    import re
-
-    from cryptography import x509
-
-    from tlskit.files import read_bytes
-
-    data = read_bytes(path, "CA file")
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", data, re.DOTALL)
-    if blocks and b"-----BEGIN " not in re.sub(rb"-----BEGIN CERTIFICATE-----", b"", data):
-        try:
-            return [x509.load_pem_x509_certificate(block) for block in blocks]
-        except ValueError:
-            pass  # let the general reader name the bad block
-    from tlskit.files import load_certificates
-
-    return load_certificates(path)
-
-
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):  # bad signature, unsupported key or algorithm
-        return False
-    return True
-
-
-def self_signed(cert: x509.Certificate) -> bool:
-    return issued_by(cert, cert)
-
-
 def chain_in_order(chain: list[x509.Certificate]) -> bool:
     """Each certificate the server sent is issued by the next one, as RFC 8446 4.4.2 asks."""
     return all(issued_by(chain[i], chain[i + 1]) for i in range(len(chain) - 1))
@@ -154,7 +101,7 @@ def chain_in_order(chain: list[x509.Certificate]) -> bool:
 
 def chain_has_root(chain: list[x509.Certificate]) -> bool:
     """The server also sent a self-signed root (harmless but useless: clients must already have it)."""
-    return any(self_signed(c) for c in chain[1:])
+    return any(is_self_signed(c) for c in chain[1:])
 
 
 # ----------------------------------------------------------------------------------------------- verify
@@ -163,8 +110,7 @@ def chain_has_root(chain: list[x509.Certificate]) -> bool:
 def verify_chain(
     chain: list[x509.Certificate],
     hostname: str,
-    roots: list[x509.Certificate],
-    trust_label: str = "certifi",
+    trust: TrustStore,
     now: dt.datetime | None = None,
     staple: OcspStaple | None = None,
 ) -> Verification:
@@ -178,15 +124,15 @@ def verify_chain(
     now = now or dt.datetime.now(dt.timezone.utc)
     leaf, sent = chain[0], chain[1:]
     name_ok = hostname_matches(leaf, hostname)
-    problems, path = _diagnose(leaf, sent, roots, now)
-    verdict_error = _cryptography_verify(leaf, sent, roots, now, hostname)
+    problems, path = _diagnose(leaf, sent, trust, now)
+    verdict_error = _cryptography_verify(leaf, sent, trust, now, hostname)
     if staple is not None and staple.certificate_status == "revoked" and staple.matches_leaf and staple.signature_valid:
         # The issuer itself says so, stapled: no chain can make a revoked certificate good.
         when = f" on {staple.revocation_time[:16]}" if staple.revocation_time else ""
         problems.append(Problem(23, VERIFY_REASONS[23], 0, f"the stapled OCSP response says revoked{when}"))
         verdict_error = verdict_error or "revoked"
     if verdict_error is None:
-        return Verification(True, 0, VERIFY_REASONS[0], trust_label, hostname, True, [], None, path)
+        return Verification(True, 0, VERIFY_REASONS[0], trust.name, hostname, True, [], None, path)
     if not name_ok:
         code = 64 if ip_or_none(hostname) is not None else 62
         problems.append(Problem(code, VERIFY_REASONS[code], 0,
@@ -197,32 +143,31 @@ def verify_chain(
         code = _code_from_message(verdict_error)
         problems.append(Problem(code, VERIFY_REASONS[code], None, verdict_error))
     first = problems[0]
-    return Verification(False, first.code, first.reason, trust_label, hostname, name_ok, problems,
+    return Verification(False, first.code, first.reason, trust.name, hostname, name_ok, problems,
                         _FIXES.get(first.code), path)
 
 
-def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[x509.Certificate],
+def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], trust: TrustStore,
               now: dt.datetime) -> tuple[list[Problem], list[str]]:
     """Build the path as OpenSSL does and collect OpenSSL-numbered faults (chain first, then validity)."""
     from tlskit.names import name_to_slash
 
     problems: list[Problem] = []
     path = [leaf]
-    root_fingerprints = {_fp(r) for r in roots}
     current = leaf
     anchored = False
     while len(path) <= 10:
         depth = len(path) - 1
-        if _fp(current) in root_fingerprints:
+        if trust.holds(current):
             anchored = True
             break
         # X509_V_FLAG_TRUSTED_FIRST (OpenSSL's default): a trusted issuer wins over a sent one.
-        anchor = next((r for r in roots if issued_by(current, r)), None)
+        anchor = next(iter(trust.issuers_of(current)), None)
         if anchor is not None:
             path.append(anchor)
             anchored = True
             break
-        if self_signed(current):
+        if is_self_signed(current):
             code = 18 if depth == 0 else 19
             problems.append(Problem(code, VERIFY_REASONS[code], depth,
                                     f"{name_to_slash(current.subject)} is self-signed and not trusted"))
@@ -239,53 +184,46 @@ def _diagnose(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[
     else:
         problems.append(Problem(22, VERIFY_REASONS[22], len(path) - 1, "more than 10 certificates"))
     # OpenSSL's check_chain_extensions: every issuer on the path must be a CA allowed to sign certificates.
-    # A trust anchor is trusted as configured (old v1 roots carry no basicConstraints at all).
+    # A trust anchor is trusted as configured, whatever its extensions say.
     issuers = path[1:-1] if anchored else path[1:]
     for depth, cert in enumerate(issuers, start=1):
-        if not _is_ca(cert):
+        if not is_ca(cert):
             problems.append(Problem(79, VERIFY_REASONS[79], depth,
                                     f"{name_to_slash(cert.subject)} signs certificates but is not a CA (CA:FALSE)"))
-        if not _may_sign_certificates(cert):
+        if not may_sign_certificates(cert):
             problems.append(Problem(32, VERIFY_REASONS[32], depth,
                                     f"{name_to_slash(cert.subject)} has a keyUsage without keyCertSign"))
+    # OpenSSL's check_auth_level: every signature on the path but the trust anchor's own.
+    for depth, cert in enumerate(path[:-1]):
+        weak = _weak_digest(cert)
+        if weak:
+            problems.append(Problem(68, VERIFY_REASONS[68], depth,
+                                    f"{name_to_slash(cert.subject)} is signed with {weak}, which verifiers refuse"))
     for depth, cert in enumerate(path):
-        if cert.not_valid_after_utc < now:
+        if is_expired(cert, now):
             problems.append(Problem(10, VERIFY_REASONS[10], depth,
                                     f"{name_to_slash(cert.subject)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"))
-        elif cert.not_valid_before_utc > now:
+        elif is_not_yet_valid(cert, now):
             problems.append(Problem(9, VERIFY_REASONS[9], depth,
                                     f"{name_to_slash(cert.subject)} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
     return problems, [name_to_slash(c.subject) for c in path]
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _may_sign_certificates(cert: x509.Certificate) -> bool:
-    from cryptography import x509
-
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
-    except x509.ExtensionNotFound:
-        return True  # no keyUsage: every use is allowed
-
-
-def _fp(cert: x509.Certificate) -> bytes:
+def _weak_digest(cert: x509.Certificate) -> str | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
 
-    return cert.fingerprint(hashes.SHA256())
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return {hashes.SHA1: "SHA-1", hashes.MD5: "MD5"}.get(type(algorithm))
 
 
-def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], roots: list[x509.Certificate],
+def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], trust: TrustStore,
                          now: dt.datetime, hostname: str) -> str | None:
     """None when verified, else cryptography's reason."""
-    from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
+    from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, VerificationError
 
     ip = ip_or_none(hostname)
     try:
@@ -295,7 +233,7 @@ def _cryptography_verify(leaf: x509.Certificate, sent: list[x509.Certificate], r
         return f"{hostname!r} is not a valid DNS name"
     except ValueError:
         return f"{hostname!r} is not a valid DNS name"
-    verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(subject)
+    verifier = PolicyBuilder().store(trust.verification_store()).time(now).build_server_verifier(subject)
     try:
         verifier.verify(leaf, sent)
     except VerificationError as exc:
@@ -325,7 +263,6 @@ def _code_from_message(message: str) -> int:
 
 
 def _leaf_names(leaf: x509.Certificate) -> list[str]:
-    from tlskit.inspect import certificate_sans
     from tlskit.names import san_to_text
 
     return [san_to_text(n) for n in certificate_sans(leaf)]
@@ -334,8 +271,6 @@ def _leaf_names(leaf: x509.Certificate) -> list[str]:
 def hostname_matches(leaf: x509.Certificate, hostname: str) -> bool:
     """RFC 6125 matching against the SANs only (the CN is ignored, as browsers and cryptography do)."""
     from cryptography import x509
-
-    from tlskit.inspect import certificate_sans
 
     names = certificate_sans(leaf)
     ip = ip_or_none(hostname)

@@ -87,7 +87,8 @@ def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) ->
     from cryptography import x509
 
     from tlskit.files import Output, load_certificates, write_outputs
-    from tlskit.issue import CA_CERT_FILE, LocalCA, certificate_pem
+    from tlskit.certificates import to_pem
+    from tlskit.issue import CA_CERT_FILE, LocalCA
     from tlskit.keys import KeySpec, generate_key, private_key_pem
     from tlskit.names import parse_sans, san_to_text
 
@@ -116,5 +117,5 @@ def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) ->
     key = generate_key(KeySpec.parse("ec:p256"))
     issued = ca.issue({"CN": "localhost"}, parse_sans(names), key, days=365)
     write_outputs([Output.of(key_path, private_key_pem(key), secret=True),
-                   Output.of(cert_path, certificate_pem(issued.certificate))], force=True)
+                   Output.of(cert_path, to_pem(issued.certificate))], force=True)
     return LocalCertificate(ca_dir / CA_CERT_FILE, cert_path, key_path, True)
