@@ -65,13 +65,11 @@ class CertificateReloader:
     """Watches a cert/key pair and swaps the served certificate when they are replaced with a valid pair."""
 
     def __init__(self, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str],
-                 build_context: ContextBuilder, interval: float = 1.0,
-                 on_reload: Callable[[Loaded], None] | None = None) -> None:
+                 build_context: ContextBuilder, interval: float = 1.0) -> None:
         self.cert_path = Path(cert_path)
         self.key_path = Path(key_path)
         self.build_context = build_context
         self.interval = interval
-        self.on_reload = on_reload
         self.current: ssl.SSLContext | None = None
         self.loaded: Loaded | None = None
         self.reloads = 0
@@ -80,8 +78,6 @@ class CertificateReloader:
         self._pending: tuple | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Extra SNI hooks (tls-alpn-01 answers) run before the swap; see acme_manager.
-        self.sni_hooks: list[Callable[[ssl.SSLObject, str | None], ssl.SSLContext | None]] = []
 
     def _states(self) -> tuple[FileState | None, FileState | None]:
         return FileState.of(self.cert_path), FileState.of(self.key_path)
@@ -99,11 +95,6 @@ class CertificateReloader:
         # OpenSSL runs this for every ClientHello, with or without SNI (server_name is then None).
         # Returning None continues the handshake; an exception here would abort it, so none escapes.
         try:
-            for hook in self.sni_hooks:
-                chosen = hook(ssl_object, server_name)
-                if chosen is not None:
-                    ssl_object.context = chosen
-                    return None
             current = self.current
             if current is not None and current is not listening:
                 ssl_object.context = current
@@ -164,8 +155,6 @@ class CertificateReloader:
         self.reloads += 1
         log.info("certificate reloaded from %s: serial %s (was %s), valid until %s", self.cert_path,
                  loaded.serial, previous.serial if previous else "?", loaded.not_after)
-        if self.on_reload is not None:
-            self.on_reload(loaded)
         return True
 
 

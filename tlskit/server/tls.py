@@ -1,15 +1,14 @@
 """The server's TLS: one SSLContext builder, and the zero-config local CA + localhost certificate.
 
-Seam for certificate hot reload (issue 7): :func:`build_context` has the ``(cert_path, key_path) ->
-SSLContext`` shape a reloader needs to rebuild a context from renewed files. :mod:`.run` builds the
-*listening* context with it and hands it to ``run.ServerHooks.tls_installers``; a reloader installs an
-``sni_callback`` on that listening context that sets ``ssl_object.context`` to its current context, so new
-handshakes get the new certificate while open connections keep theirs. Nothing else holds the context.
+:func:`build_context` has the ``(cert_path, key_path) -> SSLContext`` shape the certificate reloader
+(:mod:`.reload`) uses to rebuild a context from renewed files; :mod:`.run` builds the *listening*
+context with it and hands it to the reloader, which swaps ``ssl_object.context`` per handshake.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +51,22 @@ def build_context(cert: Path, key: Path, passphrase: bytes | None = None) -> ssl
 
 def certificate_names(cert_path: Path) -> frozenset[str]:
     """The DNS names (lower-case, wildcards kept) and IP addresses the leaf of ``cert_path`` is for."""
-    import ipaddress
-
     from cryptography import x509
 
+    from tlskit.certificates import certificate_sans
     from tlskit.files import load_certificates
 
     try:
         leaf = load_certificates(cert_path)[0]
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, IndexError, ValueError):
+    except (IndexError, ValueError):
         return frozenset()
-    names = {name.lower() for name in sans.get_values_for_type(x509.DNSName)}
-    names |= {str(ipaddress.ip_address(address)) for address in sans.get_values_for_type(x509.IPAddress)}
+    names = set()
+    for san in certificate_sans(leaf):
+        if isinstance(san, x509.DNSName):
+            names.add(san.value.lower())
+        elif isinstance(san, x509.IPAddress) and not isinstance(san.value, (ipaddress.IPv4Network,
+                                                                           ipaddress.IPv6Network)):
+            names.add(str(san.value))
     return frozenset(names)
 
 
@@ -75,7 +77,6 @@ class LocalCertificate:
     ca_cert: Path
     cert: Path
     key: Path
-    created: bool
 
 
 def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) -> LocalCertificate:
@@ -84,10 +85,8 @@ def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) ->
     The leaf is re-issued (by the same CA, so clients keep trusting it) when it is missing, near expiry,
     or lacks one of ``hosts``.
     """
-    from cryptography import x509
-
+    from tlskit.certificates import certificate_sans, to_pem
     from tlskit.files import Output, load_certificates, write_outputs
-    from tlskit.certificates import to_pem
     from tlskit.issue import CA_CERT_FILE, LocalCA
     from tlskit.keys import KeySpec, generate_key, private_key_pem
     from tlskit.names import parse_sans, san_to_text
@@ -107,15 +106,12 @@ def ensure_local_certificate(state_dir: Path, hosts: list[str] | None = None) ->
     if cert_path.exists() and key_path.exists() and not created:
         cert = load_certificates(cert_path)[0]
         left = cert.not_valid_after_utc - _dt.datetime.now(_dt.timezone.utc)
-        try:
-            have = {san_to_text(n) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value}
-        except x509.ExtensionNotFound:
-            have = set()
+        have = {san_to_text(n) for n in certificate_sans(cert)}
         wanted = {san_to_text(n) for n in parse_sans(names)}
         if left.days > RENEW_BEFORE_DAYS and wanted <= have:
-            return LocalCertificate(ca_dir / CA_CERT_FILE, cert_path, key_path, False)
+            return LocalCertificate(ca_dir / CA_CERT_FILE, cert_path, key_path)
     key = generate_key(KeySpec.parse("ec:p256"))
     issued = ca.issue({"CN": "localhost"}, parse_sans(names), key, days=365)
     write_outputs([Output.of(key_path, private_key_pem(key), secret=True),
                    Output.of(cert_path, to_pem(issued.certificate))], force=True)
-    return LocalCertificate(ca_dir / CA_CERT_FILE, cert_path, key_path, True)
+    return LocalCertificate(ca_dir / CA_CERT_FILE, cert_path, key_path)
