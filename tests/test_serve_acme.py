@@ -51,10 +51,13 @@ def test_serve_acme_obtains_serves_and_reuses(pebble, tmp_path):
         done = curl("--cacert", str(root), "--resolve", f"{NAME}:{served.port}:127.0.0.1", "-o", "/dev/null",
                     "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}", f"https://{NAME}:{served.port}/api")
         assert done.stdout == "200", done.stderr
-        # The redirect port (where http-01 was answered) now redirects to HTTPS.
-        redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+        # The redirect port (where http-01 was answered) now redirects to HTTPS, for the certificate's
+        # name only (no open redirect for a Host the server does not serve).
+        redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", f"Host: {NAME}",
                         f"http://127.0.0.1:{pebble.http_port}/x?y=1")
-        assert redirect.stdout == f"308 https://127.0.0.1:{served.port}/x?y=1"
+        assert redirect.stdout == f"308 https://{NAME}:{served.port}/x?y=1"
+        elsewhere = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{pebble.http_port}/x")
+        assert elsewhere.stdout == "400"
         lineage = state / "acme" / NAME
         assert {p.name for p in lineage.iterdir()} >= {"privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"}
         assert (lineage / "privkey.pem").stat().st_mode & 0o777 == 0o600
