@@ -27,8 +27,27 @@ class Host:
         return name if port is None else f"{name}:{port}"
 
 
+_CACHE: dict[bytes | str, Host | None] = {}
+_CACHE_SIZE = 4096
+
+
 def parse_host(value: bytes | str) -> Host | None:
-    """A Host field value, or None when it is not a host name or IP literal with an optional port."""
+    """A Host field value, or None when it is not a host name or IP literal with an optional port.
+
+    Every request carries one, and clients send the same few values: answers are cached.
+    """
+    try:
+        return _CACHE[value]
+    except KeyError:
+        pass
+    parsed = _parse_host(value)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[value] = parsed
+    return parsed
+
+
+def _parse_host(value: bytes | str) -> Host | None:
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
