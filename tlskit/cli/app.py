@@ -13,7 +13,7 @@ import typer.core
 typer.core.HAS_RICH = False
 
 from tlskit import __version__
-from tlskit.cli.entry import SUMMARY
+from tlskit.cli.commands import COMMANDS, SUMMARY
 
 app = typer.Typer(
     name="tlskit",
@@ -42,19 +42,6 @@ def _root(
     pass
 
 
-# name -> (module, attribute, is a group of subcommands). Modules import only typer at import time;
-# the library is imported inside the commands.
-COMMAND_MODULES: dict[str, tuple[str, str, bool]] = {
-    "csr": ("tlskit.cli.csr", "csr", False),
-    "selfsign": ("tlskit.cli.selfsign", "selfsign", False),
-    "ca": ("tlskit.cli.ca", "app", True),
-    "inspect": ("tlskit.cli.inspect", "inspect", False),
-    "chain": ("tlskit.cli.chain", "chain", False),
-    "probe": ("tlskit.cli.probe", "probe", False),
-    "acme": ("tlskit.cli.acme", "app", True),
-    "serve": ("tlskit.cli.serve", "serve", False),
-    "users": ("tlskit.cli.users", "app", True),
-}
 _registered: set[str] = set()
 
 
@@ -63,7 +50,7 @@ def register(only: str | None = None) -> typer.Typer:
     registered command on each run, ~1 ms each plus their imports), else all of them."""
     import importlib
 
-    for name, (module_name, attribute, is_group) in COMMAND_MODULES.items():
+    for name, module_name, attribute, is_group, _ in COMMANDS:
         if (only is not None and name != only) or name in _registered:
             continue
         target = getattr(importlib.import_module(module_name), attribute)
@@ -80,7 +67,7 @@ def _invoked_command(args: list[str]) -> str | None:
     for arg in args:
         if arg.startswith("-"):
             continue
-        return arg if arg in COMMAND_MODULES else None
+        return arg if any(arg == command[0] for command in COMMANDS) else None
     return None
 
 
