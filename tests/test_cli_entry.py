@@ -62,6 +62,13 @@ def test_usage_error_is_one_clean_line():
     assert run.stderr == "error: Missing option '--dir' / '-d'; see 'tlskit ca init --help'\n"
 
 
+def test_a_mistyped_command_gets_one_suggestion():
+    for args, expected in ((("csrr",), "'csr'"), (("ca", "inti"), "'init'"), (("users", "lst"), "'list', 'set'")):
+        run = run_tlskit(*args)
+        assert run.returncode == 2
+        assert run.stderr.count("Did you mean") == 1 and expected in run.stderr, run.stderr
+
+
 def test_the_typer_application_does_not_import_the_fast_entry_point():
     code = "import sys; import tlskit.cli.app; assert 'tlskit.cli.entry' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

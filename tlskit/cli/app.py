@@ -14,6 +14,7 @@ typer.core.HAS_RICH = False
 
 from tlskit import __version__
 from tlskit.cli.commands import COMMANDS, SUMMARY
+from tlskit.cli.compat import CLICK_SUGGESTS_COMMANDS
 
 app = typer.Typer(
     name="tlskit",
@@ -24,6 +25,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# One "Did you mean" per typo: typer's only where click has none of its own. Set as an attribute, not
+# passed as suggest_commands=, because typer < 0.20 has no such option (nor any suggestion).
+app.suggest_commands = not CLICK_SUGGESTS_COMMANDS
 
 _DEBUG = "--debug" in sys.argv[1:] or os.environ.get("TLSKIT_DEBUG") == "1"
 
