@@ -67,9 +67,7 @@ def probe(
     else:
         _render(result, showcerts, out)
     if not result.verification.verified:
-        # SystemExit, not typer.Exit: click returns (rather than raises) Exit's code when it runs with
-        # standalone_mode=False, as app.main does, and the verdict must reach the exit status.
-        raise SystemExit(EXIT_VERDICT)
+        raise typer.Exit(EXIT_VERDICT)
 
 
 def _render(result, showcerts: bool, out: Path | None) -> None:
