@@ -84,6 +84,17 @@ def parse_subject(text: str) -> Subject:
     return validate_subject(subject)
 
 
+def subject_from_fields(text: str | None, fields: dict[str, str | None]) -> Subject:
+    """A subject from a whole subject string (``text``, see :func:`parse_subject`) and single fields laid
+    over it: ``{"O": "Other"}`` replaces the O of ``/O=Example/CN=x``; None means not given."""
+    given = {key: value for key, value in fields.items() if value is not None}
+    if text is None and not given:
+        raise InputError("no subject given", fix='pass --cn NAME, --subject "/CN=NAME", or --interactive')
+    subject = parse_subject(text) if text is not None else {}
+    subject.update(given)
+    return validate_subject(subject)
+
+
 def validate_subject(subject: Subject) -> Subject:
     """Check each field against RFC 5280's bounds; returns the fields in the canonical order."""
     ordered: Subject = {}
