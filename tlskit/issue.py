@@ -110,7 +110,8 @@ def _certificate(
     return builder.sign(signing_key, signing_hash(signing_key))
 
 
-def self_signed(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName], days: int = 365) -> Issued:
+def self_signed_certificate(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName],
+                            days: int = 365) -> Issued:
     """A self-signed server certificate; the CN becomes a SAN when no SAN is given."""
     name = subject_to_name(subject)
     names = effective_sans(subject, sans)
@@ -121,7 +122,8 @@ def self_signed(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralN
     return Issued(cert, _validity_warnings(days) + _san_warnings(names))
 
 
-def self_signed_from_csr(key: PrivateKeyTypes, csr: x509.CertificateSigningRequest, days: int = 365) -> Issued:
+def self_signed_certificate_from_csr(key: PrivateKeyTypes, csr: x509.CertificateSigningRequest,
+                                     days: int = 365) -> Issued:
     from tlskit.keys import public_key_der
 
     check_csr(csr)
@@ -296,7 +298,7 @@ def write_self_signed(
     cert_path = out or Path(f"{default_file_stem(subject)}.pem")
     private_key, key_file = prepare_key(cert_path, key, passphrase=passphrase, key_out=key_out, force=force,
                                         slow_work=slow_work)
-    issued = self_signed(private_key, subject, sans, days)
+    issued = self_signed_certificate(private_key, subject, sans, days)
     cert_file = Output.of(cert_path, to_pem(issued.certificate))
     write_outputs([key_file, cert_file] if key_file else [cert_file], force)
     return CertificateFile(issued, cert_path, key_path=key_file.path if key_file else None)
@@ -315,7 +317,7 @@ def write_self_signed_from_csr(
     ``passphrase``) and write the certificate to ``out`` (default: the CSR's name with ``.pem``)."""
     request, cert_path = _request_and_target(csr_path, out, force)
     private_key, _ = key.resolve(passphrase)
-    issued = self_signed_from_csr(private_key, request, days)
+    issued = self_signed_certificate_from_csr(private_key, request, days)
     write_outputs([Output.of(cert_path, to_pem(issued.certificate))], force)
     return CertificateFile(issued, cert_path)
 
