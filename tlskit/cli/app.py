@@ -1,4 +1,5 @@
-"""The `tlskit` entry point: assembles the command groups and turns errors into one line and an exit code."""
+"""The typer application behind `tlskit` (``entry`` answers the top-level --help and --version itself):
+registers the command a line invokes and turns every error into one line and an exit code."""
 
 from __future__ import annotations
 
