@@ -118,6 +118,11 @@ def test_interactive_prompts_like_openssl_req(tmp_path):
     (["--cn", "x.example.com", "--key-type", "dsa"], "unknown key type"),
     (["--subject", "/C=IN/XX=1/CN=a"], "unknown subject field"),
     (["--cn", "a" * 65], "at most 64"),
+    # 17 characters, 65 bytes in UTF-8: a certificate bounds the CN by bytes (cryptography does too).
+    (["--cn", "0" + "\U00010000" * 16], "at most 64"),
+    # What a shell passes for bytes that are not UTF-8 (Python's surrogateescape) is no text at all.
+    (["--cn", "\udc80.example.com"], "not valid UTF-8"),
+    (["--cn", "x.example.com", "--org", "Ex\udc80mple"], "not valid UTF-8"),
     (["--cn", "x.example.com", "--san", "IP:999.1.1.1"], "not an IP address"),
     (["--cn", "x.example.com", "--san", "bad_name!"], "not a valid DNS name"),
     (["--subject", "/CN"], "has no '='"),
