@@ -63,7 +63,7 @@ def build_pki(directory: Path) -> Pki:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     from tlskit.certificates import to_pem
-    from tlskit.issue import LocalCA, self_signed
+    from tlskit.issue import LocalCA, self_signed_certificate
     from tlskit.keys import KeySpec, generate_key, private_key_pem
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def build_pki(directory: Path) -> Pki:
     other_key = generate_key(KeySpec.parse("ec:p256"))
     other = inter.issue({"CN": "other.example"}, [x509.DNSName("other.example")], other_key, days=30).certificate
     self_key = generate_key(KeySpec.parse("ec:p256"))
-    selfcert = self_signed(self_key, {"CN": "localhost"}, localhost, days=30).certificate
+    selfcert = self_signed_certificate(self_key, {"CN": "localhost"}, localhost, days=30).certificate
 
     # Expired and not-yet-valid: tlskit will not issue outside "now", so build them like any CA would.
     now = dt.datetime.now(dt.timezone.utc)

@@ -132,8 +132,8 @@ def test_identifiers_take_ip_addresses_and_refuse_what_no_challenge_proves():
 
 def test_lineage_names_share_one_file_name_rule_with_the_cli():
     from tlskit.acme.store import lineage_name
-    from tlskit.cli.common import default_stem
+    from tlskit.csr import default_file_stem
 
-    assert lineage_name("*.example.com") == default_stem({"CN": "*.example.com"}) == "_wildcard.example.com"
+    assert lineage_name("*.example.com") == default_file_stem({"CN": "*.example.com"}) == "_wildcard.example.com"
     assert lineage_name("2001:db8::1") == "2001_db8__1"
     assert lineage_name("192.0.2.10") == "192.0.2.10"

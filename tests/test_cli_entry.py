@@ -8,14 +8,13 @@ import sys
 from typer.main import get_command
 
 from conftest import run_tlskit
-from tlskit.cli import entry
-from tlskit.cli.app import COMMAND_MODULES, register
+from tlskit.cli.app import register
+from tlskit.cli.commands import COMMANDS
 
 
 def test_static_table_lists_every_registered_command_with_its_summary():
     registered = get_command(register()).commands
-    static = dict(entry.COMMANDS)
-    assert [name for name, _ in entry.COMMANDS] == list(COMMAND_MODULES)
+    static = {name: summary for name, _, _, _, summary in COMMANDS}
     assert sorted(static) == sorted(registered)
     for name, command in registered.items():
         assert static[name] == command.get_short_help_str(limit=500), name
@@ -34,7 +33,7 @@ def test_root_help_lists_commands_and_exits_zero():
         run = run_tlskit(*args)
         assert run.returncode == 0
         assert run.stdout.startswith("Usage: tlskit [OPTIONS] COMMAND")
-        for name, _ in entry.COMMANDS:
+        for name, *_ in COMMANDS:
             assert f"\n  {name} " in run.stdout
 
 
@@ -61,3 +60,15 @@ def test_usage_error_is_one_clean_line():
     run = run_tlskit("ca", "init")
     assert run.returncode == 2
     assert run.stderr == "error: Missing option '--dir' / '-d'; see 'tlskit ca init --help'\n"
+
+
+def test_a_mistyped_command_gets_one_suggestion():
+    for args, expected in ((("csrr",), "'csr'"), (("ca", "inti"), "'init'"), (("users", "lst"), "'list', 'set'")):
+        run = run_tlskit(*args)
+        assert run.returncode == 2
+        assert run.stderr.count("Did you mean") == 1 and expected in run.stderr, run.stderr
+
+
+def test_the_typer_application_does_not_import_the_fast_entry_point():
+    code = "import sys; import tlskit.cli.app; assert 'tlskit.cli.entry' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +118,11 @@ def test_interactive_prompts_like_openssl_req(tmp_path):
     (["--cn", "x.example.com", "--key-type", "dsa"], "unknown key type"),
     (["--subject", "/C=IN/XX=1/CN=a"], "unknown subject field"),
     (["--cn", "a" * 65], "at most 64"),
+    # 17 characters, 65 bytes in UTF-8: a certificate bounds the CN by bytes (cryptography does too).
+    (["--cn", "0" + "\U00010000" * 16], "at most 64"),
+    # What a shell passes for bytes that are not UTF-8 (Python's surrogateescape) is no text at all.
+    (["--cn", "\udc80.example.com"], "not valid UTF-8"),
+    (["--cn", "x.example.com", "--org", "Ex\udc80mple"], "not valid UTF-8"),
     (["--cn", "x.example.com", "--san", "IP:999.1.1.1"], "not an IP address"),
     (["--cn", "x.example.com", "--san", "bad_name!"], "not a valid DNS name"),
     (["--subject", "/CN"], "has no '='"),
@@ -158,3 +165,75 @@ def test_existing_outputs_are_not_overwritten_without_force(tmp_path):
 def test_missing_output_directory_is_a_clear_error(tmp_path):
     run = run_tlskit("csr", "--cn", "x.example.com", "--out", "nodir/x.csr", cwd=tmp_path)
     assert_one_line_error(run, 2, "does not exist")
+
+
+# --- the library workflow the command calls --------------------------------------------------------
+
+
+def test_write_csr_names_files_after_the_cn_and_says_what_it_made(tmp_path, monkeypatch):
+    from tlskit.csr import write_csr
+    from tlskit.keys import KeySource
+    from tlskit.names import parse_sans
+
+    monkeypatch.chdir(tmp_path)
+    made = write_csr({"CN": "*.example.com"}, parse_sans(["example.com"]), KeySource(), passphrase=b"pw")
+    assert (made.path, made.key_path) == (Path("_wildcard.example.com.csr"), Path("_wildcard.example.com.key"))
+    assert made.key_generated and made.key_encrypted and made.san_from_cn
+    assert stat.S_IMODE(os.stat(made.key_path).st_mode) == 0o600
+    from_key = openssl("pkey", "-in", str(made.key_path), "-passin", "pass:pw", "-pubout").stdout
+    from_csr = openssl("req", "-in", str(made.path), "-noout", "-pubkey").stdout
+    assert from_key == from_csr
+    again = write_csr({"CN": "other.example.com"}, parse_sans(["other.example.com"]), KeySource(path=made.key_path),
+                      passphrase=b"pw", out=Path("other.csr"))
+    assert again.key_path == made.key_path and not again.key_generated and not again.key_encrypted
+    assert not again.san_from_cn
+    assert openssl("req", "-in", "other.csr", "-noout", "-pubkey", cwd=tmp_path).stdout == from_key
+
+
+def test_write_csr_refuses_an_existing_output_before_making_a_key(tmp_path):
+    from tlskit.csr import write_csr
+    from tlskit.errors import FileExistsRefused
+    from tlskit.keys import KeySource
+
+    (tmp_path / "r.csr").write_text("old")
+    slow = []
+    with pytest.raises(FileExistsRefused):
+        write_csr({"CN": "www.example.com"}, [], KeySource(key_type="rsa:4096"), out=tmp_path / "r.csr",
+                  slow_work=lambda text: slow.append(text) or contextlib.nullcontext())
+    assert slow == [] and snapshot(tmp_path) == {"r.csr": b"old"}
+
+
+def test_only_slow_key_generation_is_announced(tmp_path):
+    from tlskit.csr import write_csr
+    from tlskit.keys import KeySource
+
+    announced = []
+
+    @contextlib.contextmanager
+    def slow_work(text):
+        announced.append(text)
+        yield
+
+    for name, key_type in (("a", "rsa:3072"), ("b", "ec:p256"), ("c", "ed25519")):
+        write_csr({"CN": f"{name}.example.com"}, [], KeySource(key_type=key_type), out=tmp_path / f"{name}.csr",
+                  slow_work=slow_work)
+    assert announced == ["Generating rsa:3072 key..."]
+
+
+def test_key_source_refuses_a_key_file_and_a_key_type_together(tmp_path):
+    from tlskit.errors import InputError
+    from tlskit.keys import KeySource
+
+    with pytest.raises(InputError, match="--key and --key-type"):
+        KeySource(path=tmp_path / "k.pem", key_type="ec:p256").resolve()
+
+
+def test_subject_fields_override_the_subject_string():
+    from tlskit.errors import InputError
+    from tlskit.names import subject_from_fields
+
+    subject = subject_from_fields("/C=IN/O=Example/CN=old.example.com", {"CN": "new.example.com", "O": None, "OU": "Ops"})
+    assert subject == {"C": "IN", "O": "Example", "OU": "Ops", "CN": "new.example.com"}
+    assert subject_from_fields(None, {"CN": "only.example.com"}) == {"CN": "only.example.com"}
+    with pytest.raises(InputError, match="no subject given"):
+        subject_from_fields(None, {"CN": None, "O": None})

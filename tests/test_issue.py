@@ -134,3 +134,35 @@ def test_ca_errors(tmp_path):
     assert snapshot(tmp_path / "ca") == before
     assert_one_line_error(run_tlskit("ca", "init", "--dir", "x", "--cn", "Root", "--country", "India", cwd=tmp_path), 2,
                           "two-letter")
+
+
+# --- the library workflows the commands call -------------------------------------------------------
+
+
+def test_chain_to_send_is_the_ca_and_its_issuers_without_the_root(tmp_path):
+    from tlskit.issue import LocalCA
+
+    root = LocalCA.create(tmp_path / "root", {"CN": "Root"})
+    first = LocalCA.create(tmp_path / "int", {"CN": "Intermediate"}, parent=root)
+    second = LocalCA.create(tmp_path / "int2", {"CN": "Second"}, parent=LocalCA.load(tmp_path / "int"))
+    assert root.chain_to_send == []
+    assert first.chain_to_send == [first.certificate]
+    assert LocalCA.load(tmp_path / "int2").chain_to_send == [second.certificate, first.certificate]
+
+
+def test_sign_csr_file_writes_a_fullchain_openssl_verifies(tmp_path):
+    from tlskit.csr import write_csr
+    from tlskit.issue import LocalCA, sign_csr_file
+    from tlskit.keys import KeySource
+
+    root = LocalCA.create(tmp_path / "root", {"CN": "Root"})
+    LocalCA.create(tmp_path / "int", {"CN": "Intermediate"}, parent=root)
+    LocalCA.create(tmp_path / "int2", {"CN": "Second"}, parent=LocalCA.load(tmp_path / "int"))
+    request = write_csr({"CN": "leaf.example.com"}, [], KeySource(), out=tmp_path / "leaf.csr")
+    written = sign_csr_file(tmp_path / "int2", request.path, fullchain=True)
+    assert written.path == tmp_path / "leaf.pem" and len(written.chain) == 2 and written.key_path is None
+    full = str(written.path)
+    assert "leaf.example.com" in openssl("x509", "-in", full, "-noout", "-subject").stdout.decode()
+    assert openssl("verify", "-CAfile", str(tmp_path / "root" / "ca.pem"), "-untrusted", full, full).returncode == 0
+    alone = sign_csr_file(tmp_path / "int2", request.path, out=tmp_path / "alone.pem")
+    assert alone.chain == [] and (tmp_path / "alone.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 1

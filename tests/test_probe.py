@@ -475,6 +475,23 @@ def test_parse_target_forms():
     assert str(Target("::1", 443)) == "[::1]:443"
 
 
+
+def test_probe_options_from_what_a_user_types():
+    from tlskit.errors import InputError
+    from tlskit.probe import ProbeOptions
+
+    smtp = ProbeOptions.parse("mail.example.com", starttls="SMTP", alpn="h2, http/1.1", timeout=5)
+    assert (smtp.host, smtp.port, smtp.starttls, smtp.alpn, smtp.timeout) == ("mail.example.com", 25, "smtp",
+                                                                               ["h2", "http/1.1"], 5)
+    assert ProbeOptions.parse("[::1]:8443", starttls="imap").port == 8443
+    assert ProbeOptions.parse("example.com").port == 443 and ProbeOptions.parse("example.com").alpn == []
+    assert ProbeOptions("example.com", starttls="Pop3").starttls == "pop3"
+    for bad in ({"starttls": "gopher"}, {"alpn": "h2,"}, {"alpn": "x" * 256}):
+        with pytest.raises(InputError):
+            ProbeOptions.parse("example.com", **bad)
+    with pytest.raises(InputError, match="starttls"):
+        ProbeOptions("example.com", starttls="gopher")
+
 def test_verify_words_are_openssls_own():
     """Every number tlskit prints carries the exact words of the installed libcrypto's error table."""
     import ctypes

@@ -16,14 +16,14 @@ import pytest
 
 from conftest import free_port, openssl, require_binary
 from tlskit.certificates import to_pem
-from tlskit.issue import self_signed
+from tlskit.issue import self_signed_certificate
 from tlskit.keys import KeySpec, generate_key, private_key_pem
 from tlskit.server.reload import CertificateReloader
 
 
 def make_pair(cn: str = "localhost") -> tuple[bytes, bytes, str]:
     key = generate_key(KeySpec.parse("ec:p256"))
-    cert = self_signed(key, {"CN": cn}, [], 10).certificate
+    cert = self_signed_certificate(key, {"CN": cn}, [], 10).certificate
     return to_pem(cert), private_key_pem(key), format(cert.serial_number, "X")
 
 

@@ -93,6 +93,28 @@ def test_add_errors_are_one_line_and_write_nothing(db, args, contains):
     assert not db.exists()
 
 
+
+def test_a_new_user_is_checked_when_made_before_any_database_is_opened():
+    from tlskit.errors import InputError
+    from tlskit.server.users import NewUser
+
+    for fields, message in (({"name": "bad:name", "token": True}, "invalid user name"),
+                            ({"name": "eve"}, "no credential"),
+                            ({"name": "eve", "token": True, "max_concurrent": -2}, "--max-concurrent -2 is negative")):
+        with pytest.raises(InputError, match=message):
+            NewUser(**fields)
+    assert NewUser("eve", password="pw").methods == frozenset({"GET"})
+
+
+def test_set_refuses_a_negative_limit_and_changes_nothing(db, tmp_path):
+    assert users(db, "add", "hal", "--token", "--max-requests", "5").returncode == 0
+    (tmp_path / "pw").write_text("new-pass\n")
+    run = users(db, "set", "hal", "--password-file", str(tmp_path / "pw"), "--max-concurrent", "-1")
+    assert_one_line_error(run, 2, "--max-concurrent -1 is negative")
+    assert_one_line_error(users(db, "set", "nobody", "--max-requests", "-1"), 2, "negative")
+    [hal] = users(db, "list", "--json").json["users"]
+    assert hal["password"] is None and hal["max_requests"] == 5 and hal["max_concurrent"] is None
+
 def test_duplicate_user_refused(db):
     assert users(db, "add", "frank", "--token").returncode == 0
     assert_one_line_error(users(db, "add", "frank", "--token"), 2, "already exists")
@@ -171,10 +193,10 @@ def test_password_is_hashed_once_then_served_from_the_cache(tmp_path):
 
     from tlskit.server.auth import Authenticator
     from tlskit.server.credentials import Credential
-    from tlskit.server.users import UserStore
+    from tlskit.server.users import NewUser, UserStore
 
     store = UserStore(tmp_path / "u.sqlite")
-    store.add("ann", password="ann-password")
+    store.add(NewUser("ann", password="ann-password"))
     auth = Authenticator(UserStore(tmp_path / "u.sqlite"), refresh_interval=0)
 
     async def check(secret: str, times: int = 1):
@@ -206,13 +228,13 @@ def test_a_wrong_password_for_a_fast_imported_hash_takes_the_failure_floor(tmp_p
 
     from tlskit.server.auth import WRONG, Authenticator
     from tlskit.server.credentials import Credential
-    from tlskit.server.users import UserStore
+    from tlskit.server.users import NewUser, UserStore
 
     apr1 = subprocess.run(["openssl", "passwd", "-apr1", "right-password"], capture_output=True, text=True,
                           check=True).stdout.strip()
     store = UserStore(tmp_path / "users.sqlite")
     store.import_htpasswd(f"imported:{apr1}\n")
-    store.add("argon", password="argon-password")
+    store.add(NewUser("argon", password="argon-password"))
     auth = Authenticator(store)
 
     async def timed(name: str, secret: str):

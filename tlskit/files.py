@@ -33,18 +33,12 @@ _IGNORED_LABELS = {b"EC PARAMETERS"}
 
 @dataclass
 class Bundle:
-    """Everything found in one or more files, in the order it was found."""
+    """Everything found in a file, by kind, each kind in the order it was found."""
 
     certificates: list[x509.Certificate] = field(default_factory=list)
     csrs: list[x509.CertificateSigningRequest] = field(default_factory=list)
     private_keys: list[PrivateKeyTypes] = field(default_factory=list)
     public_keys: list[PublicKeyTypes] = field(default_factory=list)
-
-    def extend(self, other: Bundle) -> None:
-        self.certificates += other.certificates
-        self.csrs += other.csrs
-        self.private_keys += other.private_keys
-        self.public_keys += other.public_keys
 
     def __len__(self) -> int:
         return len(self.certificates) + len(self.csrs) + len(self.private_keys) + len(self.public_keys)
@@ -99,13 +93,6 @@ def parse_bundle(data: bytes, source: str = "input", passphrase: bytes | None = 
 
 def load_bundle(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Bundle:
     return parse_bundle(read_bytes(path), str(path), passphrase)
-
-
-def load_bundles(paths: list[str], passphrase: bytes | None = None) -> Bundle:
-    bundle = Bundle()
-    for path in paths:
-        bundle.extend(load_bundle(path, passphrase))
-    return bundle
 
 
 def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
@@ -281,10 +268,6 @@ def write_outputs(outputs: list[Output], force: bool = False) -> None:
         for path in created:
             _unlink_quietly(path)
         raise InputError(f"cannot write {output.path}", exc.strerror, "check free space and permissions") from None
-
-
-def write_file(path: str | os.PathLike[str], data: bytes, secret: bool = False, force: bool = False) -> None:
-    write_outputs([Output.of(path, data, secret)], force)
 
 
 def _stage(output: Output) -> str:

@@ -1,7 +1,8 @@
 """Issuing certificates: self-signed ones, and a local CA that signs CSRs keeping their SANs.
 
 All certificates come out of one builder, :func:`_certificate`, so every extension and the reason it
-is there can be read in one place.
+is there can be read in one place. :func:`write_self_signed`, :func:`write_self_signed_from_csr` and
+:func:`sign_csr_file` do a whole `tlskit selfsign` or `tlskit ca sign`: key, certificate and files.
 
 Example::
 
@@ -13,20 +14,24 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlskit.certificates import to_pem
-from tlskit.csr import check_csr, csr_sans, effective_sans
+from tlskit.certificates import is_self_issued, to_pem
+from tlskit.csr import check_csr, csr_sans, default_file_stem, effective_sans, load_csr
 from tlskit.errors import InputError
-from tlskit.files import Output, load_certificates, write_outputs
-from tlskit.keys import KeySpec, generate_key, key_matches_certificate, load_private_key, private_key_pem, signing_hash
+from tlskit.files import Output, check_writable, load_certificates, write_outputs
+from tlskit.keys import (DEFAULT_KEY_TYPE, KeySource, KeySpec, generate_key, key_matches_certificate, load_private_key,
+                         prepare_key, private_key_pem, signing_hash)
 from tlskit.names import Subject, subject_to_name
 
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+    from tlskit.keys import SlowWork
 
 # CA/Browser Forum limit for publicly trusted TLS certificates (since 2020-09-01).
 PUBLIC_TLS_MAX_DAYS = 398
@@ -105,7 +110,8 @@ def _certificate(
     return builder.sign(signing_key, signing_hash(signing_key))
 
 
-def self_signed(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName], days: int = 365) -> Issued:
+def self_signed_certificate(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName],
+                            days: int = 365) -> Issued:
     """A self-signed server certificate; the CN becomes a SAN when no SAN is given."""
     name = subject_to_name(subject)
     names = effective_sans(subject, sans)
@@ -116,7 +122,8 @@ def self_signed(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralN
     return Issued(cert, _validity_warnings(days) + _san_warnings(names))
 
 
-def self_signed_from_csr(key: PrivateKeyTypes, csr: x509.CertificateSigningRequest, days: int = 365) -> Issued:
+def self_signed_certificate_from_csr(key: PrivateKeyTypes, csr: x509.CertificateSigningRequest,
+                                     days: int = 365) -> Issued:
     from tlskit.keys import public_key_der
 
     check_csr(csr)
@@ -169,12 +176,10 @@ class LocalCA:
         path_length: int | None = None,
     ) -> LocalCA:
         """Make a root CA in ``directory``, or an intermediate signed by ``parent``."""
-        from tlskit.files import check_writable
-
         directory.mkdir(parents=True, exist_ok=True)
         targets = [directory / CA_CERT_FILE, directory / CA_KEY_FILE] + ([directory / "chain.pem"] if parent else [])
         check_writable(targets, force)
-        key = generate_key(key_spec or KeySpec.parse("ec:p256"))
+        key = generate_key(key_spec or KeySpec.parse(DEFAULT_KEY_TYPE))
         name = subject_to_name(subject)
         if parent is None:
             cert = _certificate(subject=name, issuer=name, public_key=key.public_key(), signing_key=key, days=days,
@@ -238,6 +243,14 @@ class LocalCA:
 
         return self.sign_csr(build_csr(key, subject, sans), days)
 
+    @property
+    def chain_to_send(self) -> list[x509.Certificate]:
+        """What a server sends after a certificate this CA signed: this CA and the CAs above it, the
+        root left out (clients have it, and sending it only costs bytes). Empty for a root CA."""
+        if not self.chain:
+            return []
+        return [self.certificate, *(self.chain[:-1] if is_self_issued(self.chain[-1]) else self.chain)]
+
     def _check_can_sign_ca(self) -> None:
         from cryptography import x509
 
@@ -251,3 +264,89 @@ class LocalCA:
 
         constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         return None if constraints.path_length is None else constraints.path_length - 1
+
+
+# --- workflows: key, certificate and files, as the CLI commands do them --------------------------------
+
+
+@dataclass
+class CertificateFile:
+    """A certificate written to ``path``, followed in the same file by ``chain`` (a fullchain), and the
+    new key written with it, if any."""
+
+    issued: Issued
+    path: Path
+    chain: list[x509.Certificate] = field(default_factory=list)
+    key_path: Path | None = None
+
+
+def write_self_signed(
+    subject: Subject,
+    sans: list[x509.GeneralName],
+    key: KeySource,
+    *,
+    days: int = 365,
+    passphrase: bytes | None = None,
+    out: Path | None = None,
+    key_out: Path | None = None,
+    force: bool = False,
+    slow_work: SlowWork = nullcontext,
+) -> CertificateFile:
+    """Make a self-signed certificate (and its key, unless ``key`` names a file) and write them: what
+    `tlskit selfsign` does. The certificate goes to ``out`` (default ``<CN>.pem``); the key as
+    :func:`tlskit.keys.prepare_key` says."""
+    cert_path = out or Path(f"{default_file_stem(subject)}.pem")
+    private_key, key_file = prepare_key(cert_path, key, passphrase=passphrase, key_out=key_out, force=force,
+                                        slow_work=slow_work)
+    issued = self_signed_certificate(private_key, subject, sans, days)
+    cert_file = Output.of(cert_path, to_pem(issued.certificate))
+    write_outputs([key_file, cert_file] if key_file else [cert_file], force)
+    return CertificateFile(issued, cert_path, key_path=key_file.path if key_file else None)
+
+
+def write_self_signed_from_csr(
+    csr_path: Path,
+    key: KeySource,
+    *,
+    days: int = 365,
+    passphrase: bytes | None = None,
+    out: Path | None = None,
+    force: bool = False,
+) -> CertificateFile:
+    """Certify a CSR's subject and SANs with the CSR's own key (``key.path``, decrypted with
+    ``passphrase``) and write the certificate to ``out`` (default: the CSR's name with ``.pem``)."""
+    request, cert_path = _request_and_target(csr_path, out, force)
+    private_key, _ = key.resolve(passphrase)
+    issued = self_signed_certificate_from_csr(private_key, request, days)
+    write_outputs([Output.of(cert_path, to_pem(issued.certificate))], force)
+    return CertificateFile(issued, cert_path)
+
+
+def sign_csr_file(
+    ca_dir: Path,
+    csr_path: Path,
+    *,
+    days: int = 90,
+    passphrase: bytes | None = None,
+    out: Path | None = None,
+    fullchain: bool = False,
+    force: bool = False,
+) -> CertificateFile:
+    """Sign the CSR in ``csr_path`` with the CA in ``ca_dir`` (its key decrypted with ``passphrase``) and
+    write the certificate to ``out`` (default: the CSR's name with ``.pem``), followed by the CA's
+    :attr:`LocalCA.chain_to_send` when ``fullchain``: what `tlskit ca sign` does."""
+    request, cert_path = _request_and_target(csr_path, out, force)
+    ca = LocalCA.load(ca_dir, passphrase)
+    issued = ca.sign_csr(request, days)
+    chain = ca.chain_to_send if fullchain else []
+    write_outputs([Output.of(cert_path, to_pem(issued.certificate, *chain))], force)
+    return CertificateFile(issued, cert_path, chain)
+
+
+def _request_and_target(csr_path: Path, out: Path | None, force: bool) -> tuple[x509.CertificateSigningRequest, Path]:
+    """The CSR to certify and the file for its certificate (default: the CSR's name with ``.pem``),
+    refused before any key is loaded when it exists."""
+    request = load_csr(csr_path)
+    cert_path = out or csr_path.with_suffix(".pem")
+    check_writable([cert_path], force)
+    return request, cert_path

@@ -10,16 +10,28 @@ Example::
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tlskit.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+    from tlskit.files import Output
+
+    # Wraps work that may take seconds (RSA 3072+ generation); given what is being done, e.g. to show a spinner.
+    SlowWork = Callable[[str], AbstractContextManager[object]]
+
 KEY_TYPES = ("rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384", "ec:p521", "ed25519")
+# Fast to make and to use, and accepted by every client that matters.
+DEFAULT_KEY_TYPE = "ec:p256"
 
 # openssl and other tools spell the curves several ways; accept them all, store one.
 _CURVE_ALIASES = {
@@ -69,6 +81,62 @@ class KeySpec:
     def slow(self) -> bool:
         """Whether generation may take long enough (RSA 3072+) to deserve a spinner."""
         return self.algorithm == "rsa" and (self.size or 0) >= 3072
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where the key of a new CSR or certificate comes from: an existing key file (``path``), or a new
+    key of ``key_type`` (:data:`DEFAULT_KEY_TYPE` when neither is given).
+
+    Nothing is checked or made until :meth:`resolve`, so a caller can refuse existing outputs before
+    any key is generated.
+    """
+
+    path: Path | None = None
+    key_type: str | None = None
+
+    def resolve(self, passphrase: bytes | None = None,
+                slow_work: SlowWork = nullcontext) -> tuple[PrivateKeyTypes, bool]:
+        """(the key, whether it is new): the file decrypted with ``passphrase``, or a newly generated key."""
+        if self.path is not None:
+            if self.key_type is not None:
+                raise InputError("--key and --key-type were both given",
+                                 fix="use one: an existing key or a new key type")
+            return load_private_key(self.path, passphrase), False
+        spec = KeySpec.parse(self.key_type or DEFAULT_KEY_TYPE)
+        with slow_work(f"Generating {spec} key...") if spec.slow else nullcontext():
+            return generate_key(spec), True
+
+
+def prepare_key(
+    output: Path,
+    key: KeySource,
+    *,
+    passphrase: bytes | None = None,
+    key_out: Path | None = None,
+    force: bool = False,
+    slow_work: SlowWork = nullcontext,
+) -> tuple[PrivateKeyTypes, Output | None]:
+    """The key for a CSR or certificate about to be written to ``output``, and the file for it when it is
+    new: ``key_out``, by default beside ``output`` (``www.csr`` -> ``www.key``), mode 0600, encrypted
+    with ``passphrase`` (which decrypts an existing key instead).
+
+    Both targets are checked before a key is made: an RSA 4096 key made for nothing is a waste, and a
+    refused call must leave the directory as it was.
+    """
+    from tlskit.files import Output, check_writable
+
+    new_key_path = None if key.path is not None else (key_out or key_path_beside(output))
+    check_writable([p for p in (output, new_key_path) if p is not None], force)
+    private_key, generated = key.resolve(passphrase, slow_work)
+    if not generated:
+        return private_key, None
+    return private_key, Output.of(new_key_path, private_key_pem(private_key, passphrase), secret=True)
+
+
+def key_path_beside(path: Path) -> Path:
+    """Where a new key goes by default, next to the file made with it: example.csr -> example.key."""
+    return path.with_suffix(".key") if path.suffix else path.with_name(path.name + ".key")
 
 
 def generate_key(spec: KeySpec) -> PrivateKeyTypes:

@@ -84,6 +84,17 @@ def parse_subject(text: str) -> Subject:
     return validate_subject(subject)
 
 
+def subject_from_fields(text: str | None, fields: dict[str, str | None]) -> Subject:
+    """A subject from a whole subject string (``text``, see :func:`parse_subject`) and single fields laid
+    over it: ``{"O": "Other"}`` replaces the O of ``/O=Example/CN=x``; None means not given."""
+    given = {key: value for key, value in fields.items() if value is not None}
+    if text is None and not given:
+        raise InputError("no subject given", fix='pass --cn NAME, --subject "/CN=NAME", or --interactive')
+    subject = parse_subject(text) if text is not None else {}
+    subject.update(given)
+    return validate_subject(subject)
+
+
 def validate_subject(subject: Subject) -> Subject:
     """Check each field against RFC 5280's bounds; returns the fields in the canonical order."""
     ordered: Subject = {}
@@ -104,9 +115,18 @@ def _check_field(field: Field, value: str) -> None:
             raise InputError(f"country (C) {value!r} is not a two-letter code",
                              "ISO 3166 codes are two letters", "use e.g. IN, US or DE")
         return
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A shell hands bytes that are not UTF-8 to Python as lone surrogates: no certificate can hold them.
+        raise InputError(f"{field.key} is not valid UTF-8 text", fix=f"retype {field.flag} in UTF-8") from None
     if len(value) > field.max_length:
         raise InputError(f"{field.key} is {len(value)} characters long",
                          f"RFC 5280 allows at most {field.max_length}", f"shorten {field.flag}")
+    if field.key == "CN" and len(encoded) > field.max_length:
+        # cryptography (and so tlskit) bounds the CN by UTF-8 bytes, not by RFC 5280's characters.
+        raise InputError(f"CN is {len(encoded)} bytes long in UTF-8",
+                         f"a certificate's CN holds at most {field.max_length}", f"shorten {field.flag}")
     if any(ord(ch) < 32 for ch in value):
         raise InputError(f"{field.key} contains a control character", fix=f"remove it from {field.flag}")
     if field.key == "emailAddress":

@@ -1,4 +1,5 @@
-"""The `tlskit` entry point: assembles the command groups and turns errors into one line and an exit code."""
+"""The typer application behind `tlskit` (``entry`` answers the top-level --help and --version itself):
+registers the command a line invokes and turns every error into one line and an exit code."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import typer.core
 typer.core.HAS_RICH = False
 
 from tlskit import __version__
-from tlskit.cli.entry import SUMMARY
+from tlskit.cli.commands import COMMANDS, SUMMARY
+from tlskit.cli.compat import CLICK_SUGGESTS_COMMANDS
 
 app = typer.Typer(
     name="tlskit",
@@ -24,6 +26,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# One "Did you mean" per typo: typer's only where click has none of its own. Set as an attribute, not
+# passed as suggest_commands=, because typer < 0.20 has no such option (nor any suggestion).
+app.suggest_commands = not CLICK_SUGGESTS_COMMANDS
 
 _DEBUG = "--debug" in sys.argv[1:] or os.environ.get("TLSKIT_DEBUG") == "1"
 
@@ -42,19 +47,6 @@ def _root(
     pass
 
 
-# name -> (module, attribute, is a group of subcommands). Modules import only typer at import time;
-# the library is imported inside the commands.
-COMMAND_MODULES: dict[str, tuple[str, str, bool]] = {
-    "csr": ("tlskit.cli.csr", "csr", False),
-    "selfsign": ("tlskit.cli.selfsign", "selfsign", False),
-    "ca": ("tlskit.cli.ca", "app", True),
-    "inspect": ("tlskit.cli.inspect", "inspect", False),
-    "chain": ("tlskit.cli.chain", "chain", False),
-    "probe": ("tlskit.cli.probe", "probe", False),
-    "acme": ("tlskit.cli.acme", "app", True),
-    "serve": ("tlskit.cli.serve", "serve", False),
-    "users": ("tlskit.cli.users", "app", True),
-}
 _registered: set[str] = set()
 
 
@@ -63,7 +55,7 @@ def register(only: str | None = None) -> typer.Typer:
     registered command on each run, ~1 ms each plus their imports), else all of them."""
     import importlib
 
-    for name, (module_name, attribute, is_group) in COMMAND_MODULES.items():
+    for name, module_name, attribute, is_group, _ in COMMANDS:
         if (only is not None and name != only) or name in _registered:
             continue
         target = getattr(importlib.import_module(module_name), attribute)
@@ -80,7 +72,7 @@ def _invoked_command(args: list[str]) -> str | None:
     for arg in args:
         if arg.startswith("-"):
             continue
-        return arg if arg in COMMAND_MODULES else None
+        return arg if any(arg == command[0] for command in COMMANDS) else None
     return None
 
 

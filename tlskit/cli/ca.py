@@ -42,11 +42,11 @@ def init(
     from tlskit.files import read_passphrase
     from tlskit.inspect import describe_certificate
     from tlskit.issue import LocalCA
-    from tlskit.keys import KeySpec
+    from tlskit.keys import DEFAULT_KEY_TYPE, KeySpec
 
     fields = subject_fields(cn, country, state, locality, org, org_unit, None)
     parsed_subject = subject_from_flags(subject, fields, interactive)
-    spec = KeySpec.parse(key_type or "ec:p256")
+    spec = KeySpec.parse(key_type or DEFAULT_KEY_TYPE)
     passphrase = read_passphrase(passphrase_file)
     parent_ca = LocalCA.load(parent, passphrase) if parent is not None else None
     with spinner(f"Generating {spec} CA key...", enabled=spec.slow and not json_output):
@@ -87,22 +87,13 @@ def sign(
     Example: tlskit ca sign www.csr --ca-dir ./ca --days 90 --out www.pem
     """
     from tlskit.cli.output import warn
-    from tlskit.errors import InputError
-    from tlskit.files import Output, check_writable, load_bundle, read_passphrase, write_outputs
+    from tlskit.files import read_passphrase
     from tlskit.inspect import describe_certificate
-    from tlskit.certificates import to_pem
-    from tlskit.issue import LocalCA
+    from tlskit.issue import sign_csr_file
 
-    csrs = load_bundle(csr_file).csrs
-    if not csrs:
-        raise InputError(f"{csr_file} holds no CSR", fix="give a PEM or DER certificate request")
-    cert_path = out or csr_file.with_suffix(".pem")
-    check_writable([cert_path], force)
-    ca = LocalCA.load(ca_dir, read_passphrase(passphrase_file))
-    issued = ca.sign_csr(csrs[0], days)
-    chain = ca.chain[:-1] if ca.chain and ca.chain[-1].subject == ca.chain[-1].issuer else ca.chain
-    parts = [issued.certificate] + ([ca.certificate, *chain] if fullchain and ca.chain else [])
-    write_outputs([Output.of(cert_path, to_pem(*parts))], force)
+    written = sign_csr_file(ca_dir, csr_file, days=days, passphrase=read_passphrase(passphrase_file), out=out,
+                            fullchain=fullchain, force=force)
+    issued, cert_path = written.issued, written.path
     for warning in issued.warnings:
         warn(warning)
     info = describe_certificate(issued.certificate)
@@ -111,7 +102,7 @@ def sign(
 
         print_json({"certificate": str(cert_path), "subject": info["subject"], "issuer": info["issuer"],
                     "sans": info["sans"], "serial": info["serial"], "not_after": info["not_after"],
-                    "fingerprint_sha256": info["fingerprints"]["sha256"], "chain_length": len(parts),
+                    "fingerprint_sha256": info["fingerprints"]["sha256"], "chain_length": 1 + len(written.chain),
                     "warnings": issued.warnings})
         return
     from tlskit.cli.output import console, escape

@@ -33,58 +33,46 @@ def csr(
 
     Example: tlskit csr --cn www.example.com --san example.com --key-type ec:p256
     """
-    from tlskit.cli.common import default_key_path, default_stem, resolve_key, subject_fields, subject_from_flags
-    from tlskit.csr import build_csr, effective_sans
-    from tlskit.files import Output, check_writable, read_passphrase, write_outputs
+    from tlskit.cli.common import spinner_unless, subject_fields, subject_from_flags
+    from tlskit.csr import write_csr
+    from tlskit.files import read_passphrase
     from tlskit.inspect import describe_csr
-    from tlskit.certificates import to_pem
-    from tlskit.keys import private_key_pem
+    from tlskit.keys import KeySource
     from tlskit.names import parse_sans
 
-    fields = subject_fields(cn, country, state, locality, org, org_unit, email)
-    parsed_subject = subject_from_flags(subject, fields, interactive)
+    parsed_subject = subject_from_flags(subject, subject_fields(cn, country, state, locality, org, org_unit, email),
+                                        interactive)
     sans = parse_sans(san or [])
     passphrase = read_passphrase(passphrase_file)
-    csr_path = out or Path(f"{default_stem(parsed_subject)}.csr")
-    new_key_path = None if key is not None else (key_out or default_key_path(csr_path))
-    # Refuse before generating anything: an RSA 4096 key made for nothing is a waste, and a
-    # refused run must leave the directory exactly as it was.
-    check_writable([p for p in (csr_path, new_key_path) if p is not None], force)
+    made = write_csr(parsed_subject, sans, KeySource(key, key_type), passphrase=passphrase, out=out, key_out=key_out,
+                     force=force, slow_work=spinner_unless(json_output))
 
-    private_key, generated = resolve_key(key, key_type, None if key is None else passphrase, json_output)
-    request = build_csr(private_key, parsed_subject, sans)
-    outputs = [Output.of(csr_path, to_pem(request))]
-    if generated and new_key_path is not None:
-        outputs.insert(0, Output.of(new_key_path, private_key_pem(private_key, passphrase), secret=True))
-    write_outputs(outputs, force)
-
-    info = describe_csr(request)
-    added_from_cn = len(effective_sans(parsed_subject, sans)) > len(sans)
+    info = describe_csr(made.request)
     if json_output:
         from tlskit.cli.output import print_json
 
         print_json({
-            "csr": str(csr_path),
-            "key": str(new_key_path if generated else key),
-            "key_generated": generated,
-            "key_encrypted": bool(generated and passphrase),
+            "csr": str(made.path),
+            "key": str(made.key_path),
+            "key_generated": made.key_generated,
+            "key_encrypted": made.key_encrypted,
             "subject": info["subject"],
             "sans": info["sans"],
-            "san_from_cn": added_from_cn,
+            "san_from_cn": made.san_from_cn,
             "key_type": info["key"]["label"],
         })
         return
     from tlskit.cli.output import console, escape
 
     out_console = console()
-    out_console.print(f"[green]Created[/] CSR [bold]{escape(str(csr_path))}[/] for {escape(info['subject'])}")
+    out_console.print(f"[green]Created[/] CSR [bold]{escape(str(made.path))}[/] for {escape(info['subject'])}")
     if info["sans"]:
-        note = " (the CN added as the first SAN)" if added_from_cn else ""
+        note = " (the CN added as the first SAN)" if made.san_from_cn else ""
         out_console.print(f"  SANs: {escape(', '.join(info['sans']))}{note}")
-    if generated:
-        state_text = "encrypted, " if passphrase else ""
-        out_console.print(f"[green]Created[/] key [bold]{escape(str(new_key_path))}[/] "
+    if made.key_generated:
+        state_text = "encrypted, " if made.key_encrypted else ""
+        out_console.print(f"[green]Created[/] key [bold]{escape(str(made.key_path))}[/] "
                           f"({info['key']['label']}, {state_text}mode 0600)")
     else:
-        out_console.print(f"  Key: {escape(str(key))} ({info['key']['label']})")
-    out_console.print(f"Next: send it to your CA, or sign it locally: tlskit ca sign {escape(str(csr_path))} --ca-dir DIR")
+        out_console.print(f"  Key: {escape(str(made.key_path))} ({info['key']['label']})")
+    out_console.print(f"Next: send it to your CA, or sign it locally: tlskit ca sign {escape(str(made.path))} --ca-dir DIR")

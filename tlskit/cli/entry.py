@@ -1,9 +1,8 @@
 """The `tlskit` console script: answers `tlskit`, `tlskit --help` and `--version` without importing typer.
 
 Importing typer (and click, and typing machinery) costs ~80 ms, twice Python's own start-up; the
-top-level help is the most typed command of all, so it is served from the static table below. Every
-other invocation goes to the typer application in ``tlskit.cli.app``. ``tests/test_cli_entry.py``
-checks that this table lists exactly the commands typer registers, with the same summaries.
+top-level help is the most typed command of all, so it is served from the command table in
+``tlskit.cli.commands``. Every other invocation goes to the typer application in ``tlskit.cli.app``.
 """
 
 from __future__ import annotations
@@ -11,21 +10,7 @@ from __future__ import annotations
 import sys
 
 from tlskit import __version__
-
-SUMMARY = "Keys, CSRs, certificates, chains, TLS probing, ACME and an authenticated HTTPS server."
-
-# (name, one-line summary) in the order `tlskit --help` shows them.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("csr", "Make a private key and a certificate signing request (CSR)."),
-    ("selfsign", "Make a self-signed certificate (serverAuth, SAN always present, SKI/AKI)."),
-    ("ca", "A local CA: create it, then sign CSRs with it (SANs kept)."),
-    ("inspect", "Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions."),
-    ("chain", "Order and verify a certificate chain: leaf -> intermediates, root left out, gaps named."),
-    ("probe", "Connect to a TLS server, show its certificates and handshake, and verify them."),
-    ("acme", "Certificates from Let's Encrypt or any ACME (RFC 8555) CA: issue, renew, revoke, list, account."),
-    ("serve", "Serve an SQLite dataset as an authenticated JSON API over HTTPS."),
-    ("users", "Users of tlskit serve: passwords, tokens, allowed methods and limits."),
-)
+from tlskit.cli.commands import COMMANDS, SUMMARY
 
 _OPTIONS = (
     ("--debug", "Show a traceback on errors."),
@@ -37,11 +22,11 @@ _OPTIONS = (
 def root_help() -> str:
     """The text of `tlskit --help`, in click's layout."""
     option_width = max(len(name) for name, _ in _OPTIONS) + 2
-    command_width = max(len(name) for name, _ in COMMANDS) + 2
+    command_width = max(len(command[0]) for command in COMMANDS) + 2
     lines = ["Usage: tlskit [OPTIONS] COMMAND [ARGS]...", "", f"  {SUMMARY}", "", "Options:"]
     lines += [f"  {name:<{option_width}}{text}" for name, text in _OPTIONS]
     lines += ["", "Commands:"]
-    lines += [f"  {name:<{command_width}}{text}" for name, text in COMMANDS]
+    lines += [f"  {name:<{command_width}}{summary}" for name, _, _, _, summary in COMMANDS]
     return "\n".join(lines) + "\n"
 
 

@@ -35,25 +35,18 @@ def probe(
 
     Examples: tlskit probe example.com; tlskit probe mail.example.com:587 --starttls smtp
     """
-    from tlskit.errors import EXIT_VERDICT, InputError
-    from tlskit.probe import STARTTLS_PORTS, ProbeOptions, parse_target
+    from tlskit.errors import EXIT_VERDICT
+    from tlskit.probe import ProbeOptions
     from tlskit.probe import probe as run_probe
 
-    if starttls is not None:
-        starttls = starttls.lower()
-        if starttls not in STARTTLS_PORTS:
-            raise InputError(f"unknown --starttls {starttls!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
-    parsed = parse_target(target, STARTTLS_PORTS[starttls] if starttls else 443)
-    protocols = [p.strip() for p in alpn.split(",")] if alpn else []
-    if any(not p or len(p) > 255 for p in protocols):
-        raise InputError(f"bad --alpn {alpn!r}", "an empty or over-long protocol name", "e.g. --alpn h2,http/1.1")
+    options = ProbeOptions.parse(target, starttls=starttls, alpn=alpn, servername=servername, ca_file=ca_file,
+                                 timeout=timeout)
     if out is not None:
         from tlskit.files import check_writable
 
         check_writable([out], force)  # refuse before connecting, so a refused run does nothing
 
-    result = run_probe(ProbeOptions(host=parsed.host, port=parsed.port, servername=servername, ca_file=ca_file,
-                                    alpn=protocols, timeout=timeout, starttls=starttls))
+    result = run_probe(options)
     if out is not None:
         from tlskit.files import Output, write_outputs
 
@@ -67,9 +60,7 @@ def probe(
     else:
         _render(result, showcerts, out)
     if not result.verification.verified:
-        # SystemExit, not typer.Exit: click returns (rather than raises) Exit's code when it runs with
-        # standalone_mode=False, as app.main does, and the verdict must reach the exit status.
-        raise SystemExit(EXIT_VERDICT)
+        raise typer.Exit(EXIT_VERDICT)
 
 
 def _render(result, showcerts: bool, out: Path | None) -> None:

@@ -35,13 +35,11 @@ def selfsign(
 
     Example: tlskit selfsign --cn localhost --san 127.0.0.1 --days 30
     """
-    from tlskit.cli.common import default_key_path, default_stem, resolve_key, subject_fields, subject_from_flags
+    from tlskit.cli.common import spinner_unless, subject_fields, subject_from_flags
     from tlskit.errors import InputError
-    from tlskit.files import Output, check_writable, load_bundle, read_passphrase, write_outputs
-    from tlskit.inspect import describe_certificate
-    from tlskit.certificates import to_pem
-    from tlskit.issue import self_signed, self_signed_from_csr
-    from tlskit.keys import private_key_pem
+    from tlskit.files import read_passphrase
+    from tlskit.issue import write_self_signed, write_self_signed_from_csr
+    from tlskit.keys import KeySource
     from tlskit.names import parse_sans
 
     passphrase = read_passphrase(passphrase_file)
@@ -52,35 +50,21 @@ def selfsign(
                              "pass the key the CSR was made with")
         if subject or san or any(fields.values()):
             raise InputError("--csr takes the subject and SANs from the CSR", fix="drop --subject/--cn/--san")
-        csrs = load_bundle(csr_file).csrs
-        if not csrs:
-            raise InputError(f"{csr_file} holds no CSR", fix="give a PEM or DER certificate request")
-        cert_path = out or csr_file.with_suffix(".pem")
-        check_writable([cert_path], force)
-        private_key, _ = resolve_key(key, key_type, passphrase, json_output)
-        issued = self_signed_from_csr(private_key, csrs[0], days)
-        write_outputs([Output.of(cert_path, to_pem(issued.certificate))], force)
-        _report(issued, cert_path, None, json_output)
-        return
-
-    parsed_subject = subject_from_flags(subject, fields, interactive)
-    sans = parse_sans(san or [])
-    cert_path = out or Path(f"{default_stem(parsed_subject)}.pem")
-    new_key_path = None if key is not None else (key_out or default_key_path(cert_path))
-    check_writable([p for p in (cert_path, new_key_path) if p is not None], force)
-    private_key, generated = resolve_key(key, key_type, None if key is None else passphrase, json_output)
-    issued = self_signed(private_key, parsed_subject, sans, days)
-    outputs = [Output.of(cert_path, to_pem(issued.certificate))]
-    if generated:
-        outputs.insert(0, Output.of(new_key_path, private_key_pem(private_key, passphrase), secret=True))
-    write_outputs(outputs, force)
-    _report(issued, cert_path, new_key_path if generated else None, json_output)
+        written = write_self_signed_from_csr(csr_file, KeySource(key, key_type), days=days, passphrase=passphrase,
+                                             out=out, force=force)
+    else:
+        parsed_subject = subject_from_flags(subject, fields, interactive)
+        written = write_self_signed(parsed_subject, parse_sans(san or []), KeySource(key, key_type), days=days,
+                                    passphrase=passphrase, out=out, key_out=key_out, force=force,
+                                    slow_work=spinner_unless(json_output))
+    _report(written, json_output)
 
 
-def _report(issued, cert_path: Path, key_path: Path | None, json_output: bool) -> None:
+def _report(written, json_output: bool) -> None:
     from tlskit.cli.output import warn
     from tlskit.inspect import describe_certificate
 
+    issued, cert_path, key_path = written.issued, written.path, written.key_path
     info = describe_certificate(issued.certificate)
     for warning in issued.warnings:
         warn(warning, quiet=False)

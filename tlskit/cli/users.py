@@ -75,22 +75,14 @@ def add(
 
     Example: tlskit users add alice --token --methods GET,POST
     """
-    from tlskit.server.users import check_limit, check_name, parse_methods
+    from tlskit.server.users import NewUser, parse_methods
 
-    check_name(name)
     allowed = parse_methods(methods)
-    check_limit(max_requests, "--max-requests")
-    check_limit(max_concurrent, "--max-concurrent")
-    password = _password(password_file)
-    if password is None and not token:
-        from tlskit.errors import InputError
-
-        raise InputError(f"user {name!r} would have no credential", fix="give --password-file F or --token")
+    user = NewUser(name, password=_password(password_file), token=token, methods=allowed,
+                   max_requests=max_requests, max_concurrent=max_concurrent)
     store = _store(db, state_dir)
-    new_token = store.add(name, password=password, token=token, methods=allowed,
-                          max_requests=max_requests, max_concurrent=max_concurrent)
-    user = store.require(name)
-    document = {**user.public(), "token": new_token, "db": str(store.path)}
+    new_token = store.add(user)
+    document = {**store.require(name).public(), "token": new_token, "db": str(store.path)}
     _print_user(json_output, document, f"Added user {name} ({','.join(document['methods'])}) to {store.path}", new_token)
 
 
@@ -112,11 +104,9 @@ def set_(
     Example: tlskit users set alice --methods all --max-requests 1000
     """
     from tlskit.errors import InputError
-    from tlskit.server.users import check_limit, parse_methods
+    from tlskit.server.users import parse_methods
 
     allowed = parse_methods(methods) if methods is not None else None
-    check_limit(max_requests, "--max-requests")
-    check_limit(max_concurrent, "--max-concurrent")
     password = _password(password_file)
     if password is None and not new_token and not revoke_tokens and allowed is None \
             and max_requests is None and max_concurrent is None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from tlskit.certificates import to_pem
 from tlskit.errors import InputError, NetworkError
 from tlskit.probe.ocsp import OcspStaple, decode_staple
-from tlskit.probe.starttls import STARTTLS_PORTS, upgrade
-from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none
+from tlskit.probe.starttls import STARTTLS_PORTS, starttls_protocol, upgrade
+from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none, parse_target
 from tlskit.probe.verify import Verification, chain_has_root, chain_in_order, verify_chain
 from tlskit.trust import TrustStore
 
@@ -34,6 +34,22 @@ class ProbeOptions:
     timeout: float = 10.0
     starttls: str | None = None
     now: dt.datetime | None = None  # verification time; tests and --at style checks
+
+    def __post_init__(self) -> None:
+        self.starttls = starttls_protocol(self.starttls)
+
+    @classmethod
+    def parse(cls, target: str, *, starttls: str | None = None, alpn: str | None = None, **options: Any) -> ProbeOptions:
+        """Options from what a user types: a target (see :func:`parse_target`), a STARTTLS protocol in any
+        case, ALPN protocols as ``"h2,http/1.1"``. The port defaults to the STARTTLS protocol's (25 for
+        smtp...) or 443.
+
+        >>> ProbeOptions.parse("mail.example.com", starttls="SMTP").port
+        25
+        """
+        protocol = starttls_protocol(starttls)
+        where = parse_target(target, STARTTLS_PORTS[protocol] if protocol else DEFAULT_PORT)
+        return cls(host=where.host, port=where.port, starttls=protocol, alpn=parse_alpn(alpn), **options)
 
     @property
     def name_to_verify(self) -> str:
@@ -101,10 +117,16 @@ class ProbeResult:
         }
 
 
+def parse_alpn(text: str | None) -> list[str]:
+    """ALPN protocol names from ``"h2,http/1.1"``; each must be 1 to 255 bytes (RFC 7301)."""
+    protocols = [p.strip() for p in text.split(",")] if text else []
+    if any(not p or len(p) > 255 for p in protocols):
+        raise InputError(f"bad --alpn {text!r}", "an empty or over-long protocol name", "e.g. --alpn h2,http/1.1")
+    return protocols
+
+
 def probe(options: ProbeOptions) -> ProbeResult:
     """Connect, (upgrade,) handshake without verifying, then verify what was sent. Network faults raise NetworkError."""
-    if options.starttls is not None and options.starttls not in STARTTLS_PORTS:
-        raise InputError(f"unknown --starttls {options.starttls!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
     if options.timeout <= 0:
         raise InputError(f"--timeout {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
     if options.sni is not None:

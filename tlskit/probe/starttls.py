@@ -11,11 +11,21 @@ import socket
 import struct
 import time
 
-from tlskit.errors import NetworkError
+from tlskit.errors import InputError, NetworkError
 from tlskit.probe.target import Target
 
 # Where each protocol listens when no port is given (the plain-text port that upgrades).
 STARTTLS_PORTS = {"smtp": 25, "imap": 143, "pop3": 110, "ftp": 21, "postgres": 5432}
+
+
+def starttls_protocol(name: str | None) -> str | None:
+    """The protocol of a STARTTLS name in any case ("SMTP" -> "smtp"); None for none."""
+    if name is None:
+        return None
+    protocol = name.lower()
+    if protocol not in STARTTLS_PORTS:
+        raise InputError(f"unknown --starttls {protocol!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
+    return protocol
 
 
 def upgrade(sock: socket.socket, protocol: str, deadline: float, target: Target) -> None:

@@ -15,10 +15,6 @@ class Target:
     host: str
     port: int
 
-    @property
-    def is_ip(self) -> bool:
-        return ip_or_none(self.host) is not None
-
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 

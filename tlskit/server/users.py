@@ -13,7 +13,7 @@ means another class with the same methods.
 Example::
 
     store = UserStore(Path("users.sqlite"))
-    token = store.add("alice", token=True, methods={"GET"})
+    token = store.add(NewUser("alice", token=True, methods=frozenset({"GET"})))
 """
 
 from __future__ import annotations
@@ -106,6 +106,26 @@ def check_limit(value: int | None, flag: str) -> int | None:
     if value is not None and value < 0:
         raise InputError(f"{flag} {value} is negative", fix="give 0 (unlimited) or a positive number")
     return value
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """A user to add, checked when made: a bad name, a negative limit or no credential at all is refused
+    before any database is opened, let alone created."""
+
+    name: str
+    password: str | None = None
+    token: bool = False          # make a token (returned once by UserStore.add)
+    methods: frozenset[str] = frozenset(DEFAULT_METHODS)
+    max_requests: int | None = None
+    max_concurrent: int | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_limit(self.max_requests, "--max-requests")
+        check_limit(self.max_concurrent, "--max-concurrent")
+        if self.password is None and not self.token:
+            raise InputError(f"user {self.name!r} would have no credential", fix="give --password-file F or --token")
 
 
 def token_sha256(token: str) -> str:
@@ -338,30 +358,26 @@ class UserStore:
 
     # writing
 
-    def add(self, name: str, *, password: str | None = None, token: bool = False,
-            methods: frozenset[str] | None = None, max_requests: int | None = None,
-            max_concurrent: int | None = None) -> str | None:
-        """Create a user; returns the new token (to show once) when ``token`` is set."""
-        check_name(name)
-        if password is None and not token:
-            raise InputError(f"user {name!r} would have no credential", fix="give --password-file F or --token")
-        if self.get(name) is not None:
-            raise InputError(f"user {name!r} already exists", fix="change it with `tlskit users set`")
-        password_hash = hash_password(password) if password is not None else None
-        new = new_token() if token else None
+    def add(self, user: NewUser) -> str | None:
+        """Create a user; returns the new token (to show once) when ``user.token`` is set."""
+        if self.get(user.name) is not None:
+            raise InputError(f"user {user.name!r} already exists", fix="change it with `tlskit users set`")
+        password_hash = hash_password(user.password) if user.password is not None else None
+        new = new_token() if user.token else None
         with self._transaction():
             self._db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", (
-                name, password_hash, ",".join(sorted(methods or DEFAULT_METHODS)),
-                check_limit(max_requests, "--max-requests"), check_limit(max_concurrent, "--max-concurrent"),
+                user.name, password_hash, ",".join(sorted(user.methods)), user.max_requests, user.max_concurrent,
                 time.time()))
             if new:
-                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(new), name, time.time()))
+                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(new), user.name, time.time()))
         return new
 
     def update(self, name: str, *, password: str | None = None, new_token_: bool = False,
                revoke_tokens: bool = False, methods: frozenset[str] | None = None,
                max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
         """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
+        check_limit(max_requests, "--max-requests")
+        check_limit(max_concurrent, "--max-concurrent")
         self.require(name)
         token = new_token() if new_token_ else None
         # Hash before the transaction: the database stays unlocked during the slow part.
@@ -372,11 +388,9 @@ class UserStore:
             if methods is not None:
                 self._db.execute("UPDATE users SET methods = ? WHERE name = ?", (",".join(sorted(methods)), name))
             if max_requests is not None:
-                self._db.execute("UPDATE users SET max_requests = ? WHERE name = ?",
-                                 (check_limit(max_requests, "--max-requests"), name))
+                self._db.execute("UPDATE users SET max_requests = ? WHERE name = ?", (max_requests, name))
             if max_concurrent is not None:
-                self._db.execute("UPDATE users SET max_concurrent = ? WHERE name = ?",
-                                 (check_limit(max_concurrent, "--max-concurrent"), name))
+                self._db.execute("UPDATE users SET max_concurrent = ? WHERE name = ?", (max_concurrent, name))
             if revoke_tokens:
                 self._db.execute("DELETE FROM tokens WHERE name = ?", (name,))
             if token:
