@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests drive as real peers; `make test` installs the missing ones (as root).
 TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh
-BENCH_DEBS := $(TEST_DEBS) hyperfine lego
+BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 
 .PHONY: run test bench venv test-deps bench-deps clean
 

@@ -153,3 +153,37 @@ def start_tlskit(work: Path, *args: str, cpu: str | None = SERVER_CPU,
                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     _wait_or_stop(port, proc, "tlskit serve")
     return proc, port
+
+
+CADDYFILE = """{{
+\tadmin off
+\tauto_https off
+\tdefault_sni localhost
+\tstorage file_system {work}/caddy-data
+}}
+https://localhost:{port}, https://127.0.0.1:{port} {{
+\ttls {cert} {key}
+\tlog {{
+\t\toutput file {work}/caddy-access-{port}.log
+\t}}
+{site}
+}}
+"""
+
+
+def start_caddy(work: Path, site: str, port: int, cert: Path, key: Path,
+                cpu: str | None = SERVER_CPU) -> subprocess.Popen:
+    """Caddy on ``port`` with ``site`` inside its site block (TLS from ``cert``/``key``, an access log).
+
+    One OS thread runs Go code (``GOMAXPROCS=1``), so it is one core like one nginx worker or one tlskit
+    worker; it is pinned like them.
+    """
+    conf = work / f"Caddyfile-{port}"
+    conf.write_text(CADDYFILE.format(work=work, port=port, cert=cert, key=key, site=site))
+    env = {**os.environ, "GOMAXPROCS": "1", "HOME": str(work), "XDG_DATA_HOME": str(work / "caddy-data"),
+           "XDG_CONFIG_HOME": str(work / "caddy-config")}
+    proc = subprocess.Popen([*pin(cpu), need("caddy"), "run", "--config", str(conf), "--adapter", "caddyfile"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env=env)
+    _wait_or_stop(port, proc, "caddy")
+    return proc

@@ -60,7 +60,7 @@ def build_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 @pytest.fixture
 def listener(tmp_path):
-    """A TLS listener on uvloop (as uvicorn runs it) whose certificate a CertificateReloader manages."""
+    """A TLS listener on uvloop whose certificate a CertificateReloader manages."""
     require_binary("openssl")
     import uvloop
 

@@ -147,7 +147,7 @@ def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
     if prepared.config.reload_interval > 0:
         from tlskit.server.reload import watch
 
-        watch(prepared.cert, prepared.key, context, prepared.config.reload_interval)
+        watch(prepared.cert, prepared.key, context, prepared.config.reload_interval, asyncio.get_running_loop())
 
 
 # ---- listening ------------------------------------------------------------------------------------
