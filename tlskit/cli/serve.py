@@ -57,6 +57,9 @@ def serve(
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", help=f"Connections per worker (lowered to fit the file-descriptor limit). [default: {HttpLimits.max_connections:g}]")] = None,
     max_auth_failures: Annotated[Optional[int], typer.Option("--max-auth-failures", help=f"Wrong passwords per client address per minute before 429 (0: no budget). [default: {ThrottleSettings.max_failures:g}]")] = None,
     auth_ban_seconds: Annotated[Optional[float], typer.Option("--auth-ban-seconds", help=f"Seconds an address that spent its failure budget gets 429 for password checks. [default: {ThrottleSettings.ban:g}]")] = None,
+    client_ca: Annotated[Optional[Path], typer.Option("--client-ca", help="Ask clients for a certificate issued by this CA (mutual TLS); it authenticates the user its CN names.")] = None,
+    client_cert: Annotated[Optional[str], typer.Option("--client-cert", help="optional: a client may use another credential instead; required: no handshake without a certificate. [default: optional]")] = None,
+    crl: Annotated[Optional[Path], typer.Option("--crl", help="CRL of the --client-ca (tlskit ca crl); revoked certificates are refused, reloaded when the file changes.")] = None,
     hash_workers: Annotated[Optional[int], typer.Option("--hash-workers", help="Threads for slow password hashes (each argon2 check takes 64 MiB) [default: cores, at most 4].")] = None,
 ) -> None:
     """Serve an SQLite dataset as an authenticated JSON API over HTTPS.
@@ -81,7 +84,8 @@ def serve(
                    send_timeout=send_timeout, keepalive_timeout=keepalive_timeout,
                    keepalive_requests=keepalive_requests, max_pending_per_ip=max_pending_per_ip,
                    max_connections=max_connections, max_auth_failures=max_auth_failures,
-                   auth_ban_seconds=auth_ban_seconds, hash_workers=hash_workers)
+                   auth_ban_seconds=auth_ban_seconds, hash_workers=hash_workers, client_ca=client_ca,
+                   client_cert=client_cert, crl=crl)
     config = build_config(options)           # every option checked before anything is written
     managed = None
     if acme:

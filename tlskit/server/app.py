@@ -8,6 +8,7 @@ middleware (:mod:`.trusted_proxy`) rewrites first when the server runs behind a 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -21,6 +22,7 @@ log = logging.getLogger("tlskit.serve")
 
 # Every answer is JSON or the upstream's: browsers must not sniff it into something executable.
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+ME_PATH = "/api/me"
 AMBIGUOUS_QUERY = (b'{"error":"bad request","detail":"the query names authtoken in a way that cannot be read '
                    b'one way only; send it once, as authtoken=VALUE"}')
 
@@ -91,16 +93,22 @@ class TlskitApp:
         if query_string and query.mentions_token(query_string) and not _readable(query_string):
             await answer_json(sent, 400, AMBIGUOUS_QUERY, [], scope["method"])
         else:
-            decision = await self.gate.admit(scope, ip)
+            decision = await self.gate.admit(scope, ip, receive)
             if isinstance(decision, Denial):
                 user_name = decision.user
                 await answer_json(sent, decision.status, decision.body, decision.headers, scope["method"])
             else:
                 user_name = decision.user.name
+                if decision.scope is not None:
+                    scope = decision.scope
+                receive = decision.receive or receive
                 scope["user"] = user_name
                 sent.extra.extend(decision.headers)
                 try:
-                    await self.handler(scope, receive, sent)
+                    if scope["path"] == ME_PATH:
+                        await self._me(scope, decision, sent)
+                    else:
+                        await self.handler(scope, receive, sent)
                 except Exception as exc:  # a bug in a handler: one log line and a 500, the server goes on
                     log.error("handler failed on %s %s: %s", scope["method"], scope["path"], type(exc).__name__)
                     if not sent.status:
@@ -111,6 +119,28 @@ class TlskitApp:
                     self.gate.release(decision)
         if self.access_log is not None:
             self.access_log.log(scope, ip, user_name, sent.status, sent.size, time.perf_counter() - started)
+
+
+    async def _me(self, scope, passed, send) -> None:
+        """``GET /api/me``: who the caller is, how they proved it, what they may do and what is left."""
+        if scope["method"] not in ("GET", "HEAD"):
+            await answer_json(send, 405, b'{"error":"method not allowed","detail":"/api/me answers GET"}',
+                              [(b"allow", b"GET, HEAD")], scope["method"])
+            return
+        user = passed.user
+        limits = self.gate.limits_for(user)
+        decision = passed.decision
+        limiter = self.gate.limiter
+        document = {
+            "user": user.name,
+            "authenticated_by": passed.source,
+            "methods": sorted(user.methods),
+            "limits": {"max_requests": limits.max_requests, "max_concurrent": limits.max_concurrent},
+            # This request is counted: what is left after it, and the requests in flight with it.
+            "remaining_requests": decision.remaining if decision is not None and limits.max_requests else None,
+            "in_flight": limiter.in_flight(user.name) if limiter is not None and hasattr(limiter, "in_flight") else None,
+        }
+        await answer_json(send, 200, json.dumps(document, separators=(",", ":")).encode(), [], scope["method"])
 
 
 def _readable(query_string: bytes) -> bool:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import hmac
 import logging
@@ -51,6 +52,18 @@ class Refused:
 WRONG = Refused(401, "credentials")
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    """The parts of a request an S3-style signature covers (``body`` None: not read, not needed)."""
+
+    method: str
+    raw_path: bytes
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | None
+    now: datetime.datetime
+
+
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -77,6 +90,7 @@ class Authenticator:
         self._checked_at = float("-inf")
         self.users: dict[str, User] = {}
         self._tokens: dict[str, str] = {}                 # sha256(token) -> user name
+        self._s3_keys: dict[str, tuple[str, str]] = {}    # S3 access key id -> (user name, secret)
         self._good: dict[bytes, tuple[str, str]] = {}     # hmac(name, password) -> (name, stored hash)
         self._bad: set[bytes] = set()
         self._pending: dict[bytes, asyncio.Future] = {}
@@ -116,6 +130,7 @@ class Authenticator:
         self._recovered()
         self.users = users
         self._tokens = {digest: user.name for user in users.values() for digest in user.token_hashes}
+        self._s3_keys = {key: (user.name, secret) for user in users.values() for key, secret in user.s3_keys.items()}
         self._good.clear()
         self._bad.clear()
         return True
@@ -141,19 +156,26 @@ class Authenticator:
 
     # --- checking -------------------------------------------------------------------------------------
 
-    async def authenticate(self, credential: Credential, address: str = "") -> User | Refused:
-        """The user these credentials prove, or why not (unknown user and wrong secret alike: 401)."""
+    async def authenticate(self, credential: Credential, address: str = "",
+                           request: SignedRequest | None = None) -> User | Refused:
+        """The user these credentials prove, or why not (unknown user and wrong secret alike: 401).
+
+        ``request`` is what an S3-style signature covers; without it a signed-mode key is refused."""
         started = self._clock()
         self.refresh()
         if self._stale():
             return self._unavailable_refusal()
+        if credential.source == "certificate":
+            return self._certificate(credential)
         if credential.name is None:
             digest = _sha256(credential.secret)
             name = self._tokens.get(digest)
             if name is None and self.refresh(check_now=True):
                 name = self._tokens.get(digest)
             if name is not None:
-                return self.users[name]
+                return self.users[name]         # a token, or an S3 access key that is a token (key mode)
+            if credential.s3 is not None:
+                return self._signed(credential, request)
             return self._unavailable_refusal() if self.unavailable_since is not None else WRONG
         user = self.users.get(credential.name)
         if user is None and self.refresh(check_now=True):
@@ -191,6 +213,42 @@ class Authenticator:
         self.throttle.failed(address)
         await self._wait_out_the_floor(started)
         return WRONG
+
+    def is_signed_key(self, credential: Credential) -> bool:
+        """An S3 access key of a key pair (signed mode), not a token (key mode)."""
+        return credential.secret in self._s3_keys and _sha256(credential.secret) not in self._tokens
+
+    def _certificate(self, credential: Credential) -> User | Refused:
+        """A client certificate the TLS layer verified: its CN's user, if the user pins none or this one."""
+        user = self.users.get(credential.name)
+        if user is None and self.refresh(check_now=True):
+            user = self.users.get(credential.name)
+        if user is None:
+            return self._unavailable_refusal() if self.unavailable_since is not None else WRONG
+        if user.cert_fingerprints and not any(hmac.compare_digest(credential.secret, pinned)
+                                              for pinned in user.cert_fingerprints):
+            return WRONG
+        return user
+
+    def _signed(self, credential: Credential, request: SignedRequest | None) -> User | Refused:
+        """Signed mode: the key pair's secret must have signed this very request, recently."""
+        from tlskit.server import s3auth
+
+        owner = self._s3_keys.get(credential.secret)
+        if owner is None or request is None:
+            return self._unavailable_refusal() if owner is None and self.unavailable_since is not None else WRONG
+        name, secret = owner
+        auth = credential.s3
+        try:
+            if auth.version == 4:
+                s3auth.verify_v4(auth, secret, request.method, request.raw_path, request.query, request.headers,
+                                 request.body, request.now)
+            else:
+                s3auth.verify_v2(auth, secret, request.method, request.raw_path, request.query, request.headers,
+                                 request.now)
+        except s3auth.BadSignature:
+            return WRONG
+        return self.users.get(name, WRONG)
 
     async def _check(self, cache_key: bytes, user: User | None, password: str, address: str) -> bool | Refused:
         """Run the slow hash for this pair (shared by concurrent requests with the same pair)."""

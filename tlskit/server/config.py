@@ -22,7 +22,7 @@ from tlskit.server.trusted_proxy import parse_networks
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-DEFAULT_KEY_HEADERS = ("X-API-Key",)
+DEFAULT_KEY_HEADERS = ("X-API-Key", "X-CData-Authtoken")   # always accepted; --key-header adds more
 HSTS_MAX_AGE = 31536000
 
 
@@ -58,6 +58,9 @@ class ServeConfig:
     trust_proxy: tuple[Network, ...] = ()
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
     acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves
+    client_ca: Path | None = None          # ask clients for certificates issued by this CA (mutual TLS)
+    client_cert: str = "optional"          # or "required": the handshake needs a client certificate
+    crl: Path | None = None                # revoked client certificates (reloaded when the file changes)
     http: HttpLimits = HttpLimits()
     throttle: ThrottleSettings = ThrottleSettings()
     hash_workers: int = field(default_factory=default_hash_workers)
@@ -113,6 +116,7 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     values["trust_proxy"] = parse_networks(values.get("trust_proxy") or ())
     values["key_headers"] = parse_key_headers(values.pop("key_header", None) or ())
     values["reload_interval"] = max(0.0, values.get("reload_interval", 1.0))
+    _client_certificates(values)
     values["http"] = _http_limits(values)
     values["throttle"] = _throttle(values)
     workers = values.get("hash_workers")
@@ -122,6 +126,20 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
         values.pop("hash_workers", None)
     known = {f.name for f in fields(ServeConfig)}
     return ServeConfig(**{name: value for name, value in values.items() if name in known})
+
+
+def _client_certificates(values: dict) -> None:
+    if values.get("client_cert") is None:
+        values.pop("client_cert", None)
+    elif values["client_cert"] not in ("optional", "required"):
+        raise InputError(f"bad --client-cert {values['client_cert']!r}", fix="give optional or required")
+    ca, crl = values.get("client_ca"), values.get("crl")
+    if ca is None and (crl is not None or values.get("client_cert") == "required"):
+        raise InputError("--crl and --client-cert required need --client-ca",
+                         fix="pass --client-ca with the CA that issues your client certificates")
+    for path, flag in ((ca, "--client-ca"), (crl, "--crl")):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{flag} {path} does not exist", fix="give a PEM file")
 
 
 def _http_limits(values: dict) -> HttpLimits:

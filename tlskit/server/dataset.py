@@ -251,6 +251,12 @@ class Dataset:
                            [(b"allow", allow.encode())])
 
     async def _body(self, scope, receive) -> dict:
+        form = scope.get("tlskit.form")
+        if form is not None:
+            # A form post that carried its own authtoken (the gate took it out): the fields are the row.
+            if not form:
+                raise _error(400, "bad request", "the form has no fields besides authtoken")
+            return dict(form)
         _require_json(scope)
         chunks = []
         size = 0
@@ -317,8 +323,8 @@ class Dataset:
                     limit = min(number, MAX_LIMIT)
                 else:
                     offset = number
-            elif name == "authtoken":
-                continue
+            elif name.lower().lstrip("@").startswith("authtoken"):
+                continue     # the credential (tlskit.server.query's rule), not a filter
             elif name in table.column_names or (name == "rowid" and table.key == "rowid"):
                 where.append(f"{_ident(name)} = ?")
                 params.append(value)

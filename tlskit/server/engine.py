@@ -93,6 +93,7 @@ class ServerState:
         self.date_header = b""
         self.on_settled = None            # called once per connection when its first request has headers
         self.refusal_headers = b""        # extra header lines (HSTS...) on the answers the engine makes itself
+        self.client_certificates = False  # read the client's certificate after each handshake
         self.refresh_date()
 
     def refresh_date(self) -> None:
@@ -135,6 +136,10 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport
         self.state.connections.add(self)
         self._read_deadline("first", self.limits.header_timeout)
+        if self.state.client_certificates and self.tls:
+            self.client_cert = _peer_certificate(transport)
+
+    client_cert = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -280,6 +285,7 @@ class HttpConnection(asyncio.Protocol):
             "type": "http", "asgi": ASGI_VERSION, "http_version": version, "server": self.state.server_address,
             "client": self.client, "scheme": self.state.scheme, "method": method, "root_path": "",
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"", "headers": self.headers,
+            "tlskit.client_cert": self.client_cert,
         }
         self.requests_seen += 1
         keep_alive = (parser.should_keep_alive() and not self.state.shutting_down
@@ -411,6 +417,17 @@ class HttpConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return not self.queue and self.headers_done and self.read_phase == "idle"
+
+
+def _peer_certificate(transport):
+    """The client's certificate, as the TLS layer verified it (None when it sent none)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    from tlskit.server.client_certs import ClientCertificate
+
+    return ClientCertificate.from_der(der)
 
 
 class Request:

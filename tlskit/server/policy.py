@@ -20,13 +20,15 @@ Without a limiter everything is admitted. Refusals become 429 with the decision'
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 from dataclasses import dataclass, field
 
-from tlskit.server.auth import Authenticator, Refused
+from tlskit.server.auth import Authenticator, Refused, SignedRequest
 from tlskit.server.credentials import CredentialReader, Malformed
-from tlskit.server.limits import Limits
+from tlskit.server import bodies
+from tlskit.server.limits import Decision, Limits
 from tlskit.server.trusted_proxy import address_key
 from tlskit.server.users import User
 
@@ -47,6 +49,10 @@ class Passed:
     user: User
     headers: list[tuple[bytes, bytes]]   # to add to the response (limit headers)
     limited: bool                        # release() is owed when the request ends
+    source: str = ""                     # how the user authenticated ("basic", "bearer", "certificate"...)
+    decision: Decision | None = None     # the limiter's, for /api/me
+    scope: dict | None = None            # replaces the request's scope (a body credential was taken out)
+    receive: object = None               # replaces the request's receive (a body already read)
 
 
 def _json(document: dict) -> bytes:
@@ -90,15 +96,67 @@ class Gate:
     def limits_for(self, user: User) -> Limits:
         return Limits.resolve(user.max_requests, user.max_concurrent, self.default_limits)
 
-    async def admit(self, scope: dict, ip: str) -> Passed | Denial:
+    async def admit(self, scope: dict, ip: str, receive=None) -> Passed | Denial:
         if not self.ip_allowed(ip):
             return self._forbidden_ip
-        credential = self.reader.read(scope["headers"], scope["query_string"])
+        credential = self.reader.read(scope["headers"], scope["query_string"], scope.get("tlskit.client_cert"))
+        body = None
+        if credential is None and self.reader.allow_query_token and receive is not None and bodies.is_form(scope):
+            taken = await self._form_credential(scope, receive)
+            if isinstance(taken, Denial):
+                return taken
+            credential, scope, body = taken
         if credential is None or isinstance(credential, Malformed):
             return self._unauthorized
-        user = await self.authenticator.authenticate(credential, address_key(ip))
+        signed = None
+        if credential.s3 is not None:
+            if credential.s3.version == 4 and receive is not None and self.authenticator.is_signed_key(credential):
+                if bodies.header(scope, b"x-amz-content-sha256") is None and bodies.has_body(scope):
+                    body = await self._read(receive)
+                    if isinstance(body, Denial):
+                        return body
+            signed = SignedRequest(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                                   scope["query_string"], scope["headers"],
+                                   body if body is not None else (None if bodies.has_body(scope) else b""),
+                                   datetime.datetime.now(datetime.timezone.utc))
+        user = await self.authenticator.authenticate(credential, address_key(ip), signed)
         if isinstance(user, Refused):
             return self._refusal(user)
+        passed = await self._privileges_and_limits(scope, user)
+        if isinstance(passed, Passed):
+            passed.source = credential.source
+            if body is not None:
+                passed.scope = scope
+                passed.receive = bodies.Replay(body, receive)
+        return passed
+
+    async def _read(self, receive) -> bytes | Denial:
+        try:
+            return await bodies.read_body(receive)
+        except bodies.TooLarge:
+            return Denial(413, _json({"error": "payload too large",
+                                      "detail": f"the body is over {bodies.MAX_BODY} bytes"}), reason="body")
+        except bodies.ClientGone:
+            return Denial(400, _json({"error": "bad request", "detail": "the client went away"}), reason="body")
+
+    async def _form_credential(self, scope, receive):
+        """CData's form post: ``authtoken`` as a form field; the other fields go on to the handler."""
+        from tlskit.server import query
+        from tlskit.server.credentials import Credential
+
+        body = await self._read(receive)
+        if isinstance(body, Denial):
+            return body
+        try:
+            token, fields = bodies.form_token(body)
+        except query.AmbiguousQuery:
+            return self._unauthorized
+        if not token:
+            return None, scope, body
+        new_scope, new_body = bodies.without_body_credential(scope, fields)
+        return Credential(token, None, "form"), new_scope, new_body
+
+    async def _privileges_and_limits(self, scope, user) -> Passed | Denial:
         method = scope["method"]
         for name, value in scope["headers"]:
             if name in METHOD_OVERRIDES:
@@ -116,7 +174,7 @@ class Gate:
         if not decision.allowed:
             return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
                           headers, "limit", user.name)
-        return Passed(user, headers, True)
+        return Passed(user, headers, True, decision=decision)
 
     def _refusal(self, refused: Refused) -> Denial:
         if refused.status == 401:

@@ -54,7 +54,7 @@ class FileState:
 
 @dataclass(frozen=True)
 class Loaded:
-    """The certificate currently served, for log lines and /status-like reporting."""
+    """The certificate currently served, for log lines."""
 
     serial: str
     not_after: str
@@ -65,9 +65,11 @@ class CertificateReloader:
     """Watches a cert/key pair and swaps the served certificate when they are replaced with a valid pair."""
 
     def __init__(self, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str],
-                 build_context: ContextBuilder, interval: float = 1.0) -> None:
+                 build_context: ContextBuilder, interval: float = 1.0, also_watch: tuple[Path, ...] = ()) -> None:
         self.cert_path = Path(cert_path)
         self.key_path = Path(key_path)
+        # Files the context is also built from (the client CA, a CRL): a change to one rebuilds it too.
+        self.also_watch = tuple(Path(p) for p in also_watch)
         self.build_context = build_context
         self.interval = interval
         self.current: ssl.SSLContext | None = None
@@ -79,8 +81,8 @@ class CertificateReloader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _states(self) -> tuple[FileState | None, FileState | None]:
-        return FileState.of(self.cert_path), FileState.of(self.key_path)
+    def _states(self) -> tuple[FileState | None, ...]:
+        return tuple(FileState.of(path) for path in (self.cert_path, self.key_path, *self.also_watch))
 
     # --- serving ---------------------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class CertificateReloader:
         self._pending = None
         self._seen = states
         if None in states:
-            missing = self.cert_path if states[0] is None else self.key_path
+            missing = (self.cert_path, self.key_path, *self.also_watch)[states.index(None)]
             log.warning("certificate reload refused: %s is missing; still serving serial %s",
                         missing, self.loaded.serial if self.loaded else "?")
             self.refusals += 1
@@ -210,12 +212,11 @@ def log_to_stderr() -> None:
         logger.propagate = False
 
 
-def watch(cert: Path, key: Path, listening: ssl.SSLContext, interval: float = 1.0, loop=None) -> CertificateReloader:
-    """What `tlskit serve` runs in each worker: reload ``cert``/``key`` into ``listening`` when they change."""
-    from tlskit.server.tls import build_context
-
+def watch(cert: Path, key: Path, listening: ssl.SSLContext, build_context: ContextBuilder, interval: float = 1.0,
+          loop=None, also_watch: tuple[Path, ...] = ()) -> CertificateReloader:
+    """What `tlskit serve` runs in each worker: rebuild the context into ``listening`` when its files change."""
     log_to_stderr()
-    reloader = CertificateReloader(cert, key, build_context, interval=interval)
+    reloader = CertificateReloader(cert, key, build_context, interval=interval, also_watch=also_watch)
     reloader.install(listening, loop)
     reloader.start()
     return reloader

@@ -57,7 +57,7 @@ def prepare(config: ServeConfig) -> Prepared:
     from tlskit.errors import InputError
     from tlskit.server import default_state_dir, default_users_db, ensure_state_dir
     from tlskit.server.dataset import Dataset, ensure_demo_dataset
-    from tlskit.server.tls import build_context, certificate_names, ensure_local_certificate
+    from tlskit.server.tls import certificate_names, ensure_local_certificate
     from tlskit.server.users import UserStore
 
     state_dir = ensure_state_dir(Path(config.state_dir) if config.state_dir else default_state_dir())
@@ -69,7 +69,7 @@ def prepare(config: ServeConfig) -> Prepared:
         cert, key, ca_cert = local.cert, local.key, local.ca_cert
     else:
         cert, key = Path(config.cert), Path(config.key)
-    context = build_context(cert, key)
+    context = context_builder(config)(cert, key)
     dataset = Path(config.dataset) if config.dataset else ensure_demo_dataset(state_dir)
     Dataset(dataset).db.close()     # fail now, not on the first request
     db = Path(config.db) if config.db else default_users_db(state_dir)
@@ -78,6 +78,21 @@ def prepare(config: ServeConfig) -> Prepared:
     store.close()
     return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, user_count,
                     certificate_names(cert))
+
+
+def context_builder(config: ServeConfig):
+    """``(cert, key) -> SSLContext`` with everything serve asks of TLS: the reloader rebuilds with it too."""
+    from tlskit.server.tls import build_context
+
+    def build(cert: Path, key: Path) -> ssl.SSLContext:
+        context = build_context(cert, key)
+        if config.client_ca is not None:
+            from tlskit.server.client_certs import configure
+
+            configure(context, config.client_ca, config.client_cert, config.crl)
+        return context
+
+    return build
 
 
 # ---- one worker's request path --------------------------------------------------------------------
@@ -147,7 +162,10 @@ def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
     if prepared.config.reload_interval > 0:
         from tlskit.server.reload import watch
 
-        watch(prepared.cert, prepared.key, context, prepared.config.reload_interval, asyncio.get_running_loop())
+        config = prepared.config
+        also = tuple(p for p in (config.client_ca, config.crl) if p is not None)
+        watch(prepared.cert, prepared.key, context, context_builder(config), config.reload_interval,
+              asyncio.get_running_loop(), also)
 
 
 # ---- listening ------------------------------------------------------------------------------------
@@ -202,7 +220,9 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
     # Every client of a trusted proxy arrives through it: the per-address cap does not apply to it.
     exempt = TrustedProxies(config.trust_proxy).trusts if config.trust_proxy else (lambda ip: False)
     refusal_headers = [hsts(config.hsts_max_age), NOSNIFF]
-    listeners = [(Listener(app, config.http, prepared.context, exempt, refusal_headers), sockets["https"])]
+    https = Listener(app, config.http, prepared.context, exempt, refusal_headers)
+    https.state.client_certificates = config.client_ca is not None
+    listeners = [(https, sockets["https"])]
     if "redirect" in sockets:
         listeners.append((Listener(build_redirect_app(prepared), config.http, None, exempt), sockets["redirect"]))
     loop = asyncio.get_running_loop()

@@ -61,6 +61,8 @@ class User:
     token_hashes: list[str] = field(default_factory=list)
     max_requests: int | None = None
     max_concurrent: int | None = None
+    cert_fingerprints: list[str] = field(default_factory=list)   # pinned client certificates (SHA-256 hex)
+    s3_keys: dict[str, str] = field(default_factory=dict)        # S3 access key id -> secret (decrypted)
 
     def may(self, method: str) -> bool:
         # HEAD and OPTIONS read nothing that GET could not.
