@@ -243,8 +243,16 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
 
 
 def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+    import gc
+
     import uvloop
 
+    # What start-up made lives as long as the process: keep it out of every collection, and collect the
+    # young generation less often (each connection makes a few short-lived cycles; the collector was 2%
+    # of a handshake-bound worker's CPU in a perf profile).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 20, 20)
     uvloop.run(_serve_async(prepared, sockets))
 
 
