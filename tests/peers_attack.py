@@ -157,6 +157,8 @@ class SloppyUpstream:
     - ``/switch``          answers ``101 Switching Protocols``; ``/info199`` answers ``199`` first;
     - ``/redirect?to=X``   answers 302 with ``Location: X`` (``{origin}`` in X is the upstream's own origin);
     - anything else        answers normally, reading a Content-Length body.
+
+    Under a base path (``/base/redirect...``, an ``--upstream .../base``) the same paths behave the same.
     """
 
     sock: socket.socket
@@ -234,6 +236,11 @@ class SloppyUpstream:
                     return
 
     def _answer(self, target: str) -> bytes:
+        named = target[len("/base"):] if target.startswith("/base/") else target
+        answer = self._misbehave(named)
+        return answer if answer is not None else _response(200, f"answer for {target}".encode())
+
+    def _misbehave(self, target: str) -> bytes | None:
         if target == "/switch":
             return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         if target == "/info199":
@@ -241,10 +248,10 @@ class SloppyUpstream:
         if target.startswith("/redirect"):
             location = target.partition("to=")[2].replace("{origin}", self.origin)
             return _response(302, b"moved", [("Location", location)])
-        answer = _response(200, f"answer for {target}".encode())
         if target.startswith("/twice"):
-            return answer + _response(200, b"answer for an unrequested second response")
-        return answer
+            return (_response(200, f"answer for {target}".encode())
+                    + _response(200, b"answer for an unrequested second response"))
+        return None
 
     def stop(self) -> None:
         self.stopping = True
