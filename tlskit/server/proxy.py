@@ -224,6 +224,7 @@ class UpstreamProxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def client_gone() -> None:
+            await answer.upload_finished()    # until then the upload reads the client's messages
             while (await receive())["type"] != "http.disconnect":
                 pass
 
@@ -240,6 +241,8 @@ class UpstreamProxy:
             answer.close()
             return
         failure = copier.exception()
+        if failure is not None and answer.client_left:
+            return
         if isinstance(failure, (UpstreamTimeout, UpstreamFailed)):
             log.warning("upstream %s broke off its answer to %s %s (%s); closing the client connection",
                         self.upstream, scope["method"], scope.get("path", ""), failure)

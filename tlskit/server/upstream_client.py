@@ -284,6 +284,19 @@ class UpstreamResponse:
             self._finish()
         return data
 
+    async def upload_finished(self) -> None:
+        """Wait until the request body has been sent (or failed): until then it reads the client's
+        messages, and nothing else may."""
+        if self._writer is not None:
+            await _outcome(self._writer)
+
+    @property
+    def client_left(self) -> bool:
+        """The client disconnected in the middle of its upload."""
+        writer = self._writer
+        return (writer is not None and writer.done() and not writer.cancelled()
+                and isinstance(writer.exception(), ClientGone))
+
     def _finish(self) -> None:
         writer = self._writer
         if writer is not None and not writer.done():
