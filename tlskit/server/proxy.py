@@ -292,6 +292,7 @@ class UpstreamProxy:
                 host = value
             elif name == b"x-forwarded-for":
                 previous_chain.append(value)
+        listed -= dropped     # "keep-alive" or "close", the usual values, remove nothing more
         if listed:
             kept = [(name, value) for name, value in kept if name not in listed]
         if length is not None:
@@ -345,6 +346,7 @@ class UpstreamProxy:
         for name, value in headers:
             if name == b"connection":
                 listed.update(token.strip().lower() for token in value.split(b","))
+        listed -= _RESPONSE_DROPPED
         dropped = _RESPONSE_DROPPED | listed if listed else _RESPONSE_DROPPED
         kept = []
         for name, value in headers:
