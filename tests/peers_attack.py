@@ -154,14 +154,19 @@ class SloppyUpstream:
     - ``/ignore-body...``  answers without reading a body, then reads the body bytes as the next request
       (what an application that does not expect a GET body does);
     - ``/twice...``        answers, then immediately answers again (an unrequested second response);
+    - ``/late-twice...``   answers, then answers again a moment later (while the connection sits idle);
     - ``/switch``          answers ``101 Switching Protocols``; ``/info199`` answers ``199`` first;
+    - ``/interim``         answers ``103 Early Hints``, ``100 Continue`` and ``102 Processing`` first;
     - ``/redirect?to=X``   answers 302 with ``Location: X`` (``{origin}`` in X is the upstream's own origin);
     - anything else        answers normally, reading a Content-Length body.
+
+    Under a base path (``/base/redirect...``, an ``--upstream .../base``) the same paths behave the same.
     """
 
     sock: socket.socket
     threads: list[threading.Thread] = field(default_factory=list)
     requests: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    connections: int = 0
     stopping: bool = False
 
     @classmethod
@@ -190,6 +195,7 @@ class SloppyUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             thread.start()
 
@@ -230,21 +236,33 @@ class SloppyUpstream:
                     buffer = buffer[length:]
                 try:
                     conn.sendall(self._answer(target))
+                    if target.startswith("/late-twice"):
+                        time.sleep(0.1)
+                        conn.sendall(_response(200, b"answer for an unrequested late response"))
                 except OSError:
                     return
 
     def _answer(self, target: str) -> bytes:
+        named = target[len("/base"):] if target.startswith("/base/") else target
+        answer = self._misbehave(named)
+        return answer if answer is not None else _response(200, f"answer for {target}".encode())
+
+    def _misbehave(self, target: str) -> bytes | None:
         if target == "/switch":
             return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        if target == "/interim":
+            return (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+                    + _response(200, f"answer for {target}".encode()))
         if target == "/info199":
             return b"HTTP/1.1 199 Odd\r\n\r\n" + _response(200, f"answer for {target}".encode())
         if target.startswith("/redirect"):
             location = target.partition("to=")[2].replace("{origin}", self.origin)
             return _response(302, b"moved", [("Location", location)])
-        answer = _response(200, f"answer for {target}".encode())
         if target.startswith("/twice"):
-            return answer + _response(200, b"answer for an unrequested second response")
-        return answer
+            return (_response(200, f"answer for {target}".encode())
+                    + _response(200, b"answer for an unrequested second response"))
+        return None
 
     def stop(self) -> None:
         self.stopping = True

@@ -57,7 +57,8 @@ class Served:
         headers_file = work / f"h{os.getpid()}_{time.monotonic_ns()}"
         body_file = work / f"b{os.getpid()}_{time.monotonic_ns()}"
         base = scheme_port or self.url
-        command = [curl, "-sS", "--max-time", "30", "--resolve", f"localhost:{self.port}:127.0.0.1",
+        # --globoff: a path is sent as written ({...} and [...] are not curl's URL patterns here).
+        command = [curl, "-sS", "--globoff", "--max-time", "30", "--resolve", f"localhost:{self.port}:127.0.0.1",
                    "-D", str(headers_file), "-o", str(body_file), "-w", "%{http_code}"]
         if self.ca:
             command += ["--cacert", str(self.ca)]

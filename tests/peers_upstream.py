@@ -10,6 +10,9 @@ Paths:
 - ``/upload``       reads a chunked or sized body, noting each chunk as it arrives (request streaming)
 - ``/big?n=N``      N bytes, for throughput
 - ``/rude``         answers, then closes the keep-alive connection without ``Connection: close``
+- ``/gzip``         a gzip-compressed body with ``Content-Encoding: gzip`` (``GZIPPED``), as stored
+- ``/hop``          an answer with hop-by-hop headers (``Connection: X-Hop-Secret``, ``Keep-Alive``...)
+- ``/moved``        302 to ``/echo/moved-here`` (on its own origin)
 - anything else    ``200 hello``
 
 Example::
@@ -30,8 +33,13 @@ import threading
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
+import gzip
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+# Compressed once with a fixed mtime, so a test can compare the bytes that reach the client.
+GZIPPED = gzip.compress(b"compressed by the application\n" * 50, mtime=0)
 
 
 @dataclass
@@ -114,12 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
 
-    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+    def _answer(self, status: int, body: bytes, content_type: str = "text/plain",
+                headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _read_body(self, note_chunks: bool = False) -> bytes:
         app = self.owner
@@ -183,6 +195,14 @@ class _Handler(BaseHTTPRequestHandler):
                 # Closes the keep-alive connection right after answering, without saying so.
                 self._answer(200, b"rude\n")
                 self.close_connection = True
+            elif url.path == "/gzip":
+                self._answer(200, GZIPPED, headers=(("Content-Encoding", "gzip"),))
+            elif url.path == "/hop":
+                self._answer(200, b"hop\n", headers=(
+                    ("Connection", "X-Hop-Secret, keep-alive"), ("X-Hop-Secret", "1"), ("Keep-Alive", "timeout=5"),
+                    ("Proxy-Authenticate", "Basic realm=app"), ("Trailer", "X-Sum"), ("X-Kept", "yes")))
+            elif url.path == "/moved":
+                self._answer(302, b"moved\n", headers=(("Location", "/echo/moved-here"),))
             elif url.path == "/big":
                 self._answer(200, b"x" * int(query.get("n", ["1048576"])[0]), "application/octet-stream")
             else:

@@ -296,3 +296,99 @@ def test_upstream_closing_idle_connections_costs_no_request(proxied, upstream):
         assert curl("-k", *auth, f"{served.url}/rude").stdout == "rude\n"
         done = curl("-k", *auth, "-X", "POST", "--data-binary", "payload", f"{served.url}/echo/post")
         assert json.loads(done.stdout)["body_length"] == 7
+
+
+# --- what the upstream client must not do on its own -----------------------------------------------
+
+def test_redirects_reach_the_client_unfollowed(proxied, upstream):
+    served, token = proxied
+    status, headers, _ = status_and_headers(curl("-k", "-i", "-H", f"Authorization: Bearer {token}",
+                                                 f"{served.url}/moved"))
+    assert (status, headers["location"]) == (302, "/echo/moved-here")   # relative: left as it is
+    assert [r.path for r in upstream.received] == ["/moved"]
+
+
+def test_compressed_answers_pass_through_byte_for_byte(proxied, upstream, tmp_path):
+    from peers_upstream import GZIPPED
+
+    served, token = proxied
+    out = tmp_path / "body"
+    done = curl("-k", "-D", "-", "-o", str(out), "-H", f"Authorization: Bearer {token}", f"{served.url}/gzip")
+    assert "content-encoding: gzip" in done.stdout.lower()
+    assert out.read_bytes() == GZIPPED                       # not decompressed on the way
+    assert upstream.last().header("accept-encoding") is None  # and nothing asked for that the client did not
+    curl("-k", "-o", "/dev/null", "-H", "Accept-Encoding: br;q=1, gzip;q=0.5", "-H", f"Authorization: Bearer {token}",
+         f"{served.url}/gzip")
+    assert upstream.last().header("accept-encoding") == "br;q=1, gzip;q=0.5"
+
+
+def test_only_the_clients_end_to_end_headers_reach_the_application(tmp_path, upstream):
+    """Hop-by-hop headers (and any the client's Connection names), every credential form (a --key-header
+    too, authtoken however spelled) and our own defaults (User-Agent, Accept...) stay out."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    with start_serve(state, "--upstream", upstream.url, "--key-header", "X-Custom-Key", "--allow-query-token",
+                     "--max-auth-failures", "0") as served:
+        hop = ["-H", "Connection: keep-alive, X-Drop-Me", "-H", "X-Drop-Me: 1", "-H", "Keep-Alive: timeout=300",
+               "-H", "TE: trailers", "-H", "Proxy-Authorization: Basic YTpi", "-H", "Upgrade: h2c",
+               "-H", "Proxy-Connection: keep-alive", "-H", "X-Forwarded-Port: 1", "-H", "Forwarded: for=6.6.6.6",
+               "-H", "User-Agent:", "-H", "Accept:", "-H", "X-Kept: yes"]
+        curl("-k", *hop, "-H", f"X-Custom-Key: {token}", f"{served.url}/echo/custom")
+        seen = upstream.last()
+        names = {name.lower() for name, _ in seen.headers}
+        assert names == {"host", "x-kept", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                         "x-forwarded-user"}, names
+        assert seen.header("x-forwarded-user") == "alice"
+        for query in (f"authtoken={token}&keep=1", f"keep=1;authtoken={token}", f"auth%74oken={token}&keep=1",
+                      f"AuthToken={token}&keep=1", f"keep=1&%40authtoken={token}"):
+            done = curl("-k", "-o", "/dev/null", "-w", "%{http_code}", f"{served.url}/echo/q?{query}")
+            assert done.stdout == "200", query
+            assert upstream.last().path == "/echo/q?keep=1", query
+        assert all(token not in json.dumps(r.headers) + r.path for r in upstream.received)
+        # The other way: the application's hop-by-hop headers stop here too.
+        status, headers, body = status_and_headers(curl("-k", "-i", "-H", f"X-Custom-Key: {token}",
+                                                        f"{served.url}/hop"))
+        assert (status, body) == (200, "hop\n")
+        assert headers["x-kept"] == "yes"
+        assert not {"x-hop-secret", "keep-alive", "proxy-authenticate", "trailer"} & set(headers), headers
+
+
+def test_head_answers_keep_the_pooled_connection_in_step(proxied, upstream):
+    """A HEAD answer announces a length but has no body: reading one must not swallow the next answer."""
+    served, token = proxied
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    for index in range(3):
+        status, headers, body = status_and_headers(curl("-k", "-I", *auth, f"{served.url}/big?n=1234"))
+        assert (status, headers["content-length"], body) == (200, "1234", "")
+        seen = json.loads(curl("-k", *auth, f"{served.url}/echo/after-head-{index}").stdout)
+        assert seen["path"] == f"/echo/after-head-{index}"
+
+
+def test_504_when_the_upstream_never_accepts_the_connection(tmp_path):
+    """A listener whose accept queue is full drops new SYNs: the connect times out (504, not a hang)."""
+    import socket
+
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice")
+    with socket.socket() as blackhole, socket.socket() as filler:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(0)
+        filler.connect(blackhole.getsockname())     # fills the queue; nobody ever accepts
+        with start_serve(state, "--upstream", f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+                         "--upstream-timeout", "1") as served:
+            started = time.monotonic()
+            status, _, body = status_and_headers(curl("-k", "-i", "-H", f"Authorization: Bearer {token}",
+                                                      f"{served.url}/x"))
+            assert status == 504 and "timed out" in body
+            assert time.monotonic() - started < 10
+            assert served.wait_for_log("connect timed out")
+
+
+def test_upstream_connections_are_closed_at_shutdown(proxied, upstream):
+    served, token = proxied
+    assert curl("-k", "-H", f"Authorization: Bearer {token}", f"{served.url}/x").stdout == "hello\n"
+    served.stop()
+    assert served.process.returncode == 0
+    assert "Unclosed" not in served.stderr() and "Traceback" not in served.stderr(), served.stderr()

@@ -33,13 +33,15 @@ def get(server, user: str, target: str) -> tuple[int, bytes]:
     return reply.status, reply.body
 
 
-def test_a_request_smuggled_in_a_get_body_never_answers_another_user(proxy):
+@pytest.mark.parametrize("method, target", [("GET", "/ignore-body"), ("POST", "/ignore-body-post")])
+def test_a_request_smuggled_in_a_body_never_answers_another_user(proxy, method, target):
+    """A GET's body is never pooled after; a POST's was all sent before the answer, so its connection
+    may be pooled, and the smuggled answer that then arrives on it while it is idle must close it."""
     smuggled = b"GET /secret-of-a HTTP/1.1\r\nHost: upstream\r\n\r\n"
     for _ in range(5):
         with RawConnection(proxy.port, proxy.ca) as conn:
-            reply = conn.request("GET", "/ignore-body", [("Authorization", f"Bearer {proxy.extra['a']}")],
-                                 body=smuggled)
-        assert reply.body == b"answer for /ignore-body"
+            reply = conn.request(method, target, [("Authorization", f"Bearer {proxy.extra['a']}")], body=smuggled)
+        assert reply.body == f"answer for {target}".encode()
         time.sleep(0.2)             # the upstream's answer to the smuggled request is on the wire now
         status, body = get(proxy, "b", "/mine-b")
         assert (status, body) == (200, b"answer for /mine-b"), body
@@ -86,3 +88,17 @@ def test_a_location_under_the_upstream_base_path_loses_the_base(tmp_path):
             assert reply.header("location") == f"https://localhost:{server.port}/there"
         finally:
             server.stop()
+
+
+def test_a_late_unrequested_response_on_an_idle_connection_is_never_delivered(proxy):
+    for _ in range(3):
+        assert get(proxy, "a", "/late-twice") == (200, b"answer for /late-twice")
+        time.sleep(0.3)            # the second answer has arrived on the pooled connection by now
+        assert get(proxy, "b", "/after-late") == (200, b"answer for /after-late")
+
+
+def test_interim_answers_are_skipped(proxy):
+    reply = proxy.curl("/interim", "-H", f"Authorization: Bearer {proxy.extra['a']}")
+    assert (reply.status, reply.body) == (200, b"answer for /interim")
+    assert reply.header("link") is None
+    assert get(proxy, "b", "/after-interim") == (200, b"answer for /after-interim")

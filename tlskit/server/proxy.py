@@ -1,14 +1,21 @@
 """Reverse proxy to one upstream application: the `--upstream URL` handler of `tlskit serve`.
 
 It sits behind the request gate (trusted IPs -> authentication -> privilege -> limits), so by the time a
-request gets here it is allowed. What it adds is what nginx's ``proxy_pass`` does for an application:
+request gets here it is allowed. This module decides what the application sees and what the client gets
+back, as nginx's ``proxy_pass`` does; talking to the application is :mod:`.upstream_client`'s job.
 
 - bodies stream both ways (nothing is buffered whole, so uploads and downloads of any size work);
 - ``X-Forwarded-For/-Proto/-Host`` and ``X-Forwarded-User`` (the authenticated user) are set here, and
   whatever the client sent in those headers is dropped, so the application can trust them;
+  ``X-Forwarded-Host`` is the client's Host as :func:`~tlskit.server.hosts.parse_host` reads it;
 - the client's credentials never reach the application: ``Authorization``, the API-key headers
-  (``X-API-Key`` and any ``--key-header``) and the ``authtoken`` query parameter are removed;
+  (``X-API-Key`` and any ``--key-header``) and the ``authtoken`` query parameter however it is spelled
+  (:func:`tlskit.server.query.without_token`) are removed;
+- header names with an underscore are dropped (nginx's ``underscores_in_headers off``): a CGI/WSGI
+  application would read ``X_Forwarded_User`` as its own ``HTTP_X_FORWARDED_USER``;
 - hop-by-hop headers (RFC 9110 7.6.1) are not forwarded in either direction;
+- a ``Location`` on the application's own origin (under its base path) is rewritten to the client's
+  origin, as nginx's ``proxy_redirect default``;
 - 502 when the upstream cannot be reached or answers garbage, 504 when it is too slow.
 
 Usage (an ASGI application; ``user_of`` tells it who the gate authenticated)::
@@ -20,14 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from tlskit.errors import InputError
+from tlskit.server import query
+from tlskit.server.answers import answer_plain, lifespan
+from tlskit.server.hosts import parse_host
+from tlskit.server.upstream_client import ClientGone, UpstreamClient, UpstreamFailed, UpstreamOptions, UpstreamTimeout
 
-__all__ = ["ProxySettings", "Upstream", "UpstreamProxy", "parse_upstream"]
+__all__ = ["ProxySettings", "Upstream", "UpstreamProxy", "parse_upstream", "upstream_handler"]
 
 log = logging.getLogger("tlskit.serve")
 
@@ -36,7 +48,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # RFC 9110 7.6.1 and RFC 9112: meaningful for one connection only. `Expect` is answered by our own
-# server (uvicorn sends the 100 Continue), so the upstream must not wait for it a second time.
+# server (the engine sends the 100 Continue), so the upstream must not wait for it a second time.
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-connection", b"expect",
@@ -48,8 +60,8 @@ FORWARDING = frozenset({
 })
 # Like nginx's proxy_hide_header defaults: our server answers with its own Date and Server.
 RESPONSE_HIDDEN = frozenset({b"date", b"server"})
+_RESPONSE_DROPPED = HOP_BY_HOP | RESPONSE_HIDDEN
 DEFAULT_KEY_HEADERS = ("X-API-Key",)
-QUERY_TOKEN = "authtoken"
 
 
 @dataclass(frozen=True)
@@ -98,15 +110,22 @@ def parse_upstream(url: str) -> Upstream:
 @dataclass(frozen=True)
 class ProxySettings:
     """Timeouts in seconds. ``read_timeout`` bounds the wait for the upstream's answer and for each
-    chunk of it (a stalled upstream becomes a 504, or a cut connection once the answer has begun)."""
+    piece of it (a stalled upstream becomes a 504, or a cut connection once the answer has begun)."""
 
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     write_timeout: float = 60.0
-    max_idle: int = 256          # idle keep-alive connections kept open to the upstream
+    max_connections: int = 1024  # open at once to the upstream
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
-    verify: bool | str = True  # https upstreams: certifi, or a CA file path
+    ca_file: str | None = None   # https upstreams: this CA file, or certifi's roots
     extra_credential_headers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def upstream_tls(ca_file: str | None) -> ssl.SSLContext:
+    """TLS 1.2+ with the host name checked, trusting ``ca_file`` or certifi's roots."""
+    import certifi
+
+    return ssl.create_default_context(cafile=ca_file or certifi.where())
 
 
 def _default_user_of(scope: Scope) -> str | None:
@@ -122,418 +141,263 @@ def _default_user_of(scope: Scope) -> str | None:
     return None
 
 
-class UpstreamProxy:
-    """ASGI application that forwards every HTTP request to ``upstream`` and streams the answer back.
+class UpstreamBrokeOff(Exception):
+    """Raised after the response has started: the server closes the client connection."""
 
-    The upstream side is a small HTTP/1.1 client on asyncio streams with the httptools parser uvicorn
-    already uses, and a pool of idle keep-alive connections: a general-purpose client (httpx) cost more
-    per request than the whole rest of the server.
-    """
+
+class UpstreamProxy:
+    """ASGI application that forwards every HTTP request to ``upstream`` and streams the answer back."""
 
     def __init__(self, upstream: Upstream, settings: ProxySettings | None = None,
                  user_of: Callable[[Scope], str | None] = _default_user_of,
                  trusted_forwarder: Callable[[Scope], bool] | None = None) -> None:
         self.upstream = upstream
-        self.settings = settings or ProxySettings()
+        self.settings = settings = settings or ProxySettings()
         self.user_of = user_of
         # When the direct peer is a trusted proxy (--trust-proxy), its X-Forwarded-For chain is kept and
         # extended; from anyone else it is replaced, so the application never sees a forged chain.
         self.trusted_forwarder = trusted_forwarder or (lambda scope: bool(scope.get("tlskit.forwarded_by")))
-        names = {h.lower().encode("latin-1") for h in (*self.settings.key_headers,
-                                                      *self.settings.extra_credential_headers)}
-        self._dropped = HOP_BY_HOP | FORWARDING | {b"authorization", b"host", b"content-length"} | names
-        self._host_line = b"host: " + self.upstream.host_header.encode("latin-1") + b"\r\n"
-        self._idle: list[_Connection] = []
-        self._ssl = None
-
-    # --- lifecycle -------------------------------------------------------------------------------
+        names = {h.lower().encode("latin-1") for h in (*settings.key_headers, *settings.extra_credential_headers)}
+        self._dropped = (HOP_BY_HOP | FORWARDING | names
+                         | {b"authorization", b"host", b"content-length", b"transfer-encoding"})
+        self._host_line = b"host: " + upstream.host_header.encode("latin-1") + b"\r\n"
+        self._base_path = upstream.base_path.encode("latin-1")
+        self.client = UpstreamClient(upstream.scheme, upstream.host, upstream.port, UpstreamOptions(
+            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+            write_timeout=settings.write_timeout, max_connections=settings.max_connections,
+            ssl_context=upstream_tls(settings.ca_file) if upstream.scheme == "https" else None))
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-    async def _connect(self) -> _Connection:
-        if self.upstream.scheme == "https" and self._ssl is None:
-            import ssl
-
-            import certifi
-
-            verify = self.settings.verify
-            self._ssl = ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
-            if verify is False:
-                self._ssl.check_hostname = False
-                self._ssl.verify_mode = ssl.CERT_NONE
-        async with asyncio.timeout(self.settings.connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                self.upstream.host, self.upstream.port, ssl=self._ssl,
-                server_hostname=self.upstream.host if self._ssl else None, limit=_READ_SIZE)
-        return _Connection(reader, writer)
-
-    def _idle_connection(self) -> _Connection | None:
-        """The most recently used idle connection the upstream has not closed meanwhile, if any."""
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.reader.at_eof() and not connection.writer.is_closing():
-                return connection
-            connection.close()
-        return None
-
-    def _release(self, connection: _Connection) -> None:
-        if len(self._idle) < self.settings.max_idle and not connection.writer.is_closing():
-            self._idle.append(connection)
-        else:
-            connection.close()
-
-    # --- request path ----------------------------------------------------------------------------
+        await self.client.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":  # websockets are not proxied (yet)
-            return
-        await self.handle(scope, receive, send)
+            await lifespan(receive, send, self.aclose)
+        elif scope["type"] == "http":  # websockets are not proxied (yet)
+            await self.handle(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    # --- the request path -------------------------------------------------------------------------
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        head = self.request_head(scope)
-        body_length = _header(scope, b"content-length")
-        chunked = body_length is None and _header(scope, b"transfer-encoding") is not None
-        has_body = chunked or (body_length is not None and body_length != b"0")
-        if body_length is not None:
-            head += b"content-length: " + body_length + b"\r\n"
-        elif chunked:
-            head += b"transfer-encoding: chunked\r\n"
-        head += b"\r\n"
-        response = None
-        for attempt in (0, 1):
-            connection = self._idle_connection()
-            reused = connection is not None
-            try:
-                connection = connection or await self._connect()
-            except (asyncio.TimeoutError, TimeoutError):
-                return await self._fail(send, 504, "connect timed out", scope)
-            except OSError as exc:
-                return await self._fail(send, 502, _reason(exc), scope)
-            try:
-                connection.writer.write(head)
-                if has_body:
-                    await self._send_body(connection, receive, chunked)
-                else:
-                    await connection.drain(self.settings.write_timeout)
-                response = await connection.read_head(method == "HEAD", self.settings.read_timeout)
-                break
-            except ClientGone:
-                connection.close()
-                return
-            except _StaleConnection:
-                connection.close()
-                # An idle keep-alive connection the upstream had already closed: retry once on a new
-                # one, but only when no body was consumed (it cannot be sent again).
-                if reused and not has_body and attempt == 0:
-                    continue
-                return await self._fail(send, 502, "upstream closed the connection", scope)
-            except (asyncio.TimeoutError, TimeoutError):
-                connection.close()
-                return await self._fail(send, 504, "no answer in time", scope)
-            except (OSError, _BadResponse) as exc:
-                connection.close()
-                return await self._fail(send, 502, _reason(exc), scope)
-        assert response is not None
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": _response_headers(response.headers)})
-        if response.complete:
-            await send({"type": "http.response.body", "body": b"".join(response.take()), "more_body": False})
-            self._finish(connection, response)
+        head, length, chunked = self.request_head(scope)
+        has_body = chunked or (length is not None and int(length) > 0)
+        try:
+            answer = await self.client.send(head, scope["method"], _client_body(receive) if has_body else None,
+                                            chunked)
+        except ClientGone:
             return
-        await self._stream_body(connection, response, receive, send, scope)
+        except UpstreamTimeout as exc:
+            return await self._fail(send, 504, str(exc), scope)
+        except UpstreamFailed as exc:
+            return await self._fail(send, 502, str(exc), scope)
+        start = {"type": "http.response.start", "status": answer.status,
+                 "headers": self.response_headers(answer.headers, scope)}
+        whole = answer.read_whole()
+        if whole is not None:
+            await send(start)
+            await send({"type": "http.response.body", "body": whole, "more_body": False})
+            return
+        # The engine writes the head with the first piece of the body: until that piece is here, a
+        # failing upstream can still get a clean 502 instead of a cut connection.
+        try:
+            first = await answer.read()
+        except UpstreamTimeout as exc:
+            return await self._fail(send, 504, str(exc), scope)
+        except UpstreamFailed as exc:
+            return await self._fail(send, 502, str(exc), scope)
+        await send(start)
+        if not first:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        await self._stream_body(answer, receive, send, scope)
 
-    def _finish(self, connection: _Connection, response: _Response) -> None:
-        if response.keep_alive:
-            self._release(connection)
-        else:
-            connection.close()
-
-    async def _send_body(self, connection: _Connection, receive: Receive, chunked: bool) -> None:
-        """The client's body as it arrives, chunk by chunk (uvicorn applies flow control underneath)."""
-        timeout = self.settings.write_timeout
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            if chunk:
-                connection.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await connection.drain(timeout)
-            if not message.get("more_body", False):
-                if chunked:
-                    connection.writer.write(b"0\r\n\r\n")
-                await connection.drain(timeout)
-                return
-
-    async def _stream_body(self, connection: _Connection, response: _Response, receive: Receive,
-                           send: Send, scope: Scope) -> None:
-        """Copy the upstream's body to the client as it comes; stop early if the client disconnects.
+    async def _stream_body(self, answer, receive: Receive, send: Send, scope: Scope) -> None:
+        """Copy the rest of the upstream's body to the client as it comes; stop if the client leaves.
 
         Once the status line is out, a failing upstream can only be reported by cutting the connection:
         ending the body cleanly would hand the client a truncated answer that looks complete.
         """
         async def copy() -> None:
-            while True:
-                for chunk in response.take():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if response.complete:
-                    break
-                await connection.read_more(response, self.settings.read_timeout)
+            while piece := await answer.read():
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def client_gone() -> None:
+            await answer.upload_finished()    # until then the upload reads the client's messages
             while (await receive())["type"] != "http.disconnect":
                 pass
 
         copier = asyncio.ensure_future(copy())
         watcher = asyncio.ensure_future(client_gone())
         try:
-            done, _ = await asyncio.wait({copier, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({copier, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (copier, watcher):
                 if not task.done():
                     task.cancel()
             await asyncio.gather(copier, watcher, return_exceptions=True)
-        if copier in done and copier.exception() is None:
-            self._finish(connection, response)
+        if copier.cancelled():     # the client left first
+            answer.close()
             return
-        connection.close()
-        if copier in done:
-            exc = copier.exception()
-            if isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError, _BadResponse, _StaleConnection)):
-                log.warning("upstream %s broke off its answer to %s %s (%s); closing the client connection",
-                            self.upstream, scope["method"], scope.get("path", ""), _reason(exc))
-                raise UpstreamBrokeOff(f"upstream {self.upstream} broke off its answer") from None
-            raise exc
+        failure = copier.exception()
+        if failure is not None and answer.client_left:
+            return
+        if isinstance(failure, (UpstreamTimeout, UpstreamFailed)):
+            log.warning("upstream %s broke off its answer to %s %s (%s); closing the client connection",
+                        self.upstream, scope["method"], scope.get("path", ""), failure)
+            raise UpstreamBrokeOff(f"upstream {self.upstream} broke off its answer") from None
+        if failure is not None:
+            answer.close()
+            raise failure
 
     async def _fail(self, send: Send, status: int, why: str, scope: Scope) -> None:
         log.warning("upstream %s failed (%s) for %s %s: answering %d", self.upstream, why, scope["method"],
                     scope.get("path", ""), status)
-        body = b"upstream timed out\n" if status == 504 else b"upstream unavailable\n"
-        await _plain(send, status, body)
+        await answer_plain(send, status, b"upstream timed out\n" if status == 504 else b"upstream unavailable\n",
+                           method=scope["method"])
 
-    def upstream_target(self, scope: Scope) -> str:
-        """Base path + the request's raw path (kept byte-exact) + the query without ``authtoken``."""
+    # --- what the application sees -----------------------------------------------------------------
+
+    def upstream_target(self, scope: Scope) -> bytes:
+        """Base path + the request's raw path (byte for byte) + the query without ``authtoken``."""
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        target = self.upstream.base_path + raw_path.decode("latin-1")
-        query = scope.get("query_string", b"")
-        if query:
-            query = _without_query_token(query)
-            if query:
-                target += "?" + query.decode("latin-1")
-        return target
+        target = self._base_path + raw_path
+        forwarded_query = query.without_token(scope.get("query_string", b""))
+        return target + b"?" + forwarded_query if forwarded_query else target
 
-    def request_head(self, scope: Scope) -> bytes:
-        """Request line and headers (without the final blank line and without content-length)."""
-        lines = [scope["method"].encode("latin-1"), b" ", self.upstream_target(scope).encode("latin-1"),
-                 b" HTTP/1.1\r\n", self._host_line]
-        for name, value in self.upstream_headers(scope):
-            if name != b"host":
-                lines += [name, b": ", value, b"\r\n"]
-        return b"".join(lines)
+    def request_head(self, scope: Scope) -> tuple[bytes, bytes | None, bool]:
+        """The request line and header section for the upstream, with the Content-Length the client
+        sent (None without one) and whether its body is chunked.
 
-    def upstream_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        """The client's headers minus credentials, hop-by-hop and forwarding headers, plus our own."""
-        raw = scope.get("headers", [])
-        connection_listed = set()
-        for name, value in raw:
-            if name.lower() == b"connection":
-                connection_listed.update(t.strip().lower() for t in value.split(b",") if t.strip())
-        dropped = self._dropped | connection_listed
-        headers = [(name, value) for name, value in raw if name.lower() not in dropped]
-
+        ASGI header names are lower-case, so they are compared as they come.
+        """
+        dropped = self._dropped
+        kept: list[tuple[bytes, bytes]] = []
+        listed: set[bytes] = set()
+        previous_chain: list[bytes] = []
+        length = host = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            if name not in dropped:
+                if b"_" not in name:
+                    kept.append((name, value))
+            elif name == b"connection":
+                listed.update(token.strip().lower() for token in value.split(b","))
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"host":
+                host = value
+            elif name == b"x-forwarded-for":
+                previous_chain.append(value)
+        listed -= dropped     # "keep-alive" or "close", the usual values, remove nothing more
+        if listed:
+            kept = [(name, value) for name, value in kept if name not in listed]
+        if length is not None:
+            chunked = False
+        lines = [scope["method"].encode("latin-1"), b" ", self.upstream_target(scope), b" HTTP/1.1\r\n",
+                 self._host_line]
+        for name, value in kept:
+            lines += [name, b": ", value, b"\r\n"]
         client_ip = (scope.get("client") or ("", 0))[0]
-        chain = client_ip
+        chain = client_ip.encode("latin-1")
         if self.trusted_forwarder(scope):
             # The trusted proxy's own chain, then that proxy itself (as nginx's $proxy_add_x_forwarded_for).
-            previous = b", ".join(v for n, v in raw if n.lower() == b"x-forwarded-for").decode("latin-1")
-            peer = scope.get("tlskit.forwarded_by") or client_ip
-            chain = f"{previous}, {peer}" if previous else peer
-        headers.append((b"host", self.upstream.host_header.encode("latin-1")))
-        headers.append((b"x-forwarded-for", chain.encode("latin-1")))
-        headers.append((b"x-forwarded-proto", scope.get("scheme", "https").encode("latin-1")))
-        original_host = _header(scope, b"host")
-        if original_host is None and scope.get("server"):
-            host, port = scope["server"]
-            original_host = f"{host}:{port}".encode("latin-1")
-        if original_host is not None:
-            headers.append((b"x-forwarded-host", original_host))
+            peer = (scope.get("tlskit.forwarded_by") or client_ip).encode("latin-1")
+            chain = b", ".join([*previous_chain, peer])
+        lines += [b"x-forwarded-for: ", chain, b"\r\nx-forwarded-proto: ", scope.get("scheme", "https").encode(),
+                  b"\r\n"]
+        forwarded_host = self.client_authority(scope, host)
+        if forwarded_host is not None:
+            lines += [b"x-forwarded-host: ", forwarded_host.encode("latin-1"), b"\r\n"]
         user = self.user_of(scope)
         if user:
-            headers.append((b"x-forwarded-user", user.encode("utf-8")))
-        return headers
+            lines += [b"x-forwarded-user: ", user.encode("utf-8"), b"\r\n"]
+        if length is not None:
+            lines += [b"content-length: ", length, b"\r\n"]
+        elif chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines), length, chunked
 
+    @staticmethod
+    def client_authority(scope: Scope, host: bytes | None = None) -> str | None:
+        """The host (and port) the client addressed: its Host header when that is a valid host, else the
+        address it connected to. None when the Host is malformed (the engine refuses those anyway)."""
+        if host is None:
+            host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
+        if host is None:
+            server = scope.get("server")
+            if not server:
+                return None
+            address, port = server
+            return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        parsed = parse_host(host)
+        return None if parsed is None else parsed.authority(parsed.port)
 
-# --- the upstream connection ---------------------------------------------------------------------
+    # --- what the client gets back -----------------------------------------------------------------
 
-_READ_SIZE = 65536
+    def response_headers(self, raw, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The upstream's headers without hop-by-hop ones, Date and Server; Location on the client's origin."""
+        headers = [(name.lower(), value) for name, value in raw]
+        listed = set()
+        for name, value in headers:
+            if name == b"connection":
+                listed.update(token.strip().lower() for token in value.split(b","))
+        listed -= _RESPONSE_DROPPED
+        dropped = _RESPONSE_DROPPED | listed if listed else _RESPONSE_DROPPED
+        kept = []
+        for name, value in headers:
+            if name in dropped:
+                continue
+            if name == b"location":
+                value = self.client_location(value, scope)
+            kept.append((name, value))
+        return kept
 
-
-class ClientGone(Exception):
-    """The client disconnected while we were sending its body upstream."""
-
-
-class _StaleConnection(Exception):
-    """The upstream closed the connection before sending a single byte of the answer."""
-
-
-class _BadResponse(Exception):
-    """The upstream's answer is not HTTP/1.1 we can parse, or it stopped in the middle."""
-
-
-class _Response:
-    """httptools callbacks: the status line and headers, then body pieces as they are parsed."""
-
-    def __init__(self, head_only: bool) -> None:
-        import httptools
-
-        self.parser = httptools.HttpResponseParser(self)
-        self.head_only = head_only
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.headers_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.delimited = False  # content-length or chunked: the end is known without closing
-        self.received_any = False
-        self._pieces: list[bytes] = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        if 100 <= self.status < 200:  # an interim answer (102/103): skip it, the real one follows
-            self.headers = []
-            return
-        self.headers_done = True
-        names = {name.lower() for name, _ in self.headers}
-        self.delimited = b"content-length" in names or b"transfer-encoding" in names
-        if self.head_only or self.status in (204, 304):
-            self.complete = True
-            self.keep_alive = False  # the parser would wait for a body that never comes; start afresh
-
-    def on_body(self, body: bytes) -> None:
-        self._pieces.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.headers_done:
-            self.complete = True
-            self.keep_alive = self.parser.should_keep_alive()
-
-    def feed(self, data: bytes) -> None:
-        import httptools
-
-        self.received_any = True
+    def client_location(self, location: bytes, scope: Scope) -> bytes:
+        """``location`` with the upstream's origin and base path replaced by the client's origin, as
+        nginx's ``proxy_redirect default``; any other location (relative, or elsewhere) as it was."""
+        text = location.decode("latin-1")
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            if not self.complete:
-                raise _BadResponse(f"unparsable answer: {exc}") from None
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            return location
+        upstream = self.upstream
+        if (parts.scheme.lower() != upstream.scheme or parts.hostname != upstream.host
+                or (port or (443 if upstream.scheme == "https" else 80)) != upstream.port):
+            return location
+        authority_end = len(parts.scheme) + 3 + len(parts.netloc)
+        if text[len(parts.scheme):authority_end].lower() != "://" + parts.netloc.lower():
+            return location     # a spelling urlsplit reads more loosely than a browser might
+        rest = text[authority_end:]
+        base = upstream.base_path
+        if base:
+            if not rest.startswith(base) or rest[len(base):len(base) + 1] not in ("", "/", "?", "#"):
+                return location     # outside what this proxy serves: nginx leaves it too
+            rest = rest[len(base):]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        authority = self.client_authority(scope)
+        if authority is None:
+            return rest.encode("latin-1")
+        return f"{scope.get('scheme', 'https')}://{authority}{rest}".encode("latin-1")
 
-    def take(self) -> list[bytes]:
-        pieces, self._pieces = self._pieces, []
-        return pieces
 
-
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def drain(self, timeout: float) -> None:
-        if self.writer.transport.get_write_buffer_size() == 0:
-            return  # all handed to the kernel already: nothing to wait for
-        async with asyncio.timeout(timeout):
-            await self.writer.drain()
-
-    async def read_head(self, head_only: bool, timeout: float) -> _Response:
-        response = _Response(head_only)
-        while not response.headers_done:
-            await self.read_more(response, timeout)
-        return response
-
-    async def read_more(self, response: _Response, timeout: float) -> None:
-        async with asyncio.timeout(timeout):  # cheaper than wait_for: no task per read
-            data = await self.reader.read(_READ_SIZE)
-        if data:
-            response.feed(data)
+async def _client_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The client's request body as the engine delivers it (it applies flow control underneath)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
             return
-        if not response.received_any:
-            raise _StaleConnection()
-        if response.headers_done and not response.delimited:
-            response.complete = True  # read-until-close body (HTTP/1.0 style)
-            response.keep_alive = False
-            return
-        raise _BadResponse("connection closed in the middle of the answer")
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:  # already gone
-            pass
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "timed out"
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _without_query_token(query: bytes) -> bytes:
-    if QUERY_TOKEN.encode() not in query.lower():
-        return query  # the common case keeps the client's exact encoding
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k.lower() != QUERY_TOKEN], safe="/:@!$'()*,;").encode("latin-1")
-
-
-def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    raw = list(raw)
-    listed = set()
-    for name, value in raw:
-        if name.lower() == b"connection":
-            listed.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    dropped = HOP_BY_HOP | RESPONSE_HIDDEN | listed
-    return [(name.lower(), value) for name, value in raw if name.lower() not in dropped]
-
-
-class UpstreamBrokeOff(Exception):
-    """Raised after the response has started: the server closes the client connection."""
-
-
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class DatasetAndUpstream:
@@ -544,6 +408,9 @@ class DatasetAndUpstream:
         self.dataset = dataset
         self.proxy = proxy
 
+    async def aclose(self) -> None:
+        await self.proxy.aclose()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if path == "/api" or path.startswith("/api/") or path == "/openapi.json":
@@ -552,12 +419,12 @@ class DatasetAndUpstream:
             await self.proxy(scope, receive, send)
 
 
-def upstream_handler(url: str, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS, timeout: float = 60.0,
-                     dataset=None, ca_file: str | None = None):
+def upstream_handler(upstream: Upstream | str, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS,
+                     timeout: float = 60.0, dataset=None, ca_file: str | None = None):
     """The handler `tlskit serve --upstream URL [--dataset F]` runs (one per worker process).
 
     An https upstream is verified against ``ca_file`` (``--upstream-ca-file``) or certifi's roots."""
     settings = ProxySettings(read_timeout=timeout, write_timeout=timeout, connect_timeout=min(timeout, 5.0),
-                             key_headers=tuple(key_headers), verify=str(ca_file) if ca_file else True)
-    proxy = UpstreamProxy(parse_upstream(url), settings)
+                             key_headers=tuple(key_headers), ca_file=str(ca_file) if ca_file else None)
+    proxy = UpstreamProxy(upstream if isinstance(upstream, Upstream) else parse_upstream(upstream), settings)
     return proxy if dataset is None else DatasetAndUpstream(dataset, proxy)

@@ -126,6 +126,11 @@ class TrustedProxyMiddleware:
         self.app = app
         self.proxies = proxies
 
+    async def aclose(self) -> None:
+        closer = getattr(self.app, "aclose", None)
+        if closer is not None:
+            await closer()
+
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         if scope["type"] in ("http", "websocket") and scope.get("client"):
             peer_host, peer_port = scope["client"]
