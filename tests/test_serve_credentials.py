@@ -163,6 +163,26 @@ def test_a_certificate_for_an_unknown_user_is_401(mtls, tmp_path):
     assert status == 401 and json.loads(body)["error"] == "unauthorized"
 
 
+def test_the_upstream_gets_the_certificate_subject_and_fingerprint_never_the_clients_own_header(tmp_path):
+    from peers_upstream import UpstreamApp
+
+    ca = local_ca(tmp_path)
+    with UpstreamApp.start() as app:
+        server = start_serve(tmp_path, "--client-ca", str(ca / "ca.pem"), "--upstream", app.url)
+        try:
+            server.add_token_user("alice")
+            cert, key, issued = issue_client(ca, tmp_path, "alice")
+            status, _ = curl_status(server, "/echo", "--cert", str(cert), "--key", str(key),
+                                    "-H", 'X-Forwarded-Client-Cert: Hash=forged;Subject="CN=admin"')
+            assert status == 200
+            sent = app.last().header("X-Forwarded-Client-Cert")
+            fingerprint = issued.fingerprint(hashes.SHA256()).hex()
+            assert sent == f'Hash={fingerprint};Subject="CN=alice"', sent
+            assert app.last().header("X-Forwarded-User") == "alice"
+        finally:
+            server.stop()
+
+
 def test_a_required_client_certificate_refuses_a_handshake_without_one(tmp_path):
     ca = local_ca(tmp_path)
     server = start_serve(tmp_path, "--client-ca", str(ca / "ca.pem"), "--client-cert", "required")

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from tlskit.errors import InputError
 from tlskit.server import query
 from tlskit.server.answers import answer_plain, lifespan
+from tlskit.server.config import DEFAULT_KEY_HEADERS
 from tlskit.server.hosts import parse_host
 from tlskit.server.upstream_client import ClientGone, UpstreamClient, UpstreamFailed, UpstreamOptions, UpstreamTimeout
 
@@ -56,12 +57,11 @@ HOP_BY_HOP = frozenset({
 # Client-supplied forwarding headers: we set our own; a client must not be able to pose as a user or IP.
 FORWARDING = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-user", b"x-forwarded-port",
-    b"x-real-ip", b"forwarded",
+    b"x-real-ip", b"forwarded", b"x-forwarded-client-cert",
 })
 # Like nginx's proxy_hide_header defaults: our server answers with its own Date and Server.
 RESPONSE_HIDDEN = frozenset({b"date", b"server"})
 _RESPONSE_DROPPED = HOP_BY_HOP | RESPONSE_HIDDEN
-DEFAULT_KEY_HEADERS = ("X-API-Key",)
 
 
 @dataclass(frozen=True)
@@ -129,16 +129,8 @@ def upstream_tls(ca_file: str | None) -> ssl.SSLContext:
 
 
 def _default_user_of(scope: Scope) -> str | None:
-    """The gate stores the authenticated user in the scope; accept a name or an object with ``.name``."""
-    for candidate in (scope.get("tlskit.user"), scope.get("user"), (scope.get("state") or {}).get("user")):
-        if candidate is None:
-            continue
-        if isinstance(candidate, str):
-            return candidate
-        name = getattr(candidate, "name", None) or getattr(candidate, "username", None)
-        if isinstance(name, str):
-            return name
-    return None
+    """The user the gate authenticated (TlskitApp puts the name in the scope)."""
+    return scope.get("user")
 
 
 class UpstreamBrokeOff(Exception):
@@ -315,6 +307,13 @@ class UpstreamProxy:
         user = self.user_of(scope)
         if user:
             lines += [b"x-forwarded-user: ", user.encode("utf-8"), b"\r\n"]
+        certificate = scope.get("tlskit.client_cert")
+        if certificate is not None:
+            # Envoy's X-Forwarded-Client-Cert form: what the application may want of the certificate,
+            # never the key (and never what the client wrote into this header itself: that is dropped).
+            subject = certificate.subject.replace("\\", "\\\\").replace('"', '\\"')
+            lines += [b"x-forwarded-client-cert: Hash=", certificate.fingerprint.encode(), b';Subject="',
+                      subject.encode("utf-8"), b'"\r\n']
         if length is not None:
             lines += [b"content-length: ", length, b"\r\n"]
         elif chunked:

@@ -106,7 +106,7 @@ def make_handler(prepared: Prepared):
 
         # --upstream alone proxies every path; with an explicit --dataset, /api stays the dataset's.
         dataset = Dataset(prepared.dataset) if config.dataset else None
-        return upstream_handler(str(config.upstream), config.key_headers, config.upstream_timeout, dataset,
+        return upstream_handler(config.upstream, config.key_headers, config.upstream_timeout, dataset,
                                 config.upstream_ca_file)
     return Dataset(prepared.dataset)
 
