@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests drive as real peers; `make test` installs the missing ones (as root).
-TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh
+TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils
 BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 
-.PHONY: run test bench venv test-deps bench-deps clean
+.PHONY: run test test-fast mutation bench venv test-deps bench-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,20 @@ bench-deps: venv
 	@scripts/install-debs $(BENCH_DEBS)
 	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'
 
+# Four workers on two cores: most tests wait on a server, a handshake or a subprocess, not on the CPU.
 test: venv test-deps
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 4 tests
+
+# The in-process tests only: no servers, no peers, no Debian packages.
+test-fast: venv
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 tests/unit
+
+mutation: venv
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,mutation]'
+	$(PY) scripts/mutation
 
 bench: bench-deps
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/out
+	rm -rf $(VENV) .pytest_cache bench/out mutants
