@@ -51,22 +51,18 @@ def parse_networks(values: Iterable[str], option: str = "--trust-proxy",
 def parse_address(text: str) -> Address | None:
     """An address as proxies write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``[2001:db8::1]:443``, ``2001:db8::1``."""
     text = text.strip().strip('"')
-    if not text:
-        return None
     if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or port and not (port[0] == ":" and port[1:].isdigit()):
             return None
-        text = text[1:end]
     elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has several colons
-        text = text.split(":", 1)[0]
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
+        # A zone (fe80::1%eth0) names the proxy's interface, not a different client.
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return address.ipv4_mapped or address if isinstance(address, ipaddress.IPv6Address) else address
 
 
 def address_key(ip: str) -> str:
@@ -75,12 +71,12 @@ def address_key(ip: str) -> str:
     if ":" not in ip:
         return ip
     try:
-        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
+        address = ipaddress.IPv6Address(ip)
     except ValueError:
         return ip
-    if address.ipv4_mapped is not None:
+    if address.ipv4_mapped:
         return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((address, 64), strict=False).network_address) + "/64"
+    return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,8 @@ class TrustedProxies:
             address = parse_address(address)
         if address is None:
             return False
-        return any(address.version == net.version and address in net for net in self.networks)
+        # An address is never in a network of the other IP version (ipaddress answers False).
+        return any(address in net for net in self.networks)
 
     def client_ip(self, peer: str, forwarded_for: Iterable[str]) -> str:
         """The client's IP for a connection from ``peer`` carrying these X-Forwarded-For header values."""
@@ -132,10 +129,10 @@ class TrustedProxyMiddleware:
             await closer()
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
-        if scope["type"] in ("http", "websocket") and scope.get("client"):
+        if scope["type"] == "http" and scope.get("client"):
             peer_host, peer_port = scope["client"]
             if self.proxies.trusts(peer_host):
-                values = [v.decode("latin-1") for n, v in scope.get("headers", []) if n.lower() == b"x-forwarded-for"]
+                values = [v.decode("latin-1") for n, v in scope["headers"] if n.lower() == b"x-forwarded-for"]
                 if values:
                     client = self.proxies.client_ip(peer_host, values)
                     scope = dict(scope)
