@@ -11,7 +11,7 @@ BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 # Byte-compile here: with PYTHONDONTWRITEBYTECODE set (as on some CI images) every run would recompile.
@@ -26,7 +26,7 @@ test-deps:
 
 bench-deps: venv
 	@scripts/install-debs $(BENCH_DEBS)
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 
 # Four workers on two cores: most tests wait on a server, a handshake or a subprocess, not on the CPU.
 test: venv test-deps

@@ -31,24 +31,28 @@ from tlskit.errors import InputError
 MAX_BODY = 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-DEMO_SQL = Path(__file__).resolve().parents[2] / "fixtures" / "demo.sql"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # One encoder for every answer: json.dumps with options builds a new encoder per call.
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def ensure_demo_dataset(state_dir: Path) -> Path:
-    """The demo dataset as a writable copy under the state dir, created once from fixtures/demo.sql."""
+    """The demo dataset as a writable copy under the state dir, created once from the package's demo.sql."""
+    from importlib.resources import files
+
     target = state_dir / "demo.sqlite"
     if target.exists():
         return target
-    if not DEMO_SQL.is_file():
-        raise InputError(f"the demo dataset {DEMO_SQL} is missing", fix="pass --dataset FILE.sqlite")
+    try:
+        script = files("tlskit.data").joinpath("demo.sql").read_text(encoding="utf-8")
+    except (OSError, ModuleNotFoundError):
+        raise InputError("the demo dataset is missing from this tlskit installation",
+                         fix="reinstall tlskit, or pass --dataset FILE.sqlite") from None
     state_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     db = sqlite3.connect(str(partial))
-    db.executescript(DEMO_SQL.read_text())
+    db.executescript(script)
     db.close()
     shutil.move(str(partial), str(target))
     return target
