@@ -61,3 +61,31 @@ class NetworkError(TlskitError):
 
 class BindError(NetworkError):
     """A port cannot be listened on: something else holds it, or it needs privileges. Exit 3."""
+
+
+# errno values that mean the machine failed (disk, device), not the path the user gave.
+_SYSTEM_ERRNOS = frozenset({"ENOSPC", "EIO", "EDQUOT", "ENOMEM", "EMFILE", "ENFILE", "ESTALE"})
+
+
+def from_os_error(exc: OSError, what: str | None = None) -> TlskitError:
+    """A one-line error for an OSError that reached the edge: the file, the system's reason, what to do.
+
+    A path the user chose that cannot be used (permission, read-only file system, not a directory) is
+    bad input, exit 2; a full disk or an I/O error is the system failing, exit 3.
+    """
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    target = what or (f"{exc.filename}" if exc.filename is not None else "a file")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if name in _SYSTEM_ERRNOS:
+        return SystemFailure(f"cannot write {target}", reason, "free space or fix the device, then retry")
+    if name in ("EROFS", "EACCES", "EPERM"):
+        return InputError(f"cannot write {target}", reason, "choose a path on a writable file system that you may write to")
+    return InputError(f"cannot use {target}", reason, "check the path")
+
+
+class SystemFailure(TlskitError):
+    """The machine failed under us (disk full, I/O error): not the user's input. Exit 3."""
+
+    exit_code = EXIT_NETWORK

@@ -27,6 +27,8 @@ _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _PRIVATE_KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
 _PUBLIC_KEY_LABELS = {b"PUBLIC KEY", b"RSA PUBLIC KEY"}
+# Windows CAs and AIA URLs hand chains out as PKCS#7 (.p7b, .p7c): read as the certificates inside.
+_PKCS7_LABELS = {b"PKCS7"}
 # Blocks that carry no object a user asks about; openssl writes them next to EC keys.
 _IGNORED_LABELS = {b"EC PARAMETERS"}
 
@@ -148,6 +150,14 @@ def _add_pem_block(bundle: Bundle, label: bytes, block: bytes, source: str, pass
             bundle.private_keys.append(load_private_key_bytes(block, source, passphrase))
         elif label in _PUBLIC_KEY_LABELS:
             bundle.public_keys.append(serialization.load_pem_public_key(block))
+        elif label in _PKCS7_LABELS:
+            from tlskit.certificates import pkcs7_certificates
+
+            certificates = pkcs7_certificates(block.replace(label, b"PKCS7"))
+            if certificates is None:
+                raise InputError(f"{source} has a {name} block without certificates",
+                                 fix="give a PKCS#7 certificate bundle (.p7b) or PEM certificates")
+            bundle.certificates.extend(certificates)
         elif label in _IGNORED_LABELS:
             return
         else:
@@ -175,6 +185,12 @@ def _add_der(bundle: Bundle, data: bytes, source: str, passphrase: bytes | None)
             return
         except Exception:
             continue
+    from tlskit.certificates import pkcs7_certificates
+
+    certificates = pkcs7_certificates(data)
+    if certificates is not None:
+        bundle.certificates.extend(certificates)
+        return
     try:
         bundle.private_keys.append(serialization.load_der_private_key(data, password=passphrase))
         return

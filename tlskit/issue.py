@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlskit.certificates import is_self_issued, to_pem
+from tlskit.constraints import NameConstraintsSpec
 from tlskit.csr import check_csr, csr_sans, default_file_stem, effective_sans, load_csr
 from tlskit.errors import InputError
 from tlskit.files import Output, check_writable, load_certificates, write_outputs
@@ -39,6 +40,8 @@ CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
 # A minute of back-dating absorbs clock skew between the machine that issues and the one that checks.
 _BACKDATE = dt.timedelta(minutes=1)
+# X.509 times end with GeneralizedTime's four-digit year.
+_LAST_DATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -59,14 +62,15 @@ def _certificate(
     issuer_public_key: PublicKeyTypes,
     path_length: int | None = None,
     not_before: dt.datetime | None = None,
+    hours: int | None = None,
+    name_constraints: NameConstraintsSpec | None = None,
 ) -> x509.Certificate:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    if days < 1:
-        raise InputError(f"--days {days} is not a positive number", fix="give at least 1")
     start = (not_before or dt.datetime.now(dt.timezone.utc)) - _BACKDATE
+    end = _not_after(start, days, hours)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -75,7 +79,7 @@ def _certificate(
         # 159 random bits: positive, unpredictable, within RFC 5280's 20 octets.
         .serial_number(secrets.randbits(159) | 1 << 158)
         .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
+        .not_valid_after(end)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length if is_ca else None), critical=True)
@@ -90,6 +94,10 @@ def _certificate(
             ),
             critical=True,
         )
+        if name_constraints:
+            # Critical, as RFC 5280 requires: a verifier that cannot honour the constraints must refuse
+            # the CA rather than trust it for every name.
+            builder = builder.add_extension(name_constraints.extension(), critical=True)
     else:
         builder = builder.add_extension(
             x509.KeyUsage(
@@ -108,6 +116,21 @@ def _certificate(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(signing_key, signing_hash(signing_key))
+
+
+def _not_after(start: dt.datetime, days: int, hours: int | None) -> dt.datetime:
+    """The end of a validity of ``days`` (or ``hours``, when given) from ``start``, checked."""
+    flag, count = ("--hours", hours) if hours is not None else ("--days", days)
+    if count < 1:
+        raise InputError(f"{flag} {count} is not a positive number", fix="give at least 1")
+    try:
+        end = start + (dt.timedelta(hours=count) if hours is not None else dt.timedelta(days=count))
+    except OverflowError:
+        end = None
+    if end is None or end > _LAST_DATE:
+        raise InputError(f"{flag} {count} ends after the year 9999", "X.509 dates have four-digit years",
+                         "give a shorter validity (3650 days is ten years)")
+    return end
 
 
 def self_signed_certificate(key: PrivateKeyTypes, subject: Subject, sans: list[x509.GeneralName],
@@ -174,23 +197,31 @@ class LocalCA:
         passphrase: bytes | None = None,
         force: bool = False,
         path_length: int | None = None,
+        name_constraints: NameConstraintsSpec | None = None,
     ) -> LocalCA:
-        """Make a root CA in ``directory``, or an intermediate signed by ``parent``."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Make a root CA in ``directory``, or an intermediate signed by ``parent``; with
+        ``name_constraints`` it may only sign the names they permit."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the CA directory {directory}", exc.strerror or str(exc),
+                             "choose a --dir you can write to") from None
         targets = [directory / CA_CERT_FILE, directory / CA_KEY_FILE] + ([directory / "chain.pem"] if parent else [])
         check_writable(targets, force)
         key = generate_key(key_spec or KeySpec.parse(DEFAULT_KEY_TYPE))
         name = subject_to_name(subject)
         if parent is None:
             cert = _certificate(subject=name, issuer=name, public_key=key.public_key(), signing_key=key, days=days,
-                                is_ca=True, sans=[], issuer_public_key=key.public_key(), path_length=path_length)
+                                is_ca=True, sans=[], issuer_public_key=key.public_key(), path_length=path_length,
+                                name_constraints=name_constraints)
             chain: list[x509.Certificate] = []
         else:
             parent._check_can_sign_ca()
             cert = _certificate(subject=name, issuer=parent.certificate.subject, public_key=key.public_key(),
                                 signing_key=parent.key, days=days, is_ca=True, sans=[],
                                 issuer_public_key=parent.certificate.public_key(),
-                                path_length=path_length if path_length is not None else parent._child_path_length())
+                                path_length=path_length if path_length is not None else parent._child_path_length(),
+                                name_constraints=name_constraints)
             chain = [parent.certificate, *parent.chain]
         outputs = [Output.of(directory / CA_KEY_FILE, private_key_pem(key, passphrase), secret=True),
                    Output.of(directory / CA_CERT_FILE, to_pem(cert))]
@@ -213,11 +244,13 @@ class LocalCA:
         chain = load_certificates(chain_path) if chain_path.exists() else []
         return cls(directory, cert, key, chain)
 
-    def sign_csr(self, csr: x509.CertificateSigningRequest, days: int = 90) -> Issued:
-        """Sign a CSR as a server/client certificate, keeping its subject and SANs.
+    def sign_csr(self, csr: x509.CertificateSigningRequest, days: int = 90, hours: int | None = None) -> Issued:
+        """Sign a CSR as a server/client certificate, keeping its subject and SANs, valid ``days`` (or
+        ``hours``: short-lived certificates that need no revocation).
 
         Unlike `openssl x509 -req`, which drops every extension of the request, the SANs are kept:
-        without them the certificate would be useless to browsers.
+        without them the certificate would be useless to browsers. Names outside this CA's name
+        constraints (or its issuers') are refused, since every verifier would refuse the certificate.
         """
         check_csr(csr)
         names = csr_sans(csr)
@@ -226,12 +259,13 @@ class LocalCA:
 
             cn = common_name(csr.subject)
             names = effective_sans({"CN": cn} if cn else {}, [])
+        self._check_name_constraints(csr, names)
         cert = _certificate(
             subject=csr.subject, issuer=self.certificate.subject, public_key=csr.public_key(),
             signing_key=self.key, days=days, is_ca=False, sans=names,
-            issuer_public_key=self.certificate.public_key(),
+            issuer_public_key=self.certificate.public_key(), hours=hours,
         )
-        warnings = _validity_warnings(days) + _san_warnings(names)
+        warnings = (_validity_warnings(days) if hours is None else []) + _san_warnings(names)
         if cert.not_valid_after_utc > self.certificate.not_valid_after_utc:
             warnings.append("the certificate outlives its CA; it stops verifying when the CA expires on "
                             f"{self.certificate.not_valid_after_utc:%Y-%m-%d}")
@@ -250,6 +284,23 @@ class LocalCA:
         if not self.chain:
             return []
         return [self.certificate, *(self.chain[:-1] if is_self_issued(self.chain[-1]) else self.chain)]
+
+    @property
+    def name_constraints(self) -> NameConstraintsSpec | None:
+        return NameConstraintsSpec.of(self.certificate)
+
+    def _check_name_constraints(self, csr: x509.CertificateSigningRequest, names: list[x509.GeneralName]) -> None:
+        from tlskit.names import common_name, san_from_common_name
+
+        checked = list(names)
+        # OpenSSL also checks a host-name-shaped CN against DNS constraints when it is not a SAN.
+        cn_name = san_from_common_name(common_name(csr.subject))
+        if cn_name is not None and cn_name not in checked:
+            checked.append(cn_name)
+        for ca in (self.certificate, *self.chain):
+            spec = NameConstraintsSpec.of(ca)
+            if spec:
+                spec.check(checked, "this CA" if ca is self.certificate else "an issuer of this CA")
 
     def _check_can_sign_ca(self) -> None:
         from cryptography import x509
@@ -327,6 +378,7 @@ def sign_csr_file(
     csr_path: Path,
     *,
     days: int = 90,
+    hours: int | None = None,
     passphrase: bytes | None = None,
     out: Path | None = None,
     fullchain: bool = False,
@@ -337,7 +389,7 @@ def sign_csr_file(
     :attr:`LocalCA.chain_to_send` when ``fullchain``: what `tlskit ca sign` does."""
     request, cert_path = _request_and_target(csr_path, out, force)
     ca = LocalCA.load(ca_dir, passphrase)
-    issued = ca.sign_csr(request, days)
+    issued = ca.sign_csr(request, days, hours)
     chain = ca.chain_to_send if fullchain else []
     write_outputs([Output.of(cert_path, to_pem(issued.certificate, *chain))], force)
     return CertificateFile(issued, cert_path, chain)

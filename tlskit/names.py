@@ -219,7 +219,7 @@ def parse_san(text: str) -> x509.GeneralName:
         if not value:
             raise InputError(f"SAN {text!r} has no value", fix="write e.g. DNS:example.com")
         if kind_lower == "dns":
-            return x509.DNSName(_dns_name(value))
+            return x509.DNSName(dns_name(value))
         if kind_lower in ("ip", "ip address"):
             return x509.IPAddress(_ip(value))
         if kind_lower in ("email", "rfc822"):
@@ -235,7 +235,7 @@ def parse_san(text: str) -> x509.GeneralName:
         return x509.UniformResourceIdentifier(_uri(raw))
     if "@" in raw:
         return x509.RFC822Name(_email(raw))
-    return x509.DNSName(_dns_name(raw))
+    return x509.DNSName(dns_name(raw))
 
 
 def parse_sans(values: list[str]) -> list[x509.GeneralName]:
@@ -285,7 +285,8 @@ def san_to_text(name: x509.GeneralName) -> str:
     return f"{type(name).__name__}:{name.value}"
 
 
-def _dns_name(value: str) -> str:
+def dns_name(value: str) -> str:
+    """A DNS name (wildcard and IDN allowed) in the form certificates carry: A-labels, lower case."""
     name = value.rstrip(".")
     wildcard = name.startswith("*.")
     body = name[2:] if wildcard else name

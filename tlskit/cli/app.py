@@ -30,7 +30,14 @@ app = typer.Typer(
 # passed as suggest_commands=, because typer < 0.20 has no such option (nor any suggestion).
 app.suggest_commands = not CLICK_SUGGESTS_COMMANDS
 
-_DEBUG = "--debug" in sys.argv[1:] or os.environ.get("TLSKIT_DEBUG") == "1"
+
+
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` anywhere before ``--`` (``tlskit csr --debug ...`` as well as ``tlskit --debug csr``),
+    and the arguments without it: click knows it only as an option of the root command."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [arg for arg in args[:end] if arg != "--debug"] + args[end:]
+    return kept, len(kept) != len(args) or os.environ.get("TLSKIT_DEBUG") == "1"
 
 
 def _version(value: bool) -> None:
@@ -47,6 +54,28 @@ def _root(
     pass
 
 
+class WholeSummaries(typer.core.TyperGroup):
+    """A group whose help lists each subcommand's whole summary, wrapped, where click cuts it to fit one
+    line ("Create a CA: DIR/ca.key (mode 0600) and..."): the summary is often what a user is looking for."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _whole_summaries(group: typer.Typer) -> None:
+    for info in group.registered_groups:
+        info.cls = WholeSummaries
+        if info.typer_instance is not None:
+            _whole_summaries(info.typer_instance)
+
+
 _registered: set[str] = set()
 
 
@@ -60,7 +89,8 @@ def register(only: str | None = None) -> typer.Typer:
             continue
         target = getattr(importlib.import_module(module_name), attribute)
         if is_group:
-            app.add_typer(target, name=name)
+            _whole_summaries(target)
+            app.add_typer(target, name=name, cls=WholeSummaries)
         else:
             app.command(name)(target)
         _registered.add(name)
@@ -86,13 +116,15 @@ def main(argv: list[str] | None = None) -> None:
 
     from tlskit.cli.output import error_line
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    from tlskit.errors import from_os_error
+
+    args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
     command = get_command(register(only=_invoked_command(args)))
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
         exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
     except TlskitError as exc:
-        if _DEBUG:
+        if debug:
             raise
         error_line(exc.message)
         sys.exit(exc.exit_code)
@@ -114,8 +146,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:
+        # A file the library did not expect to fail (a read-only mount, a full disk): say which and why.
+        if debug:
+            raise
+        failure = from_os_error(exc)
+        error_line(failure.message)
+        sys.exit(failure.exit_code)
     except Exception as exc:  # a bug: still one line, with the way to report it
-        if _DEBUG:
+        if debug:
             raise
         error_line(f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}; "
                    "rerun with --debug and report the traceback")

@@ -12,6 +12,17 @@ from tlskit.cli import params
 app = typer.Typer(help="A local CA: create it, then sign CSRs with it (SANs kept).", no_args_is_help=True)
 
 CaDir = Annotated[Path, typer.Option("--ca-dir", help="The CA's directory (holds ca.pem and ca.key).")]
+Names = Optional[list[str]]
+PermitDns = Annotated[Names, typer.Option(
+    "--permit-dns", help="Sign only names in this domain (it and every name under it), repeatable.")]
+ExcludeDns = Annotated[Names, typer.Option("--exclude-dns", help="Never sign names in this domain, repeatable.")]
+PermitIp = Annotated[Names, typer.Option(
+    "--permit-ip", help="Sign only IP addresses in this network (CIDR), repeatable.")]
+ExcludeIp = Annotated[Names, typer.Option("--exclude-ip", help="Never sign IP addresses in this network, repeatable.")]
+PermitEmail = Annotated[Names, typer.Option(
+    "--permit-email", help="Sign only e-mail addresses at this domain (or this one address), repeatable.")]
+ExcludeEmail = Annotated[Names, typer.Option("--exclude-email", help="Never sign e-mail addresses at this domain, "
+                                                                       "repeatable.")]
 
 
 @app.command("init")
@@ -28,36 +39,52 @@ def init(
     days: params.Days = 3650,
     parent: Annotated[Optional[Path], typer.Option(
         "--parent", help="Make an intermediate CA signed by the CA in this directory.")] = None,
-    passphrase_file: params.PassphraseFile = None,
+    permit_dns: PermitDns = None,
+    exclude_dns: ExcludeDns = None,
+    permit_ip: PermitIp = None,
+    exclude_ip: ExcludeIp = None,
+    permit_email: PermitEmail = None,
+    exclude_email: ExcludeEmail = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File whose first line encrypts the new CA key (and decrypts --parent's key).")] = None,
     interactive: params.Interactive = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
-    """Create a CA: DIR/ca.key (mode 0600) and DIR/ca.pem.
+    """Create a CA: DIR/ca.key (mode 0600) and DIR/ca.pem, optionally limited to some names.
 
-    Example: tlskit ca init --dir ./ca --cn "Example Dev CA" --org Example
+    With --permit-dns/--permit-ip/--exclude-dns... the CA carries critical name constraints: verifiers
+    refuse any certificate it signs for other names, so a leaked CA key cannot impersonate other sites.
+
+    Example: tlskit ca init --dir ./ca --cn "Example Dev CA" --org Example --permit-dns example.test
     """
     from tlskit.cli.common import subject_fields, subject_from_flags
     from tlskit.cli.output import spinner
+    from tlskit.constraints import NameConstraintsSpec
     from tlskit.files import read_passphrase
     from tlskit.inspect import describe_certificate
     from tlskit.issue import LocalCA
     from tlskit.keys import DEFAULT_KEY_TYPE, KeySpec
 
+    constraints = NameConstraintsSpec.parse(
+        permit_dns=permit_dns or (), exclude_dns=exclude_dns or (), permit_ip=permit_ip or (),
+        exclude_ip=exclude_ip or (), permit_email=permit_email or (), exclude_email=exclude_email or ())
     fields = subject_fields(cn, country, state, locality, org, org_unit, None)
     parsed_subject = subject_from_flags(subject, fields, interactive)
     spec = KeySpec.parse(key_type or DEFAULT_KEY_TYPE)
     passphrase = read_passphrase(passphrase_file)
     parent_ca = LocalCA.load(parent, passphrase) if parent is not None else None
     with spinner(f"Generating {spec} CA key...", enabled=spec.slow and not json_output):
-        ca = LocalCA.create(directory, parsed_subject, spec, days, parent_ca, passphrase, force)
+        ca = LocalCA.create(directory, parsed_subject, spec, days, parent_ca, passphrase, force,
+                            name_constraints=constraints or None)
     info = describe_certificate(ca.certificate)
     if json_output:
         from tlskit.cli.output import print_json
 
         print_json({"ca_dir": str(directory), "certificate": str(directory / "ca.pem"), "key": str(directory / "ca.key"),
                     "subject": info["subject"], "issuer": info["issuer"], "not_after": info["not_after"],
-                    "intermediate": parent_ca is not None, "fingerprint_sha256": info["fingerprints"]["sha256"]})
+                    "intermediate": parent_ca is not None, "fingerprint_sha256": info["fingerprints"]["sha256"],
+                    "name_constraints": constraints.describe()})
         return
     from tlskit.cli.output import console, escape
 
@@ -65,6 +92,8 @@ def init(
     kind = "intermediate CA" if parent_ca else "root CA"
     out.print(f"[green]Created[/] {kind} {escape(info['subject'])} in [bold]{escape(str(directory))}[/] "
               f"(valid until {info['not_after'][:10]}; key {escape(str(directory / 'ca.key'))}, mode 0600)")
+    if constraints:
+        out.print(f"  Name constraints (critical): {escape(', '.join(constraints.describe()))}")
     if parent_ca is None:
         out.print(f"Trust it on clients with {escape(str(directory / 'ca.pem'))} (e.g. curl --cacert).")
     out.print(f"Next: tlskit ca sign REQUEST.csr --ca-dir {escape(str(directory))} --out cert.pem")
@@ -75,10 +104,14 @@ def sign(
     csr_file: Annotated[Path, typer.Argument(help="The CSR to sign (PEM or DER).", metavar="CSR")],
     ca_dir: CaDir,
     days: params.Days = 90,
+    hours: Annotated[Optional[int], typer.Option(
+        "--hours", help="Validity in hours instead of days: a short-lived certificate, renewed rather than "
+                        "revoked.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Certificate file [default: CSR name with .pem].")] = None,
     fullchain: Annotated[bool, typer.Option(
         "--fullchain", help="Write the certificate followed by the CA's intermediates (what servers send).")] = False,
-    passphrase_file: params.PassphraseFile = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File whose first line decrypts the CA key.")] = None,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
@@ -91,8 +124,8 @@ def sign(
     from tlskit.inspect import describe_certificate
     from tlskit.issue import sign_csr_file
 
-    written = sign_csr_file(ca_dir, csr_file, days=days, passphrase=read_passphrase(passphrase_file), out=out,
-                            fullchain=fullchain, force=force)
+    written = sign_csr_file(ca_dir, csr_file, days=days, hours=hours, passphrase=read_passphrase(passphrase_file),
+                            out=out, fullchain=fullchain, force=force)
     issued, cert_path = written.issued, written.path
     for warning in issued.warnings:
         warn(warning)
@@ -109,4 +142,4 @@ def sign(
 
     console().print(f"[green]Signed[/] [bold]{escape(str(cert_path))}[/] for "
                     f"{escape(', '.join(info['sans']) or info['subject'])} by {escape(info['issuer'])}, "
-                    f"valid until {info['not_after'][:10]}")
+                    f"valid until {info['not_after'][:16].replace('T', ' ') + ' UTC' if hours else info['not_after'][:10]}")

@@ -21,7 +21,8 @@ def subject_from_flags(subject: str | None, fields: dict[str, str | None], inter
     if interactive or (nothing_given and sys.stdin.isatty()):
         import typer
 
-        return prompt_subject(lambda text: typer.prompt(text, default="", show_default=False),
+        # The prompt text ends in its own colon, as openssl's does; typer would add another.
+        return prompt_subject(lambda text: typer.prompt(text, default="", show_default=False, prompt_suffix=" "),
                               lambda text: typer.echo(text, err=True))
     return subject_from_fields(subject, fields)
 

@@ -24,7 +24,7 @@ def csr(
     san: params.Sans = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="CSR file [default: <CN>.csr].")] = None,
     key_out: params.KeyOut = None,
-    passphrase_file: params.PassphraseFile = None,
+    passphrase_file: params.NewKeyPassphraseFile = None,
     interactive: params.Interactive = False,
     force: params.Force = False,
     json_output: params.Json = False,

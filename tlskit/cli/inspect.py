@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,7 +12,8 @@ from tlskit.cli import params
 
 def inspect(
     files: Annotated[list[Path], typer.Argument(help="PEM or DER files: certificates, CSRs, keys, bundles.", metavar="FILE...")],
-    passphrase_file: params.PassphraseFile = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File whose first line decrypts the encrypted keys among the files.")] = None,
     json_output: params.Json = False,
 ) -> None:
     """Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions.

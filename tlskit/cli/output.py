@@ -69,6 +69,13 @@ def console(stderr: bool = False):
     return PlainConsole(stderr)
 
 
+def columns(rows: list[tuple[str, ...]]) -> str:
+    """Rows as plain text columns separated by two spaces, nothing cut: for pipes, grep and awk."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def error_line(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
 

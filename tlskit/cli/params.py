@@ -21,8 +21,8 @@ OrgUnit = Annotated[Optional[str], typer.Option("--org-unit", help="Organization
 Email = Annotated[Optional[str], typer.Option("--email", help="emailAddress in the subject.")]
 Sans = Annotated[Optional[list[str]], typer.Option(
     "--san", help="Subject alternative name, repeatable: DNS:x, IP:x, email:x, URI:x, or bare (type detected).")]
-PassphraseFile = Annotated[Optional[Path], typer.Option(
-    "--passphrase-file", help="File whose first line is the key's passphrase (encrypts a new key, decrypts --key).")]
+NewKeyPassphraseFile = Annotated[Optional[Path], typer.Option(
+    "--passphrase-file", help="File whose first line is the passphrase: encrypts the new key, or decrypts --key.")]
 Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Interactive = Annotated[bool, typer.Option("--interactive", "-i", help="Ask for each subject field like openssl req.")]

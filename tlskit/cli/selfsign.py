@@ -26,7 +26,7 @@ def selfsign(
     days: params.Days = 365,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Certificate file [default: <CN>.pem].")] = None,
     key_out: params.KeyOut = None,
-    passphrase_file: params.PassphraseFile = None,
+    passphrase_file: params.NewKeyPassphraseFile = None,
     interactive: params.Interactive = False,
     force: params.Force = False,
     json_output: params.Json = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +17,7 @@ app = typer.Typer(help="Users of tlskit serve: passwords, tokens, allowed method
 UserName = Annotated[str, typer.Argument(help="User name.")]
 StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="tlskit serve's state dir [default: ~/.local/share/tlskit].")]
 Methods = Annotated[Optional[str], typer.Option("--methods", help="Allowed methods: GET,POST,PUT,PATCH,DELETE or 'all' [default: GET].")]
+NewMethods = Annotated[Optional[str], typer.Option("--methods", help="Replace the allowed methods: GET,POST,PUT,PATCH,DELETE or 'all'.")]
 PasswordFile = Annotated[Optional[Path], typer.Option("--password-file", help="File whose first line is the password ('-' reads stdin).")]
 MaxRequests = Annotated[Optional[int], typer.Option("--max-requests", help="Requests per hour (0: unlimited) [default: the server's].")]
 MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="Requests in flight (0: unlimited) [default: the server's].")]
@@ -25,7 +28,31 @@ def _store(db: Path | None, state_dir: Path | None, create: bool = True):
     from tlskit.server.users import UserStore
 
     path = db or default_users_db(state_dir or default_state_dir())
-    return UserStore(path, create=create)
+    with database_errors(path):
+        return UserStore(path, create=create)
+
+
+@contextlib.contextmanager
+def database_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors while the store is used, as one line about the users database."""
+    import sqlite3
+
+    from tlskit.errors import InputError, SystemFailure
+
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "readonly" in text:
+            raise InputError(f"cannot write the users database {path}", text,
+                             "give a --db on a writable file system, or run as the user who owns it") from None
+        if "locked" in text or "disk" in text or "full" in text:
+            raise SystemFailure(f"cannot write the users database {path}", text,
+                                "retry when the other writer is done, or free disk space") from None
+        raise InputError(f"cannot use the users database {path}", text, "check the file, or give another --db") from None
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"cannot use the users database {path}", str(exc),
+                         "pass a tlskit users database with --db") from None
 
 
 def _password(path: Path | None) -> str | None:
@@ -81,8 +108,9 @@ def add(
     user = NewUser(name, password=_password(password_file), token=token, methods=allowed,
                    max_requests=max_requests, max_concurrent=max_concurrent)
     store = _store(db, state_dir)
-    new_token = store.add(user)
-    document = {**store.require(name).public(), "token": new_token, "db": str(store.path)}
+    with database_errors(store.path):
+        new_token = store.add(user)
+        document = {**store.require(name).public(), "token": new_token, "db": str(store.path)}
     _print_user(json_output, document, f"Added user {name} ({','.join(document['methods'])}) to {store.path}", new_token)
 
 
@@ -92,7 +120,7 @@ def set_(
     password_file: PasswordFile = None,
     new_token: Annotated[bool, typer.Option("--new-token", help="Generate another token (older ones stay valid).")] = False,
     revoke_tokens: Annotated[bool, typer.Option("--revoke-tokens", help="Invalidate the user's existing tokens.")] = False,
-    methods: Methods = None,
+    methods: NewMethods = None,
     max_requests: MaxRequests = None,
     max_concurrent: MaxConcurrent = None,
     db: params.UsersDb = None,
@@ -112,9 +140,10 @@ def set_(
             and max_requests is None and max_concurrent is None:
         raise InputError("nothing to change", fix="give --password-file, --new-token, --revoke-tokens, --methods or a limit")
     store = _store(db, state_dir, create=False)
-    token = store.update(name, password=password, new_token_=new_token, revoke_tokens=revoke_tokens,
-                         methods=allowed, max_requests=max_requests, max_concurrent=max_concurrent)
-    user = store.require(name)
+    with database_errors(store.path):
+        token = store.update(name, password=password, new_token_=new_token, revoke_tokens=revoke_tokens,
+                             methods=allowed, max_requests=max_requests, max_concurrent=max_concurrent)
+        user = store.require(name)
     if user.password_hash is None and not user.token_hashes:
         from tlskit.cli.output import warn
 
@@ -126,23 +155,36 @@ def set_(
 def list_(db: params.UsersDb = None, state_dir: StateDir = None, json_output: params.Json = False) -> None:
     """List users: methods, credential kinds and limits (never hashes)."""
     store = _store(db, state_dir, create=False)
-    users = [u.public() for u in store.all()]
+    with database_errors(store.path):
+        users = [u.public() for u in store.all()]
     if json_output:
         from tlskit.cli.output import print_json
 
         print_json({"db": str(store.path), "users": users})
         return
-    from rich.table import Table
+    import sys
 
-    from tlskit.cli.output import console
+    if not users:
+        sys.stdout.write(f"No users in {store.path}; add one with: tlskit users add NAME --token\n")
+        return
+    header = ("name", "methods", "password", "tokens", "max requests/h", "max concurrent")
+    rows = [(u["name"], ",".join(u["methods"]), u["password"] or "-", str(u["tokens"]),
+             "default" if u["max_requests"] is None else str(u["max_requests"] or "unlimited"),
+             "default" if u["max_concurrent"] is None else str(u["max_concurrent"] or "unlimited")) for u in users]
+    if sys.stdout.isatty():
+        from rich.table import Table
 
-    table = Table("name", "methods", "password", "tokens", "max requests/h", "max concurrent", box=None)
-    for u in users:
-        table.add_row(u["name"], ",".join(u["methods"]), u["password"] or "-", str(u["tokens"]),
-                      "default" if u["max_requests"] is None else str(u["max_requests"] or "unlimited"),
-                      "default" if u["max_concurrent"] is None else str(u["max_concurrent"] or "unlimited"))
-    out = console()
-    out.print(table if users else f"No users in {store.path}; add one with: tlskit users add NAME --token")
+        from tlskit.cli.output import console
+
+        table = Table(*header, box=None)
+        for row in rows:
+            table.add_row(*row)
+        console().print(table)
+        return
+    # Off a terminal: whole values in plain columns (rich would cut them to its 80-column guess).
+    from tlskit.cli.output import columns
+
+    sys.stdout.write(columns([header, *rows]))
 
 
 @app.command("remove")
@@ -150,7 +192,8 @@ def remove(name: UserName, db: params.UsersDb = None, state_dir: StateDir = None
            json_output: params.Json = False) -> None:
     """Remove a user and its tokens."""
     store = _store(db, state_dir, create=False)
-    store.remove(name)
+    with database_errors(store.path):
+        store.remove(name)
     if json_output:
         from tlskit.cli.output import print_json
 
@@ -180,7 +223,8 @@ def import_htpasswd(
     allowed = parse_methods(methods)
     text = read_bytes(file, "htpasswd file").decode("utf-8", "replace")
     store = _store(db, state_dir)
-    report = store.import_htpasswd(text, allowed)
+    with database_errors(store.path):
+        report = store.import_htpasswd(text, allowed)
     if not report.added and not report.updated and report.skipped:
         raise InputError(f"no user imported from {file}",
                          f"{len(report.skipped)} line(s) skipped, first: line {report.skipped[0]['line']}: "
