@@ -37,6 +37,7 @@ class ServeConfig:
     port: int = 8443
     cert: Path | None = None
     key: Path | None = None
+    passphrase_file: Path | None = None    # decrypts an encrypted --key (read again on each reload)
     redirect_port: int | None = None
     workers: int = 1
     state_dir: Path | None = None          # None: tlskit.server.default_state_dir()
@@ -48,6 +49,9 @@ class ServeConfig:
     realm: str = "tlskit"
     log_json: bool = False
     access_log: bool = True
+    access_log_file: Path | None = None    # None: stdout; reopened on SIGUSR1 (logrotate)
+    metrics_allow: tuple[Network, ...] = ()  # clients that may read /metrics without credentials
+    acme_lineages: tuple[Path, ...] = ()   # --acme: the lineage directories whose expiry /metrics shows
     hsts_max_age: int = HSTS_MAX_AGE
     # Defaults for users whose own limit is unset (NULL); 0 means unlimited.
     max_requests: int = 0
@@ -114,6 +118,9 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     values["allow"] = parse_networks(values.get("allow") or (), "--allow", "expected an IP address or CIDR",
                                      "for example --allow 10.0.0.0/8 --allow 127.0.0.1")
     values["trust_proxy"] = parse_networks(values.get("trust_proxy") or ())
+    values["metrics_allow"] = parse_networks(values.get("metrics_allow") or (), "--metrics-allow",
+                                             "expected an IP address or CIDR", "for example --metrics-allow 10.0.0.5")
+    _files(values)
     values["key_headers"] = parse_key_headers(values.pop("key_header", None) or ())
     values["reload_interval"] = max(0.0, values.get("reload_interval", 1.0))
     _client_certificates(values)
@@ -126,6 +133,34 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
         values.pop("hash_workers", None)
     known = {f.name for f in fields(ServeConfig)}
     return ServeConfig(**{name: value for name, value in values.items() if name in known})
+
+
+def _files(values: dict) -> None:
+    log_file = values.get("access_log_file")
+    if log_file is not None:
+        if not values.get("access_log", True):
+            raise InputError("--access-log and --no-access-log exclude each other", fix="choose one")
+        values["access_log_file"] = None if str(log_file) == "-" else Path(log_file)
+        _check_log_file(values["access_log_file"])
+    passphrase_file = values.get("passphrase_file")
+    if passphrase_file is not None:
+        if values.get("key") is None and values.get("cert") is None:
+            raise InputError("--passphrase-file decrypts --key, and no --key was given",
+                             fix="pass --cert and --key, or drop --passphrase-file")
+        values["passphrase_file"] = Path(passphrase_file)
+    values["acme_lineages"] = tuple(Path(p) for p in values.get("acme_lineages") or ())
+
+
+def _check_log_file(path: Path | None) -> None:
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"--access-log {path} is a directory", fix="name a file, e.g. /var/log/tlskit/access.log")
+    if not parent.is_dir():
+        raise InputError(f"--access-log {path}: directory {parent} does not exist", fix=f"create it (mkdir -p {parent})")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise InputError(f"cannot write --access-log {path}", "permission denied", "choose a file you may write")
 
 
 def _client_certificates(values: dict) -> None:

@@ -24,8 +24,20 @@ LOCAL_KEY = "localhost.key"
 RENEW_BEFORE_DAYS = 30
 
 
+class _NoPassphrase(Exception):
+    """Raised from OpenSSL's password callback: the key is encrypted and no passphrase was given."""
+
+
+def _no_passphrase() -> bytes:
+    raise _NoPassphrase
+
+
 def build_context(cert: Path, key: Path, passphrase: bytes | None = None) -> ssl.SSLContext:
-    """A server context: TLS 1.2+, forward-secret AEAD ciphers, ALPN http/1.1, no compression/renegotiation."""
+    """A server context: TLS 1.2+, forward-secret AEAD ciphers, ALPN http/1.1, no compression/renegotiation.
+
+    An encrypted ``key`` needs ``passphrase``. Without one, OpenSSL would ask on the terminal (or wait on
+    a closed stdin under systemd): a password callback that refuses turns that into an InputError at once.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
@@ -39,9 +51,16 @@ def build_context(cert: Path, key: Path, passphrase: bytes | None = None) -> ssl
             raise InputError(f"{what} file {path} does not exist",
                              fix="pass --cert and --key, or omit both for a local CA certificate")
     try:
-        context.load_cert_chain(str(cert), str(key), password=passphrase)
+        context.load_cert_chain(str(cert), str(key), password=passphrase if passphrase is not None else _no_passphrase)
+    except _NoPassphrase:
+        raise InputError(f"key {key} is encrypted", fix="pass its passphrase with --passphrase-file FILE") from None
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
+        if passphrase is not None:
+            # OpenSSL says only "PEM lib" for a wrong passphrase: let the key loader name the problem.
+            from tlskit.files import load_private_key_bytes, read_bytes
+
+            load_private_key_bytes(read_bytes(key, "key"), str(key), passphrase)
         if "KEY_VALUES_MISMATCH" in str(exc) or "mismatch" in reason.lower():
             raise InputError(f"{key} does not belong to {cert}", fix="pass the key the certificate was issued for") from None
         raise InputError(f"cannot load {cert} and {key}", reason,
