@@ -16,6 +16,7 @@ from tlskit.server import query
 from tlskit.server.accesslog import AccessLog
 from tlskit.server.answers import answer_json, answer_plain, lifespan
 from tlskit.server.hosts import name_matches, parse_host
+from tlskit.server.metrics import METRICS_PATH
 from tlskit.server.policy import Denial, Gate
 
 log = logging.getLogger("tlskit.serve")
@@ -65,12 +66,15 @@ class _Sent:
 
 class TlskitApp:
     def __init__(self, gate: Gate, handler, access_log: AccessLog | None = None, hsts_max_age: int = 31536000,
-                 client_ip=client_ip) -> None:
+                 client_ip=client_ip, metrics=None, metrics_endpoint=None, upstream: bool = False) -> None:
         self.gate = gate
         self.handler = handler
         self.access_log = access_log
         self.client_ip = client_ip
         self.hsts = hsts(hsts_max_age)
+        self.metrics = metrics                     # tlskit.server.metrics.Metrics: counts every answer
+        self.metrics_endpoint = metrics_endpoint   # answers /metrics (MetricsEndpoint)
+        self.upstream = upstream                   # the handler is the reverse proxy (its 502/504 are counted)
 
     async def aclose(self) -> None:
         closer = getattr(self.handler, "aclose", None)
@@ -89,13 +93,18 @@ class TlskitApp:
         scope["tlskit.client_ip"] = ip
         sent = _Sent(send, [self.hsts])
         user_name = None
+        denial_reason = None
         query_string = scope["query_string"]
-        if query_string and query.mentions_token(query_string) and not _readable(query_string):
+        endpoint = self.metrics_endpoint
+        if endpoint is not None and scope["path"] == METRICS_PATH and endpoint.allows_address(ip):
+            await endpoint.answer(sent, scope["method"])
+        elif query_string and query.mentions_token(query_string) and not _readable(query_string):
             await answer_json(sent, 400, AMBIGUOUS_QUERY, [], scope["method"])
         else:
             decision = await self.gate.admit(scope, ip, receive)
             if isinstance(decision, Denial):
                 user_name = decision.user
+                denial_reason = decision.reason
                 await answer_json(sent, decision.status, decision.body, decision.headers, scope["method"])
             else:
                 user_name = decision.user.name
@@ -107,6 +116,8 @@ class TlskitApp:
                 try:
                     if scope["path"] == ME_PATH:
                         await self._me(scope, decision, sent)
+                    elif endpoint is not None and scope["path"] == METRICS_PATH:
+                        await endpoint.answer_user(sent, scope["method"], decision.user)
                     else:
                         await self.handler(scope, receive, sent)
                 except Exception as exc:  # a bug in a handler: one log line and a 500, the server goes on
@@ -117,8 +128,11 @@ class TlskitApp:
                         raise
                 finally:
                     self.gate.release(decision)
+        elapsed = time.perf_counter() - started
         if self.access_log is not None:
-            self.access_log.log(scope, ip, user_name, sent.status, sent.size, time.perf_counter() - started)
+            self.access_log.log(scope, ip, user_name, sent.status, sent.size, elapsed)
+        if self.metrics is not None:
+            self.metrics.observe(sent.status, user_name, elapsed, denial_reason, self.upstream)
 
 
     async def _me(self, scope, passed, send) -> None:

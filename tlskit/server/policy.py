@@ -20,6 +20,7 @@ Without a limiter everything is admitted. Refusals become 429 with the decision'
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -71,6 +72,9 @@ class Gate:
         self._unauthorized = Denial(401, _json({"error": "unauthorized",
                                                 "detail": "missing, wrong or malformed credentials"}),
                                     [(b"www-authenticate", challenge)], "credentials")
+        # The same answer (a client learns nothing from it); the reasons differ for the metrics.
+        self._missing = dataclasses.replace(self._unauthorized, reason="missing credentials")
+        self._malformed = dataclasses.replace(self._unauthorized, reason="malformed credentials")
         self._forbidden_ip = Denial(403, _json({"error": "forbidden", "detail": "client address not allowed"}),
                                     reason="address")
         self._unavailable = Denial(503, _json({"error": "unavailable",
@@ -93,6 +97,14 @@ class Gate:
             self._allowed_ips[ip] = known
         return known
 
+    def reconfigure(self, networks=None, default_limits: Limits | None = None) -> None:
+        """New allowed networks or default limits (a SIGHUP reload), for the requests that come next."""
+        if networks is not None:
+            self.networks = tuple(networks)
+            self._allowed_ips = {}
+        if default_limits is not None:
+            self.default_limits = default_limits
+
     def limits_for(self, user: User) -> Limits:
         return Limits.resolve(user.max_requests, user.max_concurrent, self.default_limits)
 
@@ -106,8 +118,10 @@ class Gate:
             if isinstance(taken, Denial):
                 return taken
             credential, scope, body = taken
-        if credential is None or isinstance(credential, Malformed):
-            return self._unauthorized
+        if credential is None:
+            return self._missing
+        if isinstance(credential, Malformed):
+            return self._malformed
         signed = None
         if credential.s3 is not None:
             if credential.s3.version == 4 and receive is not None and self.authenticator.is_signed_key(credential):

@@ -85,7 +85,10 @@ def context_builder(config: ServeConfig):
     from tlskit.server.tls import build_context
 
     def build(cert: Path, key: Path) -> ssl.SSLContext:
-        context = build_context(cert, key)
+        from tlskit.files import read_passphrase
+
+        # Read on every build: a renewed key may come with a new passphrase file.
+        context = build_context(cert, key, read_passphrase(config.passphrase_file))
         if config.client_ca is not None:
             from tlskit.server.client_certs import configure
 
@@ -137,8 +140,12 @@ def build_app(prepared: Prepared, log_stream=None):
     gate = Gate(authenticator, CredentialReader(config.key_headers, config.allow_query_token),
                 config.networks(), config.realm, make_limiter(prepared),
                 Limits(config.max_requests, config.max_concurrent))
-    access_log = AccessLog(log_stream, config.log_json) if config.access_log else None
-    app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age)
+    from tlskit.server.metrics import Metrics, MetricsEndpoint
+
+    access_log = AccessLog(log_stream, config.log_json, config.access_log_file) if config.access_log else None
+    metrics = Metrics()
+    app = TlskitApp(gate, make_handler(prepared), access_log, config.hsts_max_age, metrics=metrics,
+                    metrics_endpoint=MetricsEndpoint(metrics, config.metrics_allow), upstream=bool(config.upstream))
     if config.trust_proxy:
         from tlskit.server.trusted_proxy import TrustedProxies, TrustedProxyMiddleware
 
@@ -158,14 +165,16 @@ def build_redirect_app(prepared: Prepared):
     return app
 
 
-def install_tls(prepared: Prepared, context: ssl.SSLContext) -> None:
+def install_tls(prepared: Prepared, context: ssl.SSLContext):
+    """The certificate reloader on the listening context (None with --reload-interval 0)."""
     if prepared.config.reload_interval > 0:
         from tlskit.server.reload import watch
 
         config = prepared.config
         also = tuple(p for p in (config.client_ca, config.crl) if p is not None)
-        watch(prepared.cert, prepared.key, context, context_builder(config), config.reload_interval,
-              asyncio.get_running_loop(), also)
+        return watch(prepared.cert, prepared.key, context, context_builder(config), config.reload_interval,
+                     asyncio.get_running_loop(), also)
+    return None
 
 
 # ---- listening ------------------------------------------------------------------------------------
@@ -207,16 +216,17 @@ def connection_budget(prepared: Prepared) -> ServeConfig:
     return dataclasses.replace(config, http=dataclasses.replace(config.http, max_connections=allowed))
 
 
-async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket], load_config=None) -> None:
     from tlskit.server.app import NOSNIFF, hsts
     from tlskit.server.listener import Listener
+    from tlskit.server.live import start_operations
     from tlskit.server.reload import log_to_stderr
     from tlskit.server.trusted_proxy import TrustedProxies
 
     log_to_stderr()
     config = connection_budget(prepared)
-    app, access_log = build_app(prepared)
-    install_tls(prepared, prepared.context)
+    app, _ = build_app(prepared)
+    reloader = install_tls(prepared, prepared.context)
     # Every client of a trusted proxy arrives through it: the per-address cap does not apply to it.
     exempt = TrustedProxies(config.trust_proxy).trusts if config.trust_proxy else (lambda ip: False)
     refusal_headers = [hsts(config.hsts_max_age), NOSNIFF]
@@ -229,6 +239,7 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    operations = start_operations(prepared, app, reloader, load_config, loop)   # SIGHUP, SIGUSR1, metrics
     for listener, sock in listeners:
         await listener.start(sock)
     try:
@@ -238,11 +249,10 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket]) ->
         closer = getattr(app, "aclose", None)
         if closer is not None:
             await closer()
-        if access_log is not None:
-            access_log.flush()
+        operations.stop()          # flushes the access log in use (SIGHUP may have replaced it)
 
 
-def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
+def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket], load_config=None) -> None:
     import gc
 
     import uvloop
@@ -253,11 +263,12 @@ def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket]) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 20, 20)
-    uvloop.run(_serve_async(prepared, sockets))
+    uvloop.run(_serve_async(prepared, sockets, load_config))
 
 
-def serve(prepared: Prepared, on_ready=None) -> None:
-    """Bind, then serve until SIGINT/SIGTERM. ``on_ready`` runs once the sockets listen."""
+def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
+    """Bind, then serve until SIGINT/SIGTERM. ``on_ready`` runs once the sockets listen; ``load_config``
+    reads the settings again on SIGHUP (:mod:`.live`)."""
     config = prepared.config
     sockets = {"https": bind(config.host, config.port)}
     if config.redirect_port is not None:
@@ -265,17 +276,22 @@ def serve(prepared: Prepared, on_ready=None) -> None:
     if on_ready is not None:
         on_ready()
     if config.workers == 1:
-        _run_worker(prepared, sockets)
+        _run_worker(prepared, sockets, load_config)
         return
     children = []
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)     # until relayed below: never a dead master mid-fork
     for _ in range(config.workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # Until the worker's loop handles them, a forwarded SIGHUP/SIGUSR1 must not kill it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             code = 0
             try:
-                _run_worker(prepared, sockets)
+                _run_worker(prepared, sockets, load_config)
             except BaseException:
                 code = 1
             finally:
@@ -288,8 +304,15 @@ def serve(prepared: Prepared, on_ready=None) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 
+    def relay(sig, _frame) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, relay)      # each worker reloads its settings
+    signal.signal(signal.SIGUSR1, relay)     # each worker reopens its access log
     for child in children:
         while True:
             try:

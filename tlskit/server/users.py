@@ -30,6 +30,9 @@ from pathlib import Path
 from tlskit.errors import InputError
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Privileges that are no HTTP method; "all" does not grant them, they are named one by one.
+METRICS_PRIVILEGE = "METRICS"   # may read GET /metrics
+PRIVILEGES = (*ALL_METHODS, METRICS_PRIVILEGE)
 DEFAULT_METHODS = ("GET",)
 TOKEN_PREFIX = "tlk_"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-+")
@@ -74,7 +77,7 @@ class User:
         """The stable JSON shape of `tlskit users list --json` (no hashes)."""
         return {
             "name": self.name,
-            "methods": sorted(self.methods, key=ALL_METHODS.index),
+            "methods": sorted(self.methods, key=PRIVILEGES.index),
             "password": password_scheme(self.password_hash) if self.password_hash else None,
             "tokens": len(self.token_hashes),
             "max_requests": self.max_requests,
@@ -89,11 +92,11 @@ def parse_methods(text: str | list[str] | None) -> frozenset[str]:
     parts = text if isinstance(text, list) else [text]
     methods = {m.strip().upper() for part in parts for m in part.split(",") if m.strip()}
     if "ALL" in methods or "*" in methods:
-        return frozenset(ALL_METHODS)
-    unknown = methods - set(ALL_METHODS)
+        return frozenset(ALL_METHODS) | (methods & {METRICS_PRIVILEGE})
+    unknown = methods - set(PRIVILEGES)
     if unknown or not methods:
         raise InputError(f"unknown method {', '.join(sorted(unknown)) or '(none)'}",
-                         fix=f"use a comma-separated list of {','.join(ALL_METHODS)} (or 'all')")
+                         fix=f"use a comma-separated list of {','.join(PRIVILEGES)} (or 'all')")
     return frozenset(methods)
 
 
