@@ -36,3 +36,20 @@ def spinner_unless(json_output: bool) -> SlowWork:
     from tlskit.cli.output import spinner
 
     return lambda text: spinner(text, enabled=not json_output)
+
+
+def own_command(absolute: bool = False) -> list[str]:
+    """How to run this same tlskit again: ``tlskit`` when that is what PATH finds, else its full path
+    (a virtualenv not activated), or ``python -m tlskit`` when it was started that way. ``absolute``
+    always gives full paths (for systemd units, which do not search PATH the same way)."""
+    import os
+    import shutil
+
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == "tlskit" and os.path.isfile(script):
+        full = os.path.realpath(script)
+        found = shutil.which("tlskit")
+        if not absolute and found and os.path.realpath(found) == full:
+            return ["tlskit"]
+        return [os.path.abspath(script)]
+    return [sys.executable, "-m", "tlskit"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,8 +16,13 @@ from tlskit.server.throttle import ThrottleSettings
 
 
 def serve(
+    ctx: typer.Context,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings: each flag is a key (max_requests = 100, allow = [\"10.0.0.0/8\"]); flags and TLSKIT_* variables override it [default: $TLSKIT_CONFIG].")] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the effective settings (secrets masked) as TOML, with where each came from, and exit.")] = False,
+    print_systemd_unit: Annotated[bool, typer.Option("--print-systemd-unit", help="Print a hardened systemd service running this command, and exit.")] = False,
     cert: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (chain) PEM [default: a local CA's localhost certificate].")] = None,
     key: Annotated[Optional[Path], typer.Option("--key", help="Private key PEM of --cert.")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file", help="File whose first line decrypts an encrypted --key (read again when the key is reloaded).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="HTTPS port.")] = 8443,
     redirect_port: Annotated[Optional[int], typer.Option("--redirect-port", help="Also listen with plain HTTP here and 308-redirect to HTTPS.")] = None,
@@ -30,6 +36,8 @@ def serve(
     realm: Annotated[str, typer.Option("--realm", help="Realm in WWW-Authenticate.")] = "tlskit",
     log_json: Annotated[bool, typer.Option("--log-json", help="Access log as JSON lines instead of combined-log lines.")] = False,
     no_access_log: Annotated[bool, typer.Option("--no-access-log", help="Do not write an access log line per request.")] = False,
+    access_log: Annotated[Optional[Path], typer.Option("--access-log", help="Append the access log to this file, reopened on SIGUSR1 (logrotate) [default: stdout].")] = None,
+    metrics_allow: Annotated[Optional[list[str]], typer.Option("--metrics-allow", help="Client CIDR that may read GET /metrics without credentials (a Prometheus server), repeatable; users with the METRICS privilege may too.")] = None,
     max_requests: Annotated[int, typer.Option("--max-requests", help="Default requests per hour per user (0: unlimited).")] = 0,
     max_concurrent: Annotated[int, typer.Option("--max-concurrent", help="Default requests in flight per user (0: unlimited).")] = 0,
     upstream: Annotated[Optional[str], typer.Option("--upstream", help="Reverse proxy to this application (http://HOST:PORT); with --dataset, /api stays the dataset's.")] = None,
@@ -65,46 +73,125 @@ def serve(
     """Serve an SQLite dataset as an authenticated JSON API over HTTPS.
 
     With no --cert/--key it makes (once) a local CA and a localhost certificate under --state-dir.
-    The access log goes to stdout, everything else to stderr.
+    The access log goes to stdout (or --access-log FILE), everything else to stderr. Every flag can also
+    be a key of the --config file or a TLSKIT_<FLAG> environment variable. SIGHUP reloads the allow-list,
+    the limits and the log settings; SIGUSR1 reopens the access log file.
 
     Example: tlskit serve --cert fullchain.pem --key privkey.pem --host 0.0.0.0 --port 443 --allow 10.0.0.0/8
     """
-    from tlskit.errors import InputError
-    from tlskit.server.config import build_config
-    from tlskit.server.run import prepare, serve as run_server
+    import os
 
-    options = dict(host=host, port=port, cert=cert, key=key, redirect_port=redirect_port, workers=workers,
-                   state_dir=state_dir, db=db, dataset=dataset, allow=allow, key_header=key_header,
-                   allow_query_token=allow_query_token, realm=realm, log_json=log_json,
-                   access_log=not no_access_log, max_requests=max_requests, max_concurrent=max_concurrent,
-                   upstream=upstream, upstream_timeout=upstream_timeout, upstream_ca_file=upstream_ca_file,
-                   trust_proxy=trust_proxy, reload_interval=reload_interval, max_header_line=max_header_line,
-                   max_header_size=max_header_size, max_header_fields=max_header_fields,
-                   header_timeout=header_timeout, handshake_timeout=handshake_timeout, body_timeout=body_timeout,
-                   send_timeout=send_timeout, keepalive_timeout=keepalive_timeout,
-                   keepalive_requests=keepalive_requests, max_pending_per_ip=max_pending_per_ip,
-                   max_connections=max_connections, max_auth_failures=max_auth_failures,
-                   auth_ban_seconds=auth_ban_seconds, hash_workers=hash_workers, client_ca=client_ca,
-                   client_cert=client_cert, crl=crl)
-    config = build_config(options)           # every option checked before anything is written
+    from tlskit.server.config import build_config
+    from tlskit.server.settings import resolve
+
+    schema = settings_schema(ctx)
+    typed, defaults = split_by_source(ctx, schema)
+    environ = dict(os.environ)
+    if config_file is not None:
+        config_file = config_file.absolute()        # SIGHUP reads it again, whatever the directory then
+    settings = resolve(schema, typed, defaults, environ, config_file)
+    config = build_config(serve_options(settings.values))           # every option checked before anything is written
+    if print_config:
+        from tlskit.server.settings import render_toml
+
+        sys.stdout.write(render_toml(settings))
+        return
+    if print_systemd_unit:
+        from tlskit.systemd import serve_unit
+
+        sys.stdout.write(serve_unit(config, typed, settings))
+        return
+    values = settings.values
     managed = None
-    if acme:
-        if cert is not None or key is not None:
+    if values["acme"]:
+        from tlskit.errors import InputError
+
+        if values["cert"] is not None or values["key"] is not None:
             raise InputError("--acme and --cert/--key exclude each other",
                              fix="let --acme obtain the certificate, or serve your own with --cert/--key")
         from tlskit.server import default_state_dir
         from tlskit.server.managed_acme import start_managed_certificate
 
         managed = start_managed_certificate(
-            acme, Path(state_dir) if state_dir else default_state_dir(), directory=directory, email=email,
-            agree_tos=agree_tos, directory_ca_file=directory_ca_file, host=host, http_port=redirect_port,
-            renew_days=acme_renew_days, max_sleep=acme_check_interval, say=_say)
-        config = build_config({**options, "cert": managed.fullchain, "key": managed.privkey,
-                               "redirect_port": managed.http_port, "acme_webroot": managed.webroot})
+            values["acme"], Path(values["state_dir"]) if values["state_dir"] else default_state_dir(),
+            directory=values["directory"], email=values["email"], agree_tos=values["agree_tos"],
+            directory_ca_file=values["directory_ca_file"], host=values["host"], http_port=values["redirect_port"],
+            renew_days=values["acme_renew_days"], max_sleep=values["acme_check_interval"], say=_say)
+    acme_files = {} if managed is None else {"cert": managed.fullchain, "key": managed.privkey,
+                                             "redirect_port": managed.http_port, "acme_webroot": managed.webroot,
+                                             "acme_lineages": [managed.fullchain.parent]}
+
+    def load_config():
+        """The settings as a SIGHUP reads them: the same flags and environment, the file as it is now."""
+        again = resolve(schema, typed, defaults, environ, config_file)
+        return build_config({**serve_options(again.values), **acme_files})
+
+    if managed is not None:
+        config = load_config()
+    from tlskit.server.run import prepare, serve as run_server
+
     prepared = prepare(config)
     if managed is not None:
         managed.start_renewal()
-    run_server(prepared, on_ready=lambda: _banner(prepared))
+    run_server(prepared, on_ready=lambda: _banner(prepared, values["acme"]), load_config=load_config)
+
+
+# Options that act instead of serving; they are no settings of the file or the environment.
+_ACTIONS = ("config_file", "print_config", "print_systemd_unit")
+
+
+def settings_schema(ctx) -> dict[str, str]:
+    """Each setting's kind, read off the options as declared above (one declaration per option)."""
+    import click
+
+    schema = {}
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in _ACTIONS:
+            continue
+        if param.multiple:
+            kind = "list"
+        elif param.is_flag:
+            kind = "bool"
+        elif isinstance(param.type, click.Path):
+            kind = "path"
+        elif isinstance(param.type, click.types.IntParamType):
+            kind = "int"
+        elif isinstance(param.type, click.types.FloatParamType):
+            kind = "float"
+        else:
+            kind = "str"
+        schema[param.name] = kind
+    return schema
+
+
+def split_by_source(ctx, schema: dict[str, str]) -> tuple[dict, dict]:
+    """The options typed on the command line, and the declared defaults of the others."""
+    from click.core import ParameterSource
+
+    typed, defaults = {}, {}
+    for name in schema:
+        value = ctx.params[name]
+        if isinstance(value, tuple):
+            value = list(value)
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            typed[name] = value
+        else:
+            defaults[name] = value
+    return typed, defaults
+
+
+def serve_options(values: dict) -> dict:
+    """The settings by flag name -> the options :func:`~tlskit.server.config.build_config` reads."""
+    renamed = {"no_access_log": None, "access_log": "access_log_file", "key_header": "key_header",
+               "acme": None, "email": None, "agree_tos": None, "directory": None, "directory_ca_file": None,
+               "acme_renew_days": None, "acme_check_interval": None}
+    options = {}
+    for name, value in values.items():
+        target = renamed.get(name, name)
+        if target is not None:
+            options[target] = value
+    options["access_log"] = not values.get("no_access_log", False)
+    return options
 
 
 def _say(text: str) -> None:
@@ -114,10 +201,12 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _banner(prepared) -> None:
+def _banner(prepared, acme_names: list[str] | None = None) -> None:
+    """What is served and the commands to use it, each runnable as printed."""
     import shlex
     import sys
 
+    from tlskit.cli.common import own_command
     from tlskit.server import default_state_dir, default_users_db
 
     config = prepared.config
@@ -126,9 +215,11 @@ def _banner(prepared) -> None:
         where = ["--db", str(prepared.db)]
     elif prepared.db != default_users_db(default_state_dir()):
         where = ["--state-dir", str(prepared.state_dir)]
-    add = shlex.join(["tlskit", "users", "add", "alice", "--token", *where])
+    tlskit = own_command()
     cacert = f"--cacert {shlex.quote(str(prepared.ca_cert))} " if prepared.ca_cert else ""
     nets = ", ".join(str(n) for n in config.networks())
+    # With --acme the certificate is for its names, not for localhost: that is the URL clients use.
+    url = f"https://{acme_names[0]}{'' if config.port == 443 else f':{config.port}'}/" if acme_names else prepared.url
     lines = [
         f"tlskit serve: listening on {prepared.url} (TLS 1.2+, {config.workers} worker{'s' if config.workers > 1 else ''})",
         f"  certificate: {prepared.cert}",
@@ -145,9 +236,15 @@ def _banner(prepared) -> None:
     ]
     if config.redirect_port:
         lines.append(f"  redirect:    http://{config.host}:{config.redirect_port}/ -> https (308)")
+    if config.access_log_file is not None:
+        lines.append(f"  access log:  {config.access_log_file}  (reopened on SIGUSR1)")
+    if prepared.user_count:
+        lines.append(f"Users:         {shlex.join([*tlskit, 'users', 'list', *where])}")
+    else:
+        lines.append(f"Add a user:    {shlex.join([*tlskit, 'users', 'add', 'alice', '--token', *where])}")
+    path = "api" if not config.upstream or config.dataset else ""
     lines += [
-        f"Add a user:    {add}",
-        f"Call the API:  curl {cacert}-H \"Authorization: Bearer $TOKEN\" {prepared.url}api",
+        f"Call the API:  curl {cacert}-H \"Authorization: Bearer $TOKEN\" {url}{path}",
         "Stop with Ctrl-C.",
     ]
     sys.stderr.write("\n".join(line for line in lines if line) + "\n")

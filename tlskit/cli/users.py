@@ -16,8 +16,8 @@ app = typer.Typer(help="Users of tlskit serve: passwords, tokens, allowed method
 
 UserName = Annotated[str, typer.Argument(help="User name.")]
 StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="tlskit serve's state dir [default: ~/.local/share/tlskit].")]
-Methods = Annotated[Optional[str], typer.Option("--methods", help="Allowed methods: GET,POST,PUT,PATCH,DELETE or 'all' [default: GET].")]
-NewMethods = Annotated[Optional[str], typer.Option("--methods", help="Replace the allowed methods: GET,POST,PUT,PATCH,DELETE or 'all'.")]
+Methods = Annotated[Optional[str], typer.Option("--methods", help="Allowed methods: GET,POST,PUT,PATCH,DELETE or 'all', and METRICS to read /metrics [default: GET].")]
+NewMethods = Annotated[Optional[str], typer.Option("--methods", help="Replace the allowed methods: GET,POST,PUT,PATCH,DELETE or 'all', and METRICS to read /metrics.")]
 PasswordFile = Annotated[Optional[Path], typer.Option("--password-file", help="File whose first line is the password ('-' reads stdin).")]
 MaxRequests = Annotated[Optional[int], typer.Option("--max-requests", help="Requests per hour (0: unlimited) [default: the server's].")]
 MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="Requests in flight (0: unlimited) [default: the server's].")]
