@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests drive as real peers; `make test` installs the missing ones (as root).
-TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils
+# libnss3-tools (certutil) and default-jre-headless (keytool) are trust stores `ca install` writes;
+# systemd only for systemd-analyze verify of the printed units (it runs without booting systemd).
+TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils libnss3-tools default-jre-headless systemd
 BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 
 .PHONY: run test test-fast mutation bench venv test-deps bench-deps clean

@@ -143,12 +143,29 @@ def renew(
                           "save nothing; no deploy hook.")] = False,
     no_ari: NoAri = False,
     timeout: Timeout = 120.0,
+    print_systemd_timer: Annotated[bool, typer.Option(
+        "--print-systemd-timer", help="Print a systemd service and timer that run this renewal twice a day, "
+                                      "and exit.")] = False,
     json_output: params.Json = False,
 ) -> None:
     """Renew every certificate under DIR that is due; leave the others untouched.
 
     Example: tlskit acme renew --out-dir /etc/tlskit --deploy-hook "systemctl reload nginx" --verify-served localhost:443
     """
+    if print_systemd_timer:
+        import sys
+
+        from tlskit.cli.common import own_command
+        from tlskit.systemd import render_files, renew_units
+
+        command = [*own_command(absolute=True), "acme", "renew", "--out-dir", str(out_dir.absolute())]
+        for flag, value in (("--days", days), ("--deploy-hook", deploy_hook), ("--verify-served", verify_served)):
+            command += [flag, str(value)] if value is not None else []
+        for one in name or []:
+            command += ["--name", one]
+        command += ["--no-ari"] if no_ari else []
+        sys.stdout.write(render_files(renew_units(command, out_dir=out_dir.absolute())))
+        return
     from tlskit.acme import renew_due
     from tlskit.cli.output import spinner
 

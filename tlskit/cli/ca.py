@@ -1,4 +1,4 @@
-"""`tlskit ca`: a local certificate authority in a directory (init, sign)."""
+"""`tlskit ca`: a local certificate authority in a directory (init, sign, install, uninstall)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 
 from tlskit.cli import params
 
-app = typer.Typer(help="A local CA: create it, then sign CSRs with it (SANs kept).", no_args_is_help=True)
+app = typer.Typer(help="A local CA: create it, sign CSRs with it (SANs kept), install it into trust stores.",
+                  no_args_is_help=True)
 
 CaDir = Annotated[Path, typer.Option("--ca-dir", help="The CA's directory (holds ca.pem and ca.key).")]
 Names = Optional[list[str]]
@@ -143,3 +144,72 @@ def sign(
     console().print(f"[green]Signed[/] [bold]{escape(str(cert_path))}[/] for "
                     f"{escape(', '.join(info['sans']) or info['subject'])} by {escape(info['issuer'])}, "
                     f"valid until {info['not_after'][:16].replace('T', ' ') + ' UTC' if hours else info['not_after'][:10]}")
+
+
+InstallCaDir = Annotated[Path, typer.Option("--ca-dir", help="The root CA's directory (holds ca.pem).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be done in each store; change nothing.")]
+Stores = Annotated[Optional[list[str]], typer.Option(
+    "--store", help="Only this store: system, nss (Firefox, Chromium) or java, repeatable [default: all].")]
+
+
+@app.command("install")
+def install(ca_dir: InstallCaDir, dry_run: DryRun = False, store: Stores = None,
+            json_output: params.Json = False) -> None:
+    """Trust the CA on this machine: the system store, Firefox/Chromium (NSS) and Java, each reported.
+
+    Needs root for the system store and Java (sudo); `tlskit ca uninstall` removes exactly what it added.
+
+    Example: sudo tlskit ca install --ca-dir ./ca
+    """
+    from tlskit.truststores import TrustPlan, parse_stores
+
+    stores = parse_stores(store)
+    plan = TrustPlan.for_ca(ca_dir)
+    _report_steps(lambda: plan.install(dry_run, stores), plan, "install", dry_run, json_output)
+
+
+@app.command("uninstall")
+def uninstall(ca_dir: InstallCaDir, dry_run: DryRun = False, store: Stores = None,
+              json_output: params.Json = False) -> None:
+    """Stop trusting the CA on this machine: remove what `tlskit ca install` added, nothing else.
+
+    Example: sudo tlskit ca uninstall --ca-dir ./ca
+    """
+    from tlskit.truststores import TrustPlan, parse_stores
+
+    stores = parse_stores(store)
+    plan = TrustPlan.for_ca(ca_dir)
+    _report_steps(lambda: plan.uninstall(dry_run, stores), plan, "uninstall", dry_run, json_output)
+
+
+def _report_steps(run, plan, verb: str, dry_run: bool, json_output: bool) -> None:
+    from tlskit.truststores import TrustStoreError
+
+    failure = None
+    try:
+        steps = run()
+    except TrustStoreError as exc:
+        failure, steps = exc, exc.steps
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"ca": str(plan.ca_dir / "ca.pem"), "subject": plan.subject, "name": plan.nickname,
+                    "fingerprint_sha256": plan.fingerprint, "dry_run": dry_run,
+                    "stores": [step.as_dict() for step in steps]})
+    else:
+        import shlex
+
+        from tlskit.cli.output import console, escape
+
+        out = console()
+        heading = "Would" if dry_run else ("Installed" if verb == "install" else "Uninstalled")
+        out.print(f"{heading} {'' if not dry_run else verb + ' '}{escape(plan.subject)} "
+                  f"({escape(plan.nickname)}):")
+        for step in steps:
+            detail = f"  ({escape(step.detail)})" if step.detail else ""
+            out.print(f"  {step.store:<7} {step.result:<13} {escape(step.location)}{detail}")
+            if dry_run:
+                for command in step.commands:
+                    out.print(f"          $ {escape(shlex.join(command))}")
+    if failure is not None:
+        raise failure

@@ -97,10 +97,11 @@ def serve(
         sys.stdout.write(render_toml(settings))
         return
     if print_systemd_unit:
-        from tlskit.systemd import serve_unit
-
-        sys.stdout.write(serve_unit(config, typed, settings))
+        sys.stdout.write(_systemd_unit(config, settings, schema))
         return
+    from tlskit.server.config import check_access_log
+
+    check_access_log(config)
     values = settings.values
     managed = None
     if values["acme"]:
@@ -192,6 +193,36 @@ def serve_options(values: dict) -> dict:
             options[target] = value
     options["access_log"] = not values.get("no_access_log", False)
     return options
+
+
+def _systemd_unit(config, settings, schema: dict[str, str]) -> str:
+    """A unit whose ExecStart serves what this command line would: the settings typed or taken from the
+    environment become flags (absolute paths), the config file stays the file; the state dir defaults
+    to /var/lib/tlskit (a service has no home directory to put it in)."""
+    from tlskit.cli.common import own_command
+    from tlskit.systemd import SERVICE_STATE_DIR, serve_unit
+
+    command = [*own_command(absolute=True), "serve"]
+    if settings.file is not None:
+        command += ["--config", str(settings.file)]
+    for name, value in settings.values.items():
+        if settings.sources.get(name) not in ("flag",) and not settings.sources.get(name, "").startswith("TLSKIT_"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = schema[name]
+        if kind == "bool":
+            command += [flag] if value else []
+        elif kind == "list":
+            for item in value:
+                command += [flag, item]
+        elif value is not None:
+            command += [flag, str(Path(value).absolute()) if kind == "path" and "://" not in str(value) else str(value)]
+    state_dir = Path(config.state_dir).absolute() if config.state_dir else SERVICE_STATE_DIR
+    if not config.state_dir:
+        command += ["--state-dir", str(state_dir)]
+    writable = [Path(config.access_log_file).absolute().parent] if config.access_log_file else []
+    ports = [config.port] + ([config.redirect_port] if config.redirect_port else [])
+    return serve_unit(command, state_dir=state_dir, ports=ports, writable=writable)
 
 
 def _say(text: str) -> None:

@@ -141,7 +141,6 @@ def _files(values: dict) -> None:
         if not values.get("access_log", True):
             raise InputError("--access-log and --no-access-log exclude each other", fix="choose one")
         values["access_log_file"] = None if str(log_file) == "-" else Path(log_file)
-        _check_log_file(values["access_log_file"])
     passphrase_file = values.get("passphrase_file")
     if passphrase_file is not None:
         if values.get("key") is None and values.get("cert") is None:
@@ -151,8 +150,10 @@ def _files(values: dict) -> None:
     values["acme_lineages"] = tuple(Path(p) for p in values.get("acme_lineages") or ())
 
 
-def _check_log_file(path: Path | None) -> None:
-    if path is None:
+def check_access_log(config: ServeConfig) -> None:
+    """Before serving: the --access-log file can be written (a config may be printed for another machine)."""
+    path = config.access_log_file
+    if path is None or not config.access_log:
         return
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
