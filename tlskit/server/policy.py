@@ -31,7 +31,8 @@ from tlskit.server.credentials import CredentialReader, Malformed
 from tlskit.server import bodies
 from tlskit.server.limits import Decision, Limits
 from tlskit.server.trusted_proxy import address_key
-from tlskit.server.users import User
+from tlskit.server.metrics import METRICS_PATH
+from tlskit.server.users import METRICS_PRIVILEGE, User
 
 METHOD_OVERRIDES = (b"x-http-method-override", b"x-http-method", b"x-method-override")
 
@@ -172,6 +173,8 @@ class Gate:
 
     async def _privileges_and_limits(self, scope, user) -> Passed | Denial:
         method = scope["method"]
+        if scope["path"] == METRICS_PATH and METRICS_PRIVILEGE in user.methods and method in ("GET", "HEAD"):
+            return Passed(user, [], False)       # a scrape needs no GET privilege and spends no quota
         for name, value in scope["headers"]:
             if name in METHOD_OVERRIDES:
                 overridden = value.decode("latin-1").strip().upper()
