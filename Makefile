@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests drive as real peers; `make test` installs the missing ones (as root).
 # libnss3-tools (certutil) and default-jre-headless (keytool) are trust stores `ca install` writes;
-# systemd only for systemd-analyze verify of the printed units (it runs without booting systemd).
-TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils libnss3-tools default-jre-headless systemd
+# systemd only for systemd-analyze verify of the printed units (it runs without booting systemd);
+# zsh and fish run the completion scripts.
+TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils libnss3-tools default-jre-headless systemd zsh fish
 BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 
 .PHONY: run test test-fast mutation bench venv test-deps bench-deps clean

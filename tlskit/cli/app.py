@@ -21,7 +21,8 @@ app = typer.Typer(
     name="tlskit",
     help=SUMMARY,
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish (and PowerShell), typer's own.
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -15,8 +15,12 @@ from tlskit.cli.commands import COMMANDS, SUMMARY
 _OPTIONS = (
     ("--debug", "Show a traceback on errors."),
     ("--version", "Print the version."),
+    ("--install-completion", "Install completion for the current shell."),
+    ("--show-completion", "Show completion for the current shell, to copy it or customize the installation."),
     ("-h, --help", "Show this message and exit."),
 )
+# Set by the shell's completion script when it asks for completions (click's "_PROG_COMPLETE").
+COMPLETE_VARIABLE = "_TLSKIT_COMPLETE"
 
 
 def root_help() -> str:
@@ -31,8 +35,10 @@ def root_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
     args = list(sys.argv[1:] if argv is None else argv)
-    if args in ([], ["--help"], ["-h"]):
+    if args in ([], ["--help"], ["-h"]) and COMPLETE_VARIABLE not in os.environ:
         sys.stdout.write(root_help())
         sys.exit(0)
     if args == ["--version"]:
