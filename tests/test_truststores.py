@@ -48,44 +48,55 @@ def machine_trust(tmp_path):
         assert SYSTEM_BUNDLE.read_bytes() == bundle_before
 
 
+# Variables that would point curl at a bundle of their own: the test is about curl's default store.
+_CA_VARIABLES = ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def _curl(url: str, port: int) -> subprocess.CompletedProcess:
     # No --cacert: curl trusts what the system store trusts.
+    env = {name: value for name, value in os.environ.items() if name not in _CA_VARIABLES}
     return subprocess.run([require_binary("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                           "--resolve", f"localhost:{port}:127.0.0.1", url], capture_output=True, text=True, timeout=30)
+                           "--resolve", f"localhost:{port}:127.0.0.1", url], capture_output=True, text=True,
+                          timeout=30, env=env)
 
 
 def test_curl_trusts_serve_after_install_and_not_after_uninstall(machine_trust, tmp_path):
     served = start_serve(tmp_path)
+    ca_dir = served.state_dir / "ca"
+    # A HOME of its own: no NSS database of the real user is touched.
+    env = {"HOME": str(tmp_path / "home")}
     try:
-        ca_dir = served.state_dir / "ca"
         url = f"https://localhost:{served.port}/api"
         before = _curl(url, served.port)
         assert before.returncode == 60, before          # the local CA is not trusted yet
-        plan = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--dry-run", "--json")
+        plan = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--dry-run", "--json", env=env)
         assert plan.returncode == 0, plan.stderr
         assert {s["store"]: s["result"] for s in plan.json["stores"]}["system"] == "would add"
         assert _curl(url, served.port).returncode == 60  # a dry run changes nothing
-        installed = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--json")
+        installed = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--json", env=env)
         assert installed.returncode == 0, installed.stderr
         stores = {s["store"]: s for s in installed.json["stores"]}
         assert stores["system"]["result"] == "added"
         trusted = _curl(url, served.port)
         assert trusted.returncode == 0 and trusted.stdout == "401", trusted
-        again = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--json")
+        again = run_tlskit("ca", "install", "--ca-dir", str(ca_dir), "--json", env=env)
         assert {s["store"]: s["result"] for s in again.json["stores"]}["system"] == "present"
-        removed = run_tlskit("ca", "uninstall", "--ca-dir", str(ca_dir), "--json")
+        removed = run_tlskit("ca", "uninstall", "--ca-dir", str(ca_dir), "--json", env=env)
         assert removed.returncode == 0, removed.stderr
         assert {s["store"]: s["result"] for s in removed.json["stores"]}["system"] == "removed"
         after = _curl(url, served.port)
         assert after.returncode == 60, after
     finally:
+        # Whatever failed above, the CA leaves this machine's stores (machine_trust then checks it did).
+        run_tlskit("ca", "uninstall", "--ca-dir", str(ca_dir), env=env)
         served.stop()
 
 
 def test_java_cacerts_follows_install_and_uninstall(machine_trust, tmp_path):
     keytool = require_binary("keytool")
     assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "Java Trust Test", cwd=tmp_path).returncode == 0
-    installed = run_tlskit("ca", "install", "--ca-dir", str(tmp_path / "ca"), "--json")
+    env = {"HOME": str(tmp_path / "home")}
+    installed = run_tlskit("ca", "install", "--ca-dir", str(tmp_path / "ca"), "--json", env=env)
     assert installed.returncode == 0, installed.stderr
     java = {s["store"]: s for s in installed.json["stores"]}["java"]
     assert java["result"] in ("added", "present"), java
@@ -96,8 +107,10 @@ def test_java_cacerts_follows_install_and_uninstall(machine_trust, tmp_path):
         return subprocess.run([keytool, "-list", "-keystore", java["location"], "-storepass", "changeit"],
                               capture_output=True, text=True).stdout.upper()
 
-    assert fingerprint in listed()
-    assert run_tlskit("ca", "uninstall", "--ca-dir", str(tmp_path / "ca")).returncode == 0
+    try:
+        assert fingerprint in listed()
+    finally:
+        assert run_tlskit("ca", "uninstall", "--ca-dir", str(tmp_path / "ca"), env=env).returncode == 0
     assert fingerprint not in listed()
 
 
