@@ -310,6 +310,42 @@ def test_metrics_count_upstream_errors(tmp_path):
         served.stop()
 
 
+def test_metrics_show_the_acme_lineage_and_certificate_reloads(tmp_path_factory, tmp_path):
+    """Pebble issues 30-second certificates: the lineage's gauge counts down from at most 30 s, and the
+    renewal's hot reload is counted and moves the gauge forward."""
+    from peers_pebble import pebble_fixture
+    from peers_upstream import curl, start_serve as start_acme_serve
+
+    name = "app.example.test"
+    pebble = pebble_fixture(tmp_path_factory, validity=30)
+    state = tmp_path / "state"
+    try:
+        with start_acme_serve(state, "--acme", name, "--email", "ops@example.com", "--agree-tos",
+                              "--directory", pebble.directory, "--directory-ca-file", str(pebble.ca_file),
+                              "--redirect-port", str(pebble.http_port), "--metrics-allow", "127.0.0.1",
+                              timeout=120) as served:
+            lineage = str(state / "acme" / name / "cert.pem")
+
+            def scrape() -> dict:
+                done = curl("-k", "--resolve", f"{name}:{served.port}:127.0.0.1", f"https://{name}:{served.port}/metrics")
+                assert done.returncode == 0, done.stderr
+                return _families(done.stdout)
+
+            first = _value(scrape(), "tlskit_certificate_expiry_seconds", path=lineage)
+            assert 0 < first <= 30
+            # Renewed 20 s after issuance, then hot-reloaded: a later notAfter, and one more reload.
+            families = _wait_for(lambda: (lambda f: f if _value(f, "tlskit_certificate_expiry_seconds", path=lineage)
+                                          > first else None)(scrape()), timeout=60, what="the renewed lineage")
+            families = _wait_for(lambda: (lambda f: f if _value(f, "tlskit_reloads", what="certificate",
+                                                                result="done") >= 1 else None)(scrape()),
+                                 timeout=15, what="the certificate reload")
+            served_now = _value(families, "tlskit_certificate_expiry_seconds",
+                                path=str(state / "acme" / name / "fullchain.pem"))
+            assert 0 < served_now <= 30
+    finally:
+        pebble.stop()
+
+
 # ---- the banner --------------------------------------------------------------------------------------
 
 def test_the_banner_hints_work_as_printed(tmp_path):
