@@ -64,6 +64,12 @@ class NameConstraintsSpec:
             value = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
         except x509.ExtensionNotFound:
             return None
+        return cls.from_extension(value)
+
+    @classmethod
+    def from_extension(cls, value: x509.NameConstraints) -> NameConstraintsSpec:
+        from cryptography import x509
+
         permitted, excluded = value.permitted_subtrees or [], value.excluded_subtrees or []
         return cls(_values(permitted, x509.DNSName), _values(excluded, x509.DNSName),
                    _values(permitted, x509.IPAddress), _values(excluded, x509.IPAddress),

@@ -124,6 +124,10 @@ def _extension_value(value) -> str:
         return ", ".join(f"{d.access_method._name}: {d.access_location.value}" for d in value)
     if isinstance(value, x509.CRLDistributionPoints):
         return ", ".join(str(n.value) for p in value for n in (p.full_name or []))
+    if isinstance(value, x509.NameConstraints):
+        from tlskit.constraints import NameConstraintsSpec
+
+        return ", ".join(NameConstraintsSpec.from_extension(value).describe())
     if isinstance(value, x509.CertificatePolicies):
         return ", ".join(p.policy_identifier.dotted_string for p in value)
     return type(value).__name__
