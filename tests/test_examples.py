@@ -1,0 +1,133 @@
+"""The scripts under examples/ make the inputs of the README's console examples: run each one and the
+README's command that uses it, and check the outcome the README shows."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, require_binary, run_tlskit, stop_process, wait_for_port
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# The shell scripts call $TLSKIT: this interpreter's tlskit, whatever is on PATH.
+SCRIPT_ENV = {**os.environ, "TLSKIT": f"{shlex.quote(sys.executable)} -m tlskit"}
+
+
+def _script(name: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env or SCRIPT_ENV, stdin=subprocess.DEVNULL)
+
+
+def _background(name: str, *args: str, cwd: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / name), "--port", str(port), *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, 30)
+    except AssertionError:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def test_chain_pki_gives_the_readme_chain(tmp_path):
+    made = _script("chain-pki.sh", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    run = run_tlskit("chain", "bundle.crt", "--ca-file", "root/ca.pem", "--host", "www.example.com", "--key",
+                     "www.key", "--out", "fullchain.pem", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Chain OK: Wrote fullchain.pem: 3 certificates" in run.stdout + run.stderr
+    assert "note: dropped 1 duplicate certificate" in run.stdout + run.stderr
+    gap = run_tlskit("chain", "www.crt", "int2/ca.pem", "--ca-file", "root/ca.pem", "--out", "x.pem", cwd=tmp_path)
+    assert gap.returncode == 1 and "no certificate for /CN=Example Intermediate 1" in gap.stderr
+    assert run_tlskit("chain", "www.crt", "notes.txt", cwd=tmp_path).returncode == 2
+
+
+def test_aia_server_serves_the_missing_intermediates(tmp_path):
+    port = free_port()
+    server = _background("aia_server.py", cwd=tmp_path, port=port)
+    try:
+        without = run_tlskit("chain", "leaf.pem", "--ca-file", "root.pem", cwd=tmp_path)
+        assert without.returncode == 1 and f"--fetch to download it from http://127.0.0.1:{port}/int2.der" in without.stderr
+        fetched = run_tlskit("chain", "leaf.pem", "--ca-file", "root.pem", "--fetch", "--out", "fullchain.pem",
+                             cwd=tmp_path)
+        assert fetched.returncode == 0, fetched.stderr
+        assert "fetched /CN=Demo Intermediate 1" in fetched.stdout + fetched.stderr
+    finally:
+        stop_process(server)
+    down = run_tlskit("chain", "leaf.pem", "--ca-file", "root.pem", "--fetch", cwd=tmp_path)
+    assert down.returncode == 3
+
+
+def test_starttls_responder_is_probed_through_starttls(tmp_path):
+    for args in (("ca", "init", "--dir", "root", "--cn", "Demo Root"),
+                 ("ca", "init", "--dir", "inter", "--cn", "Demo Intermediate", "--parent", "root"),
+                 ("csr", "--cn", "localhost", "--san", "127.0.0.1", "--out", "site.csr", "--key-out", "site.key"),
+                 ("ca", "sign", "site.csr", "--ca-dir", "inter", "--out", "site.pem")):
+        assert run_tlskit(*args, cwd=tmp_path).returncode == 0, args
+    port = free_port()
+    server = _background("starttls_smtp.py", "--cert", "site.pem", "--key", "site.key", "--chain", "inter/ca.pem",
+                         cwd=tmp_path, port=port)
+    try:
+        probe = run_tlskit("probe", f"localhost:{port}", "--starttls", "smtp", "--ca-file", "root/ca.pem", cwd=tmp_path)
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+        assert "after STARTTLS (smtp)" in probe.stdout and "Certificates sent: 2" in probe.stdout
+    finally:
+        stop_process(server)
+
+
+def test_upstream_behind_serve(tmp_path):
+    from peers_upstream import add_user, curl, start_serve
+
+    port = free_port()
+    upstream = _background("upstream.py", cwd=tmp_path, port=port)
+    try:
+        token = add_user(tmp_path / "st", "alice")
+        with start_serve(tmp_path / "st", "--upstream", f"http://127.0.0.1:{port}") as served:
+            done = curl("--cacert", str(tmp_path / "st" / "ca" / "ca.pem"), "-H", f"Authorization: Bearer {token}",
+                        f"https://localhost:{served.port}/hello.json")
+            assert done.stdout == '{"hello":"from upstream"}', done.stderr
+    finally:
+        stop_process(upstream)
+
+
+def test_dns_hook_sets_and_clears_the_record(tmp_path):
+    require_binary("curl")
+    received: list[tuple[str, dict]] = []
+
+    class ChallTestSrv(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    mock = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ChallTestSrv)
+    threading.Thread(target=mock.serve_forever, daemon=True).start()
+    env = {**SCRIPT_ENV, "CHALLTESTSRV": f"http://127.0.0.1:{mock.server_address[1]}",
+           "TLSKIT_DNS_RECORD": "_acme-challenge.example.org.", "TLSKIT_DNS_VALUE": "v4lue"}
+    try:
+        assert _script("dns-hook.sh", "add", cwd=tmp_path, env=env).returncode == 0
+        assert _script("dns-hook.sh", "remove", cwd=tmp_path, env=env).returncode == 0
+        assert _script("dns-hook.sh", "bogus", cwd=tmp_path, env=env).returncode == 2
+    finally:
+        mock.shutdown()
+    assert received == [("/set-txt", {"host": "_acme-challenge.example.org.", "value": "v4lue"}),
+                        ("/clear-txt", {"host": "_acme-challenge.example.org."})]
+
+
+@pytest.mark.parametrize("name", ["aia_server.py", "starttls_smtp.py", "upstream.py"])
+def test_each_python_example_explains_itself(name):
+    done = subprocess.run([sys.executable, str(EXAMPLES / name), "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "usage:" in done.stdout
