@@ -34,6 +34,12 @@ def test_the_extension_is_critical_and_openssl_reads_it(constrained):
     assert "DNS:example.test" in text and "IP:10.0.0.0/255.0.0.0" in text and "DNS:secret.example.test" in text
 
 
+def test_inspect_shows_the_subtrees(constrained):
+    run = run_tlskit("inspect", "ca/ca.pem", cwd=constrained)
+    assert ("nameConstraints (critical): permitted DNS:example.test, excluded DNS:secret.example.test, "
+            "permitted IP:10.0.0.0/8") in run.stdout
+
+
 def test_names_inside_are_signed_and_verify(constrained):
     csr = _csr(constrained, "api.example.test", "example.test", "10.1.2.3")
     run = run_tlskit("ca", "sign", csr, "--ca-dir", "ca", "--out", "ok.pem", cwd=constrained)
