@@ -131,3 +131,64 @@ def test_dns_hook_sets_and_clears_the_record(tmp_path):
 def test_each_python_example_explains_itself(name):
     done = subprocess.run([sys.executable, str(EXAMPLES / name), "--help"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "usage:" in done.stdout
+
+
+# ---- the README against the code --------------------------------------------------------------------
+
+README = EXAMPLES.parent / "README.md"
+
+
+def test_every_example_the_readme_names_exists_and_each_is_listed():
+    import re
+
+    text = README.read_text()
+    named = set(re.findall(r"examples/([\w.-]+\.(?:sh|py))", text))
+    shipped = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".sh", ".py")}
+    assert named <= shipped, named - shipped
+    index = (EXAMPLES / "README.md").read_text()
+    assert all(f"`{name}`" in index for name in shipped), shipped
+
+
+def _documented_signature(text: str, call: str) -> list[tuple[str, str | None]]:
+    """``name(a, b=1, *, c=None)`` as written in the README (code spans may wrap lines): [(a, None), ...]."""
+    start = text.index(f"`{call}(") + len(call) + 2
+    depth, end = 1, start
+    while depth:
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        end += 1
+    params = []
+    for part in " ".join(text[start:end - 1].split()).split(", "):
+        if part in ("*", "..."):
+            continue
+        name, _, default = part.partition("=")
+        params.append((name, default or None))
+    return params
+
+
+@pytest.mark.parametrize("call, target", [
+    ("write_csr", "tlskit.csr:write_csr"),
+    ("LocalCA.create", "tlskit.issue:LocalCA.create"),
+    ("sign_csr_file", "tlskit.issue:sign_csr_file"),
+    ("write_self_signed", "tlskit.issue:write_self_signed"),
+    ("issue_certificate", "tlskit.acme:issue_certificate"),
+    ("renew_due", "tlskit.acme:renew_due"),
+    ("revoke_certificate", "tlskit.acme:revoke_certificate"),
+])
+def test_the_readmes_python_signatures_are_the_codes(call, target):
+    import importlib
+    import inspect
+
+    module, _, attribute = target.partition(":")
+    function = importlib.import_module(module)
+    for part in attribute.split("."):
+        function = getattr(function, part)
+    actual = [p for p in inspect.signature(function).parameters.values() if p.name not in ("self", "cls")]
+    documented = _documented_signature(README.read_text(), call)
+    assert [name for name, _ in documented] == [p.name for p in actual]
+    for (name, default), parameter in zip(documented, actual):
+        if default in ("None", "True", "False"):
+            assert parameter.default is {"None": None, "True": True, "False": False}[default], name
+        elif default is not None and default[0].isdigit():
+            assert parameter.default == float(default), (name, default)
+        elif default is not None and default[0] in "'\"":
+            assert parameter.default == default[1:-1], (name, default)
