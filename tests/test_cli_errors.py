@@ -74,8 +74,9 @@ def test_debug_works_after_the_subcommand(tmp_path):
     (tmp_path / "f").write_text("x")
     for args in (("--debug", "csr", "--cn", "x", "--out", "f/x.csr"), ("csr", "--cn", "x", "--out", "f/x.csr", "--debug")):
         run = run_tlskit(*args, cwd=tmp_path)
-        assert run.returncode != 0
+        assert run.returncode == 2, run.stderr          # the documented code, as without --debug
         assert "Traceback" in run.stderr and "No such option" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1].startswith("error: "), run.stderr
     quiet = run_tlskit("csr", "--cn", "x", "--out", "f/x.csr", cwd=tmp_path)
     assert_one_line_error(quiet, 2)
 

@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
         exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
     except TlskitError as exc:
-        if debug:
-            raise
+        _traceback_if(debug)
         error_line(exc.message)
         sys.exit(exc.exit_code)
     except Exit as exc:
@@ -149,15 +148,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except OSError as exc:
         # A file the library did not expect to fail (a read-only mount, a full disk): say which and why.
-        if debug:
-            raise
+        _traceback_if(debug)
         failure = from_os_error(exc)
         error_line(failure.message)
         sys.exit(failure.exit_code)
     except Exception as exc:  # a bug: still one line, with the way to report it
-        if debug:
-            raise
+        _traceback_if(debug)
         error_line(f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}; "
                    "rerun with --debug and report the traceback")
         sys.exit(70)
     sys.exit(exit_code if isinstance(exit_code, int) else 0)
+
+
+def _traceback_if(debug: bool) -> None:
+    """--debug: the traceback first, then the same error line and exit code as without it (scripts that
+    check the code behave alike with and without --debug)."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
