@@ -16,7 +16,7 @@ import pytest
 
 from conftest import free_port, require_binary, run_tlskit, stop_process, wait_for_port
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The shell scripts call $TLSKIT: this interpreter's tlskit, whatever is on PATH.
 SCRIPT_ENV = {**os.environ, "TLSKIT": f"{shlex.quote(sys.executable)} -m tlskit"}
 
