@@ -4,6 +4,7 @@
 # dns-01 through pebble-challtestsrv (management API on 8055, see dns-hook.sh). In the current
 # directory it writes pebble-ca.pem (trust it with --directory-ca-file: Pebble's own HTTPS) and, once
 # Pebble runs, pebble-root.pem (the root that issues the certificates). Ctrl-C stops both.
+# PEBBLE_VALIDITY=60 issues 60-second certificates (Pebble's default is five years).
 #
 #   sh examples/pebble.sh
 #   tlskit acme issue example.com --agree-tos --out-dir certs --directory https://127.0.0.1:14000/dir \
@@ -19,7 +20,8 @@ fi
 cat > pebble-config.json <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
   "certificate": "pebble-listener.pem", "privateKey": "pebble-listener.key",
-  "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+  "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+  "certificateValidityPeriod": ${PEBBLE_VALIDITY:-157766400}}}
 JSON
 pebble-challtestsrv -http01 "" -https01 "" -tlsalpn01 "" -dns01 127.0.0.1:8053 \
     -management 127.0.0.1:8055 -defaultIPv4 127.0.0.1 -defaultIPv6 "" >challtestsrv.log 2>&1 &
