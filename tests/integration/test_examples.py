@@ -127,6 +127,47 @@ def test_dns_hook_sets_and_clears_the_record(tmp_path):
                         ("/clear-txt", {"host": "_acme-challenge.example.org."})]
 
 
+def test_pebble_script_issues_through_http01_and_the_dns_hook(tmp_path):
+    """examples/pebble.sh on its fixed ports, then the README's `acme issue` for a name and a wildcard."""
+    import signal
+    import time
+
+    require_binary("pebble")
+    require_binary("pebble-challtestsrv")
+    for port in (14000, 15000, 5001, 5002, 8053, 8055):
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
+                pytest.skip(f"port {port}, which examples/pebble.sh uses, is taken")
+        except OSError:
+            pass
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        # A session of its own: the script and both servers are stopped together, whatever happens.
+        script = subprocess.Popen(["sh", str(EXAMPLES / "pebble.sh")], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=SCRIPT_ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "Pebble: https://127.0.0.1:14000/dir" not in log.read_text() and time.monotonic() < deadline:
+            assert script.poll() is None, log.read_text()
+            time.sleep(0.1)
+        common = ("--agree-tos", "--out-dir", "certs", "--directory", "https://127.0.0.1:14000/dir",
+                  "--directory-ca-file", "pebble-ca.pem")
+        http01 = run_tlskit("acme", "issue", "example.com", *common, "--http-port", "5002", "--bind", "127.0.0.1",
+                            cwd=tmp_path)
+        assert http01.returncode == 0, http01.stderr
+        hook = f"sh {shlex.quote(str(EXAMPLES / 'dns-hook.sh'))}"
+        dns01 = run_tlskit("acme", "issue", "*.example.org", *common, "--dns-hook", hook, cwd=tmp_path)
+        assert dns01.returncode == 0, dns01.stderr
+        assert (tmp_path / "pebble-root.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    finally:
+        os.killpg(script.pid, signal.SIGTERM)
+        try:
+            script.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait()
+
+
 @pytest.mark.parametrize("name", ["aia_server.py", "starttls_smtp.py", "upstream.py"])
 def test_each_python_example_explains_itself(name):
     done = subprocess.run([sys.executable, str(EXAMPLES / name), "--help"], capture_output=True, text=True, timeout=30)
