@@ -1,4 +1,8 @@
-"""`tlskit users`: the accounts `tlskit serve` accepts (add, list, set, remove, import-htpasswd)."""
+"""`tlskit users`: the accounts `tlskit serve` accepts (add, list, set, remove, import-htpasswd, migrate).
+
+``--db`` is an SQLite file or a PostgreSQL URL (:mod:`tlskit.server.stores`); a running server, or every
+instance sharing the PostgreSQL database, sees a change within a second or two.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +27,23 @@ MaxRequests = Annotated[Optional[int], typer.Option("--max-requests", help="Requ
 MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="Requests in flight (0: unlimited) [default: the server's].")]
 
 
-def _store(db: Path | None, state_dir: Path | None, create: bool = True):
+def _location(db: str | None, state_dir: Path | None, flag: str = "--db"):
     from tlskit.server import default_state_dir, default_users_db
-    from tlskit.server.users import UserStore
+    from tlskit.server.stores import parse_database
 
-    path = db or default_users_db(state_dir or default_state_dir())
-    with database_errors(path):
-        return UserStore(path, create=create)
+    return parse_database(db, flag) or default_users_db(state_dir or default_state_dir())
+
+
+def _store(db: str | None, state_dir: Path | None, create: bool = True):
+    from tlskit.server.users import open_user_store
+
+    location = _location(db, state_dir)
+    with database_errors(location):
+        return open_user_store(location, create=create)
 
 
 @contextlib.contextmanager
-def database_errors(path: Path) -> Iterator[None]:
+def database_errors(path) -> Iterator[None]:
     """SQLite's errors while the store is used, as one line about the users database."""
     import sqlite3
 
@@ -108,10 +118,10 @@ def add(
     user = NewUser(name, password=_password(password_file), token=token, methods=allowed,
                    max_requests=max_requests, max_concurrent=max_concurrent)
     store = _store(db, state_dir)
-    with database_errors(store.path):
+    with database_errors(store.location):
         new_token = store.add(user)
-        document = {**store.require(name).public(), "token": new_token, "db": str(store.path)}
-    _print_user(json_output, document, f"Added user {name} ({','.join(document['methods'])}) to {store.path}", new_token)
+        document = {**store.require(name).public(), "token": new_token, "db": store.location}
+    _print_user(json_output, document, f"Added user {name} ({','.join(document['methods'])}) to {store.location}", new_token)
 
 
 @app.command("set")
@@ -140,7 +150,7 @@ def set_(
             and max_requests is None and max_concurrent is None:
         raise InputError("nothing to change", fix="give --password-file, --new-token, --revoke-tokens, --methods or a limit")
     store = _store(db, state_dir, create=False)
-    with database_errors(store.path):
+    with database_errors(store.location):
         token = store.update(name, password=password, new_token_=new_token, revoke_tokens=revoke_tokens,
                              methods=allowed, max_requests=max_requests, max_concurrent=max_concurrent)
         user = store.require(name)
@@ -155,17 +165,17 @@ def set_(
 def list_(db: params.UsersDb = None, state_dir: StateDir = None, json_output: params.Json = False) -> None:
     """List users: methods, credential kinds and limits (never hashes)."""
     store = _store(db, state_dir, create=False)
-    with database_errors(store.path):
+    with database_errors(store.location):
         users = [u.public() for u in store.all()]
     if json_output:
         from tlskit.cli.output import print_json
 
-        print_json({"db": str(store.path), "users": users})
+        print_json({"db": store.location, "users": users})
         return
     import sys
 
     if not users:
-        sys.stdout.write(f"No users in {store.path}; add one with: tlskit users add NAME --token\n")
+        sys.stdout.write(f"No users in {store.location}; add one with: tlskit users add NAME --token\n")
         return
     header = ("name", "methods", "password", "tokens", "max requests/h", "max concurrent")
     rows = [(u["name"], ",".join(u["methods"]), u["password"] or "-", str(u["tokens"]),
@@ -192,7 +202,7 @@ def remove(name: UserName, db: params.UsersDb = None, state_dir: StateDir = None
            json_output: params.Json = False) -> None:
     """Remove a user and its tokens."""
     store = _store(db, state_dir, create=False)
-    with database_errors(store.path):
+    with database_errors(store.location):
         store.remove(name)
     if json_output:
         from tlskit.cli.output import print_json
@@ -223,7 +233,7 @@ def import_htpasswd(
     allowed = parse_methods(methods)
     text = read_bytes(file, "htpasswd file").decode("utf-8", "replace")
     store = _store(db, state_dir)
-    with database_errors(store.path):
+    with database_errors(store.location):
         report = store.import_htpasswd(text, allowed)
     if not report.added and not report.updated and report.skipped:
         raise InputError(f"no user imported from {file}",
@@ -232,10 +242,49 @@ def import_htpasswd(
     if json_output:
         from tlskit.cli.output import print_json
 
-        print_json({"db": str(store.path), "added": report.added, "updated": report.updated, "skipped": report.skipped})
+        print_json({"db": store.location, "added": report.added, "updated": report.updated, "skipped": report.skipped})
         return
     from tlskit.cli.output import console, warn
 
-    console().print(f"Imported {len(report.added)} new and {len(report.updated)} updated user(s) into {store.path}")
+    console().print(f"Imported {len(report.added)} new and {len(report.updated)} updated user(s) into {store.location}")
     for skipped in report.skipped:
         warn(f"line {skipped['line']} ({skipped['name'] or '?'}) skipped: {skipped['reason']}")
+
+
+@app.command("migrate")
+def migrate(
+    source: Annotated[str, typer.Option("--from", help="The users database to copy from: an SQLite file or a postgresql:// URL.")],
+    db: Annotated[str, typer.Option("--db", help="The users database to copy into (created when missing), e.g. postgresql://tlskit@db:5432/tlskit.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace users that exist in --db already (by default they are left alone).")] = False,
+    json_output: params.Json = False,
+) -> None:
+    """Copy every user from one users database to another: password hashes, token hashes, methods and
+    limits, as they are (nothing is re-hashed, so every password and token keeps working).
+
+    Example: tlskit users migrate --from ~/.local/share/tlskit/users.sqlite --db postgresql://tlskit@db:5432/tlskit
+    """
+    from tlskit.errors import InputError
+    from tlskit.server.stores import parse_database
+    from tlskit.server.users import open_user_store
+
+    origin = parse_database(source, "--from")
+    target = parse_database(db, "--db")
+    if str(origin) == str(target):
+        raise InputError("--from and --db name the same database", fix="give the database to copy into with --db")
+    source_store = open_user_store(origin, create=False)
+    report = open_user_store(target).copy_from(source_store, replace=force)
+    document = {"from": source_store.location, "db": str(target), "copied": report.copied, "replaced": report.replaced,
+                "skipped": report.skipped, "tokens": report.tokens}
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json(document)
+        return
+    from tlskit.cli.output import console, warn
+
+    moved = len(report.copied) + len(report.replaced)
+    console().print(f"Copied {moved} user(s) and {report.tokens} token(s) from {source_store.location} to {target}"
+                    + (f" ({len(report.replaced)} replaced)" if report.replaced else ""))
+    if report.skipped:
+        warn(f"{len(report.skipped)} user(s) exist in {target} already and were left alone "
+             f"({', '.join(report.skipped[:5])}{'...' if len(report.skipped) > 5 else ''}); --force replaces them")

@@ -7,12 +7,15 @@ Secrets are never stored in clear:
 - tokens are 256-bit random keys shown once; only their SHA-256 is stored. A slow hash buys nothing
   for a secret nobody can guess, and a fast one lets the server find the user by the hash.
 
-The store is the one place that reads or writes the database, so moving users to PostgreSQL later
-means another class with the same methods.
+The store is the one place that reads or writes the database. Two engines hold it: an SQLite file
+(:class:`UserStore`, the default) and PostgreSQL (:class:`tlskit.server.users_pg.PostgresUserStore`,
+for several instances). Both run the same SQL (:class:`SqlUsers`) over a schema that is versioned
+(:data:`MIGRATIONS`, applied forward only when a store opens). :func:`open_user_store` opens either
+from what ``--db`` names; :func:`open_user_source` is what the server reads users through.
 
 Example::
 
-    store = UserStore(Path("users.sqlite"))
+    store = open_user_store(Path("users.sqlite"))      # or parse_database("postgresql://...", "--db")
     token = store.add(NewUser("alice", token=True, methods=frozenset({"GET"})))
 """
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlskit.errors import InputError
+from tlskit.server.stores import PostgresUrl, is_postgres
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Privileges that are no HTTP method; "all" does not grant them, they are named one by one.
@@ -36,22 +40,6 @@ PRIVILEGES = (*ALL_METHODS, METRICS_PRIVILEGE)
 DEFAULT_METHODS = ("GET",)
 TOKEN_PREFIX = "tlk_"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-+")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    password_hash TEXT,
-    methods TEXT NOT NULL,
-    max_requests INTEGER,
-    max_concurrent INTEGER,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    token_sha256 TEXT PRIMARY KEY,
-    name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    created REAL NOT NULL
-);
-"""
 
 
 @dataclass
@@ -234,6 +222,68 @@ def apr1_md5(password: bytes, salt: bytes) -> str:
     return f"$apr1${salt.decode('ascii', 'replace')}${encoded}"
 
 
+# ---- the schema --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the users schema, written for each engine.
+
+    Steps run in order, each once, in the transaction that records it in ``schema_migrations``; an
+    applied step is never edited, a change is a new step at the end. Steps only add (a table, a column
+    that is NULL-able or has a DEFAULT, an index, a trigger): an instance still running an older tlskit
+    reads its own columns by name and keeps working on a newer schema during a rolling upgrade.
+    PostgreSQL keeps the tables in a schema of their own, ``tlskit``, apart from any dataset.
+    """
+
+    version: int
+    description: str
+    sqlite: tuple[str, ...] = ()
+    postgresql: tuple[str, ...] = ()
+
+
+MIGRATIONS = (
+    Migration(
+        1, "users and tokens",
+        sqlite=(
+            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT, methods TEXT NOT NULL,"
+            " max_requests INTEGER, max_concurrent INTEGER, created REAL NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS tokens (token_sha256 TEXT PRIMARY KEY,"
+            " name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE, created REAL NOT NULL)",
+        ),
+        postgresql=(
+            "CREATE TABLE tlskit.users (name text PRIMARY KEY, password_hash text, methods text NOT NULL,"
+            " max_requests bigint, max_concurrent bigint, created double precision NOT NULL)",
+            "CREATE TABLE tlskit.tokens (token_sha256 text PRIMARY KEY, name text NOT NULL"
+            " REFERENCES tlskit.users (name) ON DELETE CASCADE ON UPDATE CASCADE, created double precision NOT NULL)",
+        )),
+    Migration(
+        2, "tokens found by their user",
+        sqlite=("CREATE INDEX IF NOT EXISTS tokens_name ON tokens (name)",),
+        postgresql=("CREATE INDEX tokens_name ON tlskit.tokens (name)",)),
+    # SQLite tells readers about commits itself (PRAGMA data_version); PostgreSQL gets a change counter
+    # and a notification from every statement that changes users or tokens, whoever runs it (tlskit
+    # users, psql), so every instance rereads within a moment.
+    Migration(
+        3, "change counter and notifications",
+        postgresql=(
+            "CREATE TABLE tlskit.changes (one boolean PRIMARY KEY DEFAULT true CHECK (one), version bigint NOT NULL)",
+            "INSERT INTO tlskit.changes (version) VALUES (0)",
+            "CREATE FUNCTION tlskit.users_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " UPDATE tlskit.changes SET version = version + 1; PERFORM pg_notify('tlskit_users', '');"
+            " RETURN NULL; END $$",
+            "CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tlskit.users"
+            " FOR EACH STATEMENT EXECUTE FUNCTION tlskit.users_changed()",
+            "CREATE TRIGGER tokens_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tlskit.tokens"
+            " FOR EACH STATEMENT EXECUTE FUNCTION tlskit.users_changed()",
+        )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+# The columns every reader selects, in the order _user() takes them.
+USER_COLUMNS = "name, password_hash, methods, max_requests, max_concurrent"
+SELECT_ALL_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY name"
+SELECT_ALL_TOKENS = "SELECT token_sha256, name FROM tokens"
+
+
 # ---- the store ---------------------------------------------------------------------------------
 
 @dataclass
@@ -243,19 +293,209 @@ class ImportReport:
     skipped: list[dict] = field(default_factory=list)   # {"line": n, "name": ..., "reason": ...}
 
 
+@dataclass
+class CopyReport:
+    """What :meth:`SqlUsers.copy_from` did: users copied (with how many tokens), users left as they were."""
+
+    copied: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    tokens: int = 0
+
+
 class StoreUnavailable(Exception):
     """The users database cannot be read right now (corrupt, missing, unreadable): answer 503, not 500."""
 
 
-class UserStore:
+class SqlUsers:
+    """The users' SQL, one copy for both engines: DB-API connections, ``?`` placeholders.
+
+    A subclass opens ``_db``, names itself in ``location`` and says which exception a duplicate key
+    raises (``_duplicate``); PostgreSQL's store rewrites the placeholders in :meth:`_execute`.
+    """
+
+    location: str
+    _duplicate: tuple[type[Exception], ...] = ()
+
+    def _execute(self, sql: str, params: tuple = ()):
+        return self._db.execute(sql, params)
+
+    def _transaction(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._db.close()
+
+    # reading
+
+    def get(self, name: str) -> User | None:
+        row = self._execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        tokens = [r[0] for r in self._execute("SELECT token_sha256 FROM tokens WHERE name = ?", (name,)).fetchall()]
+        return _user(row, tokens)
+
+    def all(self) -> list[User]:
+        return users_from_rows(self._execute(SELECT_ALL_USERS).fetchall(), self._execute(SELECT_ALL_TOKENS).fetchall())
+
+    def require(self, name: str) -> User:
+        user = self.get(name)
+        if user is None:
+            raise InputError(f"no user {name!r} in {self.location}", fix="see `tlskit users list`")
+        return user
+
+    # writing
+
+    def add(self, user: NewUser) -> str | None:
+        """Create a user; returns the new token (to show once) when ``user.token`` is set."""
+        if self.get(user.name) is not None:
+            raise _exists(user.name)
+        password_hash = hash_password(user.password) if user.password is not None else None
+        new = new_token() if user.token else None
+        try:
+            with self._transaction():
+                self._insert_user(user.name, password_hash, ",".join(sorted(user.methods)), user.max_requests,
+                                  user.max_concurrent, time.time())
+                if new:
+                    self._insert_token(token_sha256(new), user.name, time.time())
+        except self._duplicate:
+            raise _exists(user.name) from None       # added by someone else a moment ago
+        return new
+
+    def _insert_user(self, name, password_hash, methods, max_requests, max_concurrent, created) -> None:
+        self._execute("INSERT INTO users (name, password_hash, methods, max_requests, max_concurrent, created)"
+                      " VALUES (?, ?, ?, ?, ?, ?)", (name, password_hash, methods, max_requests, max_concurrent, created))
+
+    def _insert_token(self, digest: str, name: str, created: float) -> None:
+        self._execute("INSERT INTO tokens (token_sha256, name, created) VALUES (?, ?, ?)", (digest, name, created))
+
+    def update(self, name: str, *, password: str | None = None, new_token_: bool = False,
+               revoke_tokens: bool = False, methods: frozenset[str] | None = None,
+               max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
+        """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
+        check_limit(max_requests, "--max-requests")
+        check_limit(max_concurrent, "--max-concurrent")
+        self.require(name)
+        token = new_token() if new_token_ else None
+        # Hash before the transaction: the database stays unlocked during the slow part.
+        password_hash = hash_password(password) if password is not None else None
+        with self._transaction():
+            if password_hash is not None:
+                self._execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+            if methods is not None:
+                self._execute("UPDATE users SET methods = ? WHERE name = ?", (",".join(sorted(methods)), name))
+            if max_requests is not None:
+                self._execute("UPDATE users SET max_requests = ? WHERE name = ?", (max_requests, name))
+            if max_concurrent is not None:
+                self._execute("UPDATE users SET max_concurrent = ? WHERE name = ?", (max_concurrent, name))
+            if revoke_tokens:
+                self._execute("DELETE FROM tokens WHERE name = ?", (name,))
+            if token:
+                self._insert_token(token_sha256(token), name, time.time())
+        return token
+
+    def remove(self, name: str) -> None:
+        self.require(name)
+        with self._transaction():
+            self._execute("DELETE FROM tokens WHERE name = ?", (name,))
+            self._execute("DELETE FROM users WHERE name = ?", (name,))
+
+    def import_htpasswd(self, text: str, methods: frozenset[str] | None = None) -> ImportReport:
+        """Import ``name:hash`` lines as nginx reads them; existing users get the file's password hash."""
+        report = ImportReport()
+        entries = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, stored = line.partition(":")
+            # htpasswd lines may carry a trailing ":comment" field.
+            stored = stored.split(":", 1)[0]
+            if not sep or not stored:
+                report.skipped.append({"line": number, "name": name, "reason": "not name:hash"})
+                continue
+            scheme = password_scheme(stored)
+            if scheme == "unknown":
+                report.skipped.append({"line": number, "name": name,
+                                       "reason": "unsupported hash (crypt(3) DES or plain text); "
+                                                 "use bcrypt (htpasswd -B) or apr1 (htpasswd -m)"})
+                continue
+            try:
+                check_name(name)
+            except InputError as exc:
+                report.skipped.append({"line": number, "name": name, "reason": exc.what})
+                continue
+            entries.append((name, stored))
+        with self._transaction():
+            for name, stored in entries:
+                exists = self._execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
+                if exists:
+                    self._execute("UPDATE users SET password_hash = ? WHERE name = ?", (stored, name))
+                    report.updated.append(name)
+                else:
+                    self._insert_user(name, stored, ",".join(sorted(methods or DEFAULT_METHODS)), None, None,
+                                      time.time())
+                    report.added.append(name)
+        return report
+
+    # copying between stores
+
+    def export(self) -> tuple[list[tuple], list[tuple]]:
+        """Every user and token row as stored (hashes, limits, creation times): what copy_from takes."""
+        users = self._execute(f"SELECT {USER_COLUMNS}, created FROM users ORDER BY name").fetchall()
+        tokens = self._execute("SELECT token_sha256, name, created FROM tokens ORDER BY name").fetchall()
+        return [tuple(row) for row in users], [tuple(row) for row in tokens]
+
+    def copy_from(self, source: SqlUsers, replace: bool = False) -> CopyReport:
+        """Copy every user of ``source`` here with its hashes, tokens, methods and limits, re-hashing nothing.
+
+        A user that exists here already is left as it is, unless ``replace``. One transaction: all or nothing.
+        """
+        users, tokens = source.export()
+        tokens_of: dict[str, list[tuple]] = {}
+        for row in tokens:
+            tokens_of.setdefault(row[1], []).append(row)
+        report = CopyReport()
+        with self._transaction():
+            for row in users:
+                name = row[0]
+                exists = self._execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
+                if exists and not replace:
+                    report.skipped.append(name)
+                    continue
+                if exists:
+                    self._execute("DELETE FROM tokens WHERE name = ?", (name,))
+                    self._execute("DELETE FROM users WHERE name = ?", (name,))
+                    report.replaced.append(name)
+                else:
+                    report.copied.append(name)
+                self._insert_user(*row)
+                for digest, _, created in tokens_of.get(name, []):
+                    owner = self._execute("SELECT name FROM tokens WHERE token_sha256 = ?", (digest,)).fetchone()
+                    if owner is not None:
+                        raise InputError(f"a token of {name} in {source.location} already belongs to {owner[0]} "
+                                         f"in {self.location}", fix="remove that user here first; nothing was copied")
+                    self._insert_token(digest, name, created)
+                    report.tokens += 1
+        return report
+
+
+def _exists(name: str) -> InputError:
+    return InputError(f"user {name!r} already exists", fix="change it with `tlskit users set`")
+
+
+class UserStore(SqlUsers):
     """Users in one SQLite file. Opening creates the file (0600) and the tables when missing.
 
     ``create=False`` opens an existing database only; the server opens it that way again whenever the
     file on disk is replaced (:meth:`changed`), so a restored backup is read and not recreated empty.
     """
 
+    _duplicate = (sqlite3.IntegrityError,)
+
     def __init__(self, path: Path, create: bool = True) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         if not self.path.exists():
             if not create:
                 raise InputError(f"users database {self.path} does not exist",
@@ -275,20 +515,18 @@ class UserStore:
         if create:
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA foreign_keys = ON")
-            db.executescript(_SCHEMA)
+            migrate_sqlite(db)
             return db
         db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=10, isolation_level=None,
                              check_same_thread=False)
         try:
             db.execute("SELECT 1 FROM users LIMIT 1").fetchall()
             db.execute("SELECT 1 FROM tokens LIMIT 1").fetchall()
+            db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error:
             db.close()
             raise
         return db
-
-    def close(self) -> None:
-        self._db.close()
 
     def changed(self) -> bool:
         """True when the users changed since the last call: a commit by another process, or another file
@@ -337,117 +575,41 @@ class UserStore:
         """Changes whenever another connection (the `tlskit users` CLI) commits: cheap to poll."""
         return self._db.execute("PRAGMA data_version").fetchone()[0]
 
-    # reading
-
-    def get(self, name: str) -> User | None:
-        row = self._db.execute("SELECT name, password_hash, methods, max_requests, max_concurrent FROM users "
-                               "WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return None
-        tokens = [r[0] for r in self._db.execute("SELECT token_sha256 FROM tokens WHERE name = ?", (name,))]
-        return _user(row, tokens)
-
-    def all(self) -> list[User]:
-        tokens: dict[str, list[str]] = {}
-        for digest, name in self._db.execute("SELECT token_sha256, name FROM tokens"):
-            tokens.setdefault(name, []).append(digest)
-        rows = self._db.execute("SELECT name, password_hash, methods, max_requests, max_concurrent FROM users "
-                                "ORDER BY name")
-        return [_user(row, tokens.get(row[0], [])) for row in rows]
-
-    def require(self, name: str) -> User:
-        user = self.get(name)
-        if user is None:
-            raise InputError(f"no user {name!r} in {self.path}", fix="see `tlskit users list`")
-        return user
-
-    # writing
-
-    def add(self, user: NewUser) -> str | None:
-        """Create a user; returns the new token (to show once) when ``user.token`` is set."""
-        if self.get(user.name) is not None:
-            raise InputError(f"user {user.name!r} already exists", fix="change it with `tlskit users set`")
-        password_hash = hash_password(user.password) if user.password is not None else None
-        new = new_token() if user.token else None
-        with self._transaction():
-            self._db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", (
-                user.name, password_hash, ",".join(sorted(user.methods)), user.max_requests, user.max_concurrent,
-                time.time()))
-            if new:
-                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(new), user.name, time.time()))
-        return new
-
-    def update(self, name: str, *, password: str | None = None, new_token_: bool = False,
-               revoke_tokens: bool = False, methods: frozenset[str] | None = None,
-               max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
-        """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
-        check_limit(max_requests, "--max-requests")
-        check_limit(max_concurrent, "--max-concurrent")
-        self.require(name)
-        token = new_token() if new_token_ else None
-        # Hash before the transaction: the database stays unlocked during the slow part.
-        password_hash = hash_password(password) if password is not None else None
-        with self._transaction():
-            if password_hash is not None:
-                self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
-            if methods is not None:
-                self._db.execute("UPDATE users SET methods = ? WHERE name = ?", (",".join(sorted(methods)), name))
-            if max_requests is not None:
-                self._db.execute("UPDATE users SET max_requests = ? WHERE name = ?", (max_requests, name))
-            if max_concurrent is not None:
-                self._db.execute("UPDATE users SET max_concurrent = ? WHERE name = ?", (max_concurrent, name))
-            if revoke_tokens:
-                self._db.execute("DELETE FROM tokens WHERE name = ?", (name,))
-            if token:
-                self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token_sha256(token), name, time.time()))
-        return token
-
-    def remove(self, name: str) -> None:
-        self.require(name)
-        with self._transaction():
-            self._db.execute("DELETE FROM tokens WHERE name = ?", (name,))
-            self._db.execute("DELETE FROM users WHERE name = ?", (name,))
-
-    def import_htpasswd(self, text: str, methods: frozenset[str] | None = None) -> ImportReport:
-        """Import ``name:hash`` lines as nginx reads them; existing users get the file's password hash."""
-        report = ImportReport()
-        entries = []
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, stored = line.partition(":")
-            # htpasswd lines may carry a trailing ":comment" field.
-            stored = stored.split(":", 1)[0]
-            if not sep or not stored:
-                report.skipped.append({"line": number, "name": name, "reason": "not name:hash"})
-                continue
-            scheme = password_scheme(stored)
-            if scheme == "unknown":
-                report.skipped.append({"line": number, "name": name,
-                                       "reason": "unsupported hash (crypt(3) DES or plain text); "
-                                                 "use bcrypt (htpasswd -B) or apr1 (htpasswd -m)"})
-                continue
-            try:
-                check_name(name)
-            except InputError as exc:
-                report.skipped.append({"line": number, "name": name, "reason": exc.what})
-                continue
-            entries.append((name, stored))
-        with self._transaction():
-            for name, stored in entries:
-                exists = self._db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
-                if exists:
-                    self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (stored, name))
-                    report.updated.append(name)
-                else:
-                    self._db.execute("INSERT INTO users VALUES (?, ?, ?, NULL, NULL, ?)",
-                                     (name, stored, ",".join(sorted(methods or DEFAULT_METHODS)), time.time()))
-                    report.added.append(name)
-        return report
-
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def migrate_sqlite(db: sqlite3.Connection) -> int:
+    """Bring an SQLite users database to :data:`SCHEMA_VERSION`; returns the version it was at.
+
+    A database made before the schema was versioned has the tables of step 1 and no record: step 1
+    (``IF NOT EXISTS``) records it without touching the data.
+    """
+    def current() -> int:
+        try:
+            return db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    found = current()
+    if found >= SCHEMA_VERSION:
+        return found
+    with _Transaction(db):       # BEGIN IMMEDIATE: two processes opening a new file migrate one at a time
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                   " description TEXT NOT NULL, applied REAL NOT NULL)")
+        found = current()
+        for step in MIGRATIONS:
+            if step.version > found:
+                for statement in step.sqlite:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations (version, description, applied) VALUES (?, ?, ?)",
+                           (step.version, step.description, time.time()))
+    return found
+
+
+def schema_version(store: SqlUsers) -> int:
+    """The highest migration applied to the store's database."""
+    return store._execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 
 
 class _Transaction:
@@ -459,6 +621,31 @@ class _Transaction:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def open_user_store(location: Path | PostgresUrl, create: bool = True) -> SqlUsers:
+    """The store ``--db`` names: an SQLite file (``create=False``: only one that exists) or PostgreSQL.
+
+    Raises InputError for a bad file, NetworkError when PostgreSQL cannot be reached.
+    """
+    if is_postgres(location):
+        from tlskit.server.users_pg import PostgresUserStore
+
+        return PostgresUserStore(location)
+    return UserStore(Path(location), create=create)
+
+
+def open_user_source(location: Path | PostgresUrl):
+    """What the server reads users through: ``changed()``, ``all()``, ``location``, ``close()``.
+
+    SQLite answers on the spot (a local file, cheap to ask); PostgreSQL is read by a background task into
+    a snapshot (:class:`tlskit.server.users_pg.PostgresUserFeed`), so no request ever waits on the network.
+    """
+    if is_postgres(location):
+        from tlskit.server.users_pg import PostgresUserFeed
+
+        return PostgresUserFeed(location)
+    return UserStore(Path(location))
 
 
 def _file_state(path: Path) -> tuple[int, int, int, int] | None:
@@ -474,6 +661,14 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     """A writer holds the lock: keep what was read last and try again on the next poll."""
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+def users_from_rows(user_rows, token_rows) -> list[User]:
+    """Users from the rows of SELECT_ALL_USERS and SELECT_ALL_TOKENS (either engine)."""
+    tokens: dict[str, list[str]] = {}
+    for digest, name in token_rows:
+        tokens.setdefault(name, []).append(digest)
+    return [_user(row, tokens.get(row[0], [])) for row in user_rows]
 
 
 def _user(row: tuple, tokens: list[str]) -> User:

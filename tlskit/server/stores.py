@@ -1,0 +1,133 @@
+"""Where `tlskit serve` keeps its state, as the user names it: parsed once, here.
+
+- ``--db`` and ``--dataset`` take an SQLite path or a ``postgresql://`` URL (:func:`parse_database`).
+  The URL goes to libpq as it is, so everything libpq reads works: ``sslmode`` and the other
+  parameters, the password from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``).
+- ``--limits-store`` takes ``memory``, ``sqlite:PATH`` or ``redis://`` / ``rediss://``
+  (:func:`parse_limits_store`).
+
+Locations print without their password (``str()``), so they may go into banners, logs and errors.
+Each kind of state opens its own engine from these (:mod:`.users`, :mod:`.limits`, :mod:`.dataset`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tlskit.errors import InputError
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+REDIS_SCHEMES = ("redis://", "rediss://")
+CONNECT_TIMEOUT = 5      # seconds libpq may take to connect, unless the URL says otherwise
+
+
+@dataclass(frozen=True)
+class PostgresUrl:
+    """A libpq connection URI, kept as given (libpq is the one that reads it)."""
+
+    conninfo: str
+
+    def __str__(self) -> str:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(self.conninfo)
+        user = f"{params['user']}@" if params.get("user") else ""
+        host = params.get("host") or "localhost"
+        port = f":{params['port']}" if params.get("port") else ""
+        return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
+
+    def connect_options(self, **defaults) -> dict:
+        """Keyword arguments for ``psycopg.connect``: the URL, plus ``defaults`` the URL does not set."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = conninfo_to_dict(self.conninfo)
+        options = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "tlskit", **defaults}
+        return {"conninfo": self.conninfo, **{k: v for k, v in options.items() if k not in given}}
+
+
+def is_postgres(value) -> bool:
+    return isinstance(value, PostgresUrl) or (isinstance(value, str) and value.startswith(POSTGRES_SCHEMES))
+
+
+def parse_database(value, flag: str) -> Path | PostgresUrl | None:
+    """An SQLite path or a PostgreSQL URL; None stays None (the default location)."""
+    if value is None or isinstance(value, PostgresUrl):
+        return value
+    text = str(value)
+    if not text.startswith(POSTGRES_SCHEMES):
+        if "://" in text:
+            raise InputError(f"{flag} {redact_url(text)} is not an SQLite path nor a postgresql:// URL",
+                             fix="give a file path, or postgresql://user@host:port/dbname")
+        return Path(text)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(text)
+    except Exception:   # psycopg.ProgrammingError; its text may quote the password, so it is left out
+        raise InputError(f"bad {flag} URL {redact_url(text)}", "libpq cannot read it",
+                         "use postgresql://user[:password]@host:port/dbname[?sslmode=...]") from None
+    if not params.get("dbname"):
+        raise InputError(f"{flag} {redact_url(text)} names no database",
+                         fix="end the URL with /DBNAME, e.g. postgresql://tlskit@db:5432/tlskit")
+    return PostgresUrl(text)
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    url: str
+
+    def __str__(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class LimitsStore:
+    """``memory`` (one process), ``sqlite`` (a file shared by the processes of one machine) or ``redis``."""
+
+    kind: str
+    path: Path | None = None
+    redis: RedisUrl | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:{self.path}"
+        return str(self.redis) if self.kind == "redis" else "memory"
+
+
+def parse_limits_store(value) -> LimitsStore | None:
+    if value is None or isinstance(value, LimitsStore):
+        return value
+    text = str(value).strip()
+    if text == "memory":
+        return LimitsStore("memory")
+    if text.startswith("sqlite:"):
+        path = text[len("sqlite:"):]
+        if not path:
+            raise InputError("--limits-store sqlite: names no file", fix="give sqlite:/path/to/limits.sqlite")
+        return LimitsStore("sqlite", path=Path(path))
+    if text.startswith(REDIS_SCHEMES):
+        try:
+            from redis.asyncio.connection import parse_url
+
+            parse_url(text)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"bad --limits-store URL {redact_url(text)}", str(exc),
+                             "use redis://[:password@]host:port/db or rediss://...") from None
+        return LimitsStore("redis", redis=RedisUrl(text))
+    raise InputError(f"bad --limits-store {redact_url(text)!r}",
+                     fix="give memory, sqlite:PATH or redis://host:port/db (rediss:// for TLS)")
+
+
+def redact_url(text: str) -> str:
+    """A URL without its password, for messages (unparseable text comes back as it was)."""
+    try:
+        parts = urlsplit(text)
+        if parts.password is None:
+            return text
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}" if user else f":***@{netloc}"))
+    except ValueError:
+        return text
