@@ -28,4 +28,5 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on s
 Interactive = Annotated[bool, typer.Option("--interactive", "-i", help="Ask for each subject field like openssl req.")]
 Days = Annotated[int, typer.Option("--days", help="Validity in days.")]
 KeyOut = Annotated[Optional[Path], typer.Option("--key-out", help="New key file [default: next to --out, .key].")]
-UsersDb = Annotated[Optional[Path], typer.Option("--db", help="Users database [default: STATE_DIR/users.sqlite].")]
+UsersDb = Annotated[Optional[str], typer.Option(
+    "--db", help="Users database: an SQLite file or a postgresql://user@host:port/dbname URL [default: STATE_DIR/users.sqlite].")]
