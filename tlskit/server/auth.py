@@ -11,9 +11,12 @@
   check ends no sooner than ``failure_floor`` after it began, a floor set from what the slowest hash
   setting in the database costs (measured, once per setting) with a margin. The wait is a sleep, not
   work, so failures cost the server nothing beyond the real check.
-- **The snapshot is what is on disk**: it is reloaded when another process commits and when the file is
-  replaced (see :meth:`UserStore.changed`). When the database cannot be read, credentials found in the
-  last good snapshot are served for ``stale_grace`` seconds and everything else is answered 503.
+- **The snapshot is what is in the store**: it is reloaded when another process commits and when the
+  file is replaced (see :meth:`UserStore.changed`), or, for PostgreSQL, by the store's own background
+  feed (:mod:`.users_pg`); the Authenticator only asks ``changed()`` and ``all()``. When the store cannot
+  be read, a credential verified against it in the last ``auth_cache_ttl`` seconds still gets in (a
+  user removed meanwhile through another instance is out after that at the latest); everything else
+  is answered 503.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ log = logging.getLogger("tlskit.serve")
 CACHE_LIMIT = 100_000
 MIN_FAILURE_FLOOR = 0.1      # seconds; also what a failure takes when no password hash is stored at all
 FLOOR_MARGIN = 1.5           # the floor is this many times the slowest hash setting's measured cost
-STALE_GRACE = 60.0           # seconds the last good snapshot answers while the database is unreadable
+STALE_GRACE = 60.0           # default auth_cache_ttl: seconds a verified credential works while the store is down
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,11 @@ class Authenticator:
     """Checks credentials against an in-memory snapshot of the user store (refreshed when it changes)."""
 
     def __init__(self, store: UserStore, refresh_interval: float = 1.0, clock=time.monotonic,
-                 throttle: LoginThrottle | None = None, hash_workers: int = 2) -> None:
+                 throttle: LoginThrottle | None = None, hash_workers: int = 2,
+                 auth_cache_ttl: float = STALE_GRACE) -> None:
         self.store = store
+        self.auth_cache_ttl = auth_cache_ttl
+        self._verified: dict[bytes, float] = {}           # mac(credential) -> when the live store last vouched for it
         self.refresh_interval = refresh_interval
         self.throttle = throttle or LoginThrottle(ThrottleSettings(max_failures=0))
         self._clock = clock
@@ -103,7 +109,7 @@ class Authenticator:
         store.set_busy_timeout(100)
         self.refresh(force=True)
         if self.unavailable_since is not None:
-            raise StoreUnavailable(f"cannot read the users database {store.path}")
+            raise StoreUnavailable(f"cannot read the users database {store.location}")
 
     # --- the snapshot ---------------------------------------------------------------------------------
 
@@ -139,17 +145,17 @@ class Authenticator:
         if self.unavailable_since is None:
             self.unavailable_since = self._clock()
             log.error("users database unreadable (%s): answering 503 for what the last good copy does not "
-                      "hold, and for everything after %d s", why, STALE_GRACE)
+                      "hold, and for everything after %g s", why, self.auth_cache_ttl)
 
     def _recovered(self) -> None:
         if self.unavailable_since is not None:
             self.unavailable_since = None
-            log.warning("users database %s readable again", self.store.path)
+            log.warning("users database %s readable again", self.store.location)
 
     def _stale(self) -> bool:
         """Unreadable for longer than the grace: not even the last snapshot may answer."""
         since = self.unavailable_since
-        return since is not None and self._clock() - since > STALE_GRACE
+        return since is not None and self._clock() - since > self.auth_cache_ttl
 
     def _unavailable_refusal(self) -> Refused:
         return Refused(503, "users database unavailable", 5)
@@ -160,7 +166,27 @@ class Authenticator:
                            request: SignedRequest | None = None) -> User | Refused:
         """The user these credentials prove, or why not (unknown user and wrong secret alike: 401).
 
-        ``request`` is what an S3-style signature covers; without it a signed-mode key is refused."""
+        ``request`` is what an S3-style signature covers; without it a signed-mode key is refused.
+        While the store cannot be read, only a credential it vouched for in the last ``auth_cache_ttl``
+        seconds gets in; the others are 503."""
+        outcome = await self._authenticate(credential, address, request)
+        if not isinstance(outcome, User):
+            return outcome
+        proof = hashlib.blake2b(f"{credential.source}\0{credential.name}\0{credential.secret}".encode("utf-8"),
+                                key=self._key, digest_size=16).digest()
+        now = self._clock()
+        if self.unavailable_since is None:
+            if len(self._verified) >= CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[proof] = now
+            return outcome
+        vouched = self._verified.get(proof)
+        if vouched is None or now - vouched > self.auth_cache_ttl:
+            return self._unavailable_refusal()
+        return outcome
+
+    async def _authenticate(self, credential: Credential, address: str,
+                            request: SignedRequest | None) -> User | Refused:
         started = self._clock()
         self.refresh()
         if self._stale():
@@ -305,6 +331,9 @@ class Authenticator:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        closer = getattr(self.store, "close", None)
+        if closer is not None:
+            closer()
 
 
 def _time_one_check(stored: str) -> float:
