@@ -12,7 +12,11 @@ Express apps behind the proxy obey those. A GET,POST user's POST that asks for D
 - ``acquire(user: str, limits: Limits) -> Decision`` (:class:`tlskit.server.limits.Limiter`), where
   ``limits`` are the user's own values, or the server's ``--max-requests``/``--max-concurrent``
   defaults when the user's are unset (0 means unlimited);
-- ``release(user: str)``, called exactly once after an admitted request finishes (even on error).
+- ``release(user: str, decision)``, called exactly once after an admitted request finishes (even on
+  error), with the request's own Decision.
+
+``acquire`` may return an awaitable instead (Redis decides over the network); a Decision with status
+503 (the store cannot decide and ``--limits-fail closed``) is answered 503 with its Retry-After.
 
 Without a limiter everything is admitted. Refusals become 429 with the decision's headers
 (``Retry-After`` among them); admitted requests carry the decision's headers too (RateLimit-*).
@@ -187,8 +191,14 @@ class Gate:
         if self.limiter is None:
             return Passed(user, [], False)
         decision = self.limiter.acquire(user.name, self.limits_for(user))
+        if decision.__class__ is not Decision:
+            decision = await decision        # a shared store (Redis) decides over the network
         headers = decision.headers()
         if not decision.allowed:
+            if decision.status == 503:
+                return Denial(503, _json({"error": "unavailable", "detail": "limits cannot be checked right now; "
+                                          "retry", "retry_after": decision.retry_after}), headers, "limits store",
+                              user.name)
             return Denial(429, _json({"error": "too many requests", "retry_after": decision.retry_after}),
                           headers, "limit", user.name)
         return Passed(user, headers, True, decision=decision)
@@ -204,4 +214,4 @@ class Gate:
 
     def release(self, passed: Passed) -> None:
         if passed.limited:
-            self.limiter.release(passed.user.name)
+            self.limiter.release(passed.user.name, passed.decision)
