@@ -17,6 +17,7 @@ from typing import Any
 
 from tlskit.errors import InputError
 from tlskit.server.engine import HttpLimits
+from tlskit.server.stores import LimitsStore, PostgresUrl
 from tlskit.server.throttle import ThrottleSettings
 from tlskit.server.trusted_proxy import parse_networks
 
@@ -41,8 +42,8 @@ class ServeConfig:
     redirect_port: int | None = None
     workers: int = 1
     state_dir: Path | None = None          # None: tlskit.server.default_state_dir()
-    db: Path | None = None                 # None: <state_dir>/users.sqlite
-    dataset: Path | None = None            # None: the demo dataset copied under the state dir
+    db: Path | PostgresUrl | None = None   # None: <state_dir>/users.sqlite
+    dataset: Path | PostgresUrl | None = None   # None: the demo dataset copied under the state dir
     allow: tuple[Network, ...] = ()        # empty: loopback only
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     allow_query_token: bool = False
@@ -68,6 +69,12 @@ class ServeConfig:
     http: HttpLimits = HttpLimits()
     throttle: ThrottleSettings = ThrottleSettings()
     hash_workers: int = field(default_factory=default_hash_workers)
+    # Stores shared by several instances (tlskit.server.stores).
+    dataset_schema: str = "public"         # the PostgreSQL schema whose tables a postgresql:// --dataset serves
+    limits_store: LimitsStore | None = None   # None: memory for one worker, sqlite under the state dir for more
+    limits_fail: str = "open"              # Redis unreachable: "open" admits without limits, "closed" answers 503
+    limits_lease: float = 15.0             # seconds an in-flight slot in Redis outlives an instance that died
+    auth_cache_ttl: float = 60.0           # seconds a verified credential works while the users store is down
 
     def networks(self) -> tuple[Network, ...]:
         return self.allow or LOOPBACK
@@ -131,6 +138,7 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
         raise InputError(f"--hash-workers {workers} is not a positive number", fix="give 1 or more threads")
     if workers is None:
         values.pop("hash_workers", None)
+    _stores(values)
     known = {f.name for f in fields(ServeConfig)}
     return ServeConfig(**{name: value for name, value in values.items() if name in known})
 
@@ -162,6 +170,37 @@ def check_access_log(config: ServeConfig) -> None:
         raise InputError(f"--access-log {path}: directory {parent} does not exist", fix=f"create it (mkdir -p {parent})")
     if not os.access(path if path.exists() else parent, os.W_OK):
         raise InputError(f"cannot write --access-log {path}", "permission denied", "choose a file you may write")
+
+
+def _stores(values: dict) -> None:
+    from tlskit.server.stores import parse_database, parse_limits_store
+
+    values["db"] = parse_database(values.get("db"), "--db")
+    values["dataset"] = parse_database(values.get("dataset"), "--dataset")
+    schema = values.get("dataset_schema")
+    if schema is None:
+        values.pop("dataset_schema", None)
+    elif not schema or schema.lower() in ("tlskit", "pg_catalog", "information_schema", "pg_toast") \
+            or schema.lower().startswith("pg_"):
+        raise InputError(f"--dataset-schema {schema!r} cannot be served",
+                         "the system catalogs and tlskit's own schema (its users) are never exposed",
+                         "give the schema of your tables, e.g. public")
+    limits = parse_limits_store(values.get("limits_store"))
+    if limits is not None and limits.kind == "memory" and values.get("workers", 1) > 1:
+        raise InputError("--limits-store memory counts for one process, not --workers "
+                         f"{values['workers']}", fix="give sqlite:PATH or redis://host:port/0, or leave it out")
+    values["limits_store"] = limits
+    if values.get("limits_fail") is None:
+        values.pop("limits_fail", None)
+    elif values["limits_fail"] not in ("open", "closed"):
+        raise InputError(f"bad --limits-fail {values['limits_fail']!r}",
+                         fix="give open (serve without limits while Redis is down) or closed (answer 503)")
+    for name, flag in (("limits_lease", "--limits-lease"), ("auth_cache_ttl", "--auth-cache-ttl")):
+        value = values.get(name)
+        if value is None:
+            values.pop(name, None)
+        elif value < 0 or (name == "limits_lease" and value < 1):
+            raise InputError(f"{flag} {value:g} is too small", fix="give seconds: at least 1 for a lease, 0 or more for the cache")
 
 
 def _client_certificates(values: dict) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tlskit.errors import BindError
 from tlskit.server.config import ServeConfig
+from tlskit.server.stores import PostgresUrl
 
 SHUTDOWN_GRACE = 5.0      # seconds in-flight requests get to finish after SIGTERM
 FD_RESERVE = 64           # file descriptors kept free of client connections (databases, logs, upstream)
@@ -38,8 +39,8 @@ class Prepared:
     cert: Path
     key: Path
     ca_cert: Path | None          # set when the certificate is our local CA's
-    db: Path
-    dataset: Path
+    db: Path | PostgresUrl
+    dataset: Path | PostgresUrl
     context: ssl.SSLContext
     user_count: int
     names: frozenset[str]         # what the certificate is for: the names the redirect port serves
@@ -56,9 +57,10 @@ class Prepared:
 def prepare(config: ServeConfig) -> Prepared:
     from tlskit.errors import InputError
     from tlskit.server import default_state_dir, default_users_db, ensure_state_dir
-    from tlskit.server.dataset import Dataset, ensure_demo_dataset
+    from tlskit.server.dataset import check_dataset, ensure_demo_dataset
+    from tlskit.server.limits import check_limits_store
     from tlskit.server.tls import certificate_names, ensure_local_certificate
-    from tlskit.server.users import UserStore
+    from tlskit.server.users import open_user_store
 
     state_dir = ensure_state_dir(Path(config.state_dir) if config.state_dir else default_state_dir())
     if (config.cert is None) != (config.key is None):
@@ -70,10 +72,11 @@ def prepare(config: ServeConfig) -> Prepared:
     else:
         cert, key = Path(config.cert), Path(config.key)
     context = context_builder(config)(cert, key)
-    dataset = Path(config.dataset) if config.dataset else ensure_demo_dataset(state_dir)
-    Dataset(dataset).db.close()     # fail now, not on the first request
-    db = Path(config.db) if config.db else default_users_db(state_dir)
-    store = UserStore(db)
+    dataset = config.dataset if config.dataset else ensure_demo_dataset(state_dir)
+    check_dataset(dataset, config.dataset_schema)     # fail now, not on the first request
+    check_limits_store(config.limits_store)
+    db = config.db if config.db else default_users_db(state_dir)
+    store = open_user_store(db)
     user_count = len(store.all())
     store.close()
     return Prepared(config, state_dir, cert, key, ca_cert, db, dataset, context, user_count,
@@ -101,26 +104,25 @@ def context_builder(config: ServeConfig):
 # ---- one worker's request path --------------------------------------------------------------------
 
 def make_handler(prepared: Prepared):
-    from tlskit.server.dataset import Dataset
+    from tlskit.server.dataset import open_dataset
 
     config = prepared.config
     if config.upstream:
         from tlskit.server.proxy import upstream_handler
 
         # --upstream alone proxies every path; with an explicit --dataset, /api stays the dataset's.
-        dataset = Dataset(prepared.dataset) if config.dataset else None
+        dataset = open_dataset(prepared.dataset, config.dataset_schema) if config.dataset else None
         return upstream_handler(config.upstream, config.key_headers, config.upstream_timeout, dataset,
                                 config.upstream_ca_file)
-    return Dataset(prepared.dataset)
+    return open_dataset(prepared.dataset, config.dataset_schema)
 
 
 def make_limiter(prepared: Prepared):
-    from tlskit.server.limits import MemoryLimiter, SharedLimiter
+    from tlskit.server.limits import open_limiter
 
-    if prepared.config.workers > 1:
-        # Every worker counts in one file, so a user's limits hold for the server, not per process.
-        return SharedLimiter(prepared.state_dir / "limits.sqlite")
-    return MemoryLimiter()
+    config = prepared.config
+    return open_limiter(config.limits_store, prepared.state_dir, config.workers, fail=config.limits_fail,
+                        lease=config.limits_lease)
 
 
 def build_app(prepared: Prepared, log_stream=None):
@@ -132,11 +134,11 @@ def build_app(prepared: Prepared, log_stream=None):
     from tlskit.server.limits import Limits
     from tlskit.server.policy import Gate
     from tlskit.server.throttle import LoginThrottle
-    from tlskit.server.users import UserStore
+    from tlskit.server.users import open_user_source
 
     config = prepared.config
-    authenticator = Authenticator(UserStore(prepared.db), throttle=LoginThrottle(config.throttle),
-                                  hash_workers=config.hash_workers)
+    authenticator = Authenticator(open_user_source(prepared.db), throttle=LoginThrottle(config.throttle),
+                                  hash_workers=config.hash_workers, auth_cache_ttl=config.auth_cache_ttl)
     gate = Gate(authenticator, CredentialReader(config.key_headers, config.allow_query_token),
                 config.networks(), config.realm, make_limiter(prepared),
                 Limits(config.max_requests, config.max_concurrent))
