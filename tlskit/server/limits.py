@@ -3,9 +3,11 @@
 :class:`MemoryLimiter` keeps its counters in the process. ``acquire`` checks and records in one
 synchronous step with no ``await`` inside, so on one event loop two requests can never both see the
 last free slot: with a limit of N, exactly N are let through, never N+1. With ``--workers`` > 1,
-:class:`SharedLimiter` keeps the same counters in SQLite for all workers; counters shared between
-machines (Redis: a sorted set per user for the window, INCR/DECR for in-flight, in one Lua script)
-fit the same :class:`Limiter` shape. Both limiters apply one rule, :func:`_refusal`.
+:class:`SharedLimiter` keeps the same counters in SQLite for all workers (and for several instances
+on one machine, ``--limits-store sqlite:PATH``). Between machines,
+:class:`tlskit.server.limits_redis.RedisLimiter` keeps them in Redis; its ``acquire`` returns an
+awaitable (the gate awaits it). All apply one rule, :func:`_refusal` (Redis runs a copy of it in Lua,
+checked against this one by the tests). :func:`open_limiter` opens the one ``--limits-store`` names.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+from tlskit.errors import InputError
+from tlskit.server.stores import LimitsStore
 
 WINDOW_SECONDS = 3600.0
 
@@ -46,6 +53,8 @@ class Decision:
     limit: int = 0                # the hourly limit, for the RateLimit-* headers (0: none)
     remaining: int = 0
     reset: int = 0                # seconds until the oldest counted request leaves the window
+    status: int = 429             # 503: the limits store cannot decide and the server fails closed
+    lease: str | None = None      # the in-flight slot this admission holds in a shared store
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers) and Retry-After when refused."""
@@ -88,8 +97,40 @@ def _refusal(limits: Limits, in_flight: int, admitted: int, oldest: float | None
 
 
 class Limiter(Protocol):
-    def acquire(self, user: str, limits: Limits) -> Decision: ...
-    def release(self, user: str) -> None: ...
+    """``acquire`` returns the Decision, or an awaitable of it (a networked store); ``release`` is called
+    once per admitted request, with that request's Decision, and never waits."""
+
+    def acquire(self, user: str, limits: Limits) -> Decision | Awaitable[Decision]: ...
+    def release(self, user: str, decision: Decision | None = None) -> None: ...
+
+
+def open_limiter(store: LimitsStore | None, state_dir: Path, workers: int = 1, fail: str = "open",
+                 lease: float = 15.0):
+    """The limiter ``--limits-store`` names; by default memory for one worker and, for ``--workers N``,
+    an SQLite file under the state dir (every worker counts in it, so limits hold for the server)."""
+    kind = store.kind if store is not None else ("sqlite" if workers > 1 else "memory")
+    if kind == "memory":
+        return MemoryLimiter()
+    if kind == "sqlite":
+        import sqlite3
+
+        path = store.path if store is not None else state_dir / "limits.sqlite"
+        try:
+            return SharedLimiter(path)
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot open the limits store {path}", str(exc),
+                             "give --limits-store sqlite:PATH in a directory this user can write") from None
+    from tlskit.server.limits_redis import RedisLimiter
+
+    return RedisLimiter(store.redis, fail=fail, lease=lease)
+
+
+def check_limits_store(store: LimitsStore | None) -> None:
+    """Before the server listens: refuse a limits store that will never work (a wrong Redis password)."""
+    if store is not None and store.kind == "redis":
+        from tlskit.server.limits_redis import check_redis
+
+        check_redis(store.redis)
 
 
 class MemoryLimiter:
@@ -131,7 +172,7 @@ class MemoryLimiter:
         self._in_flight[user] = in_flight + 1
         return _decision(True, 0, "", limits, len(window), window[0] if window else None, now)
 
-    def release(self, user: str) -> None:
+    def release(self, user: str, decision: Decision | None = None) -> None:
         """Call exactly once for every admitted request, when its response is finished (or failed)."""
         with self._lock:
             left = self._in_flight.get(user, 0) - 1
@@ -213,7 +254,7 @@ class SharedLimiter:
         self._mine[user] = self._mine.get(user, 0) + 1
         return _decision(True, 0, "", limits, count, oldest, now)
 
-    def release(self, user: str) -> None:
+    def release(self, user: str, decision: Decision | None = None) -> None:
         with self._lock:
             left = self._mine.get(user, 0) - 1
             if left < 0:
