@@ -1,4 +1,5 @@
-"""REST over an SQLite file: the default handler behind the gate.
+"""REST over a database's tables: the default handler behind the gate. SQLite here; PostgreSQL in
+:mod:`.dataset_pg`, with the same API (:func:`open_dataset` opens what ``--dataset`` names).
 
     GET    /api                  tables and their columns
     GET    /api/<table>          rows; ?limit (default 100, max 1000), ?offset, ?<column>=<value> filters
@@ -12,6 +13,11 @@ The gate already mapped methods to privileges (GET=SELECT, POST=INSERT, PUT/PATC
 DELETE=DELETE). Table and column names only ever come from the file's own schema (a request naming
 anything else is a 404 or 400); values are always SQL parameters. Client mistakes are 400/404/405/409/413,
 never 500.
+
+:class:`RestDataset` is the API (routes, bodies, answers, OpenAPI); an engine subclass finds the tables
+and runs the five operations (``list_rows``, ``get``, ``insert``, ``update``, ``delete``), and turns
+its driver's errors into answers (``error_answer``). A list may answer with a :class:`RowStream`,
+sent as it is read.
 """
 
 from __future__ import annotations
@@ -120,14 +126,255 @@ def _require_json(scope) -> None:
     raise _error(415, "unsupported media type", "send the row as JSON with Content-Type: application/json")
 
 
+_SQLITE_TYPES = {"INTEGER": "integer", "REAL": "number", "TEXT": "string", "NUMERIC": "number", "BLOB": "string"}
+
+
+def list_query(table: Table, query_string: bytes) -> tuple[int, int, list[tuple[str, str]]]:
+    """``?limit``, ``?offset`` and ``?<column>=<value>`` filters of a list, checked against the table."""
+    limit, offset, filters = DEFAULT_LIMIT, 0, []
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in ("limit", "offset"):
+            try:
+                number = int(value)
+                if number < 0:
+                    raise ValueError
+            except ValueError:
+                raise _error(400, "bad request", f"{name} must be a non-negative integer") from None
+            if name == "limit":
+                limit = min(number, MAX_LIMIT)
+            else:
+                offset = number
+        elif name.lower().lstrip("@").startswith("authtoken"):
+            continue     # the credential (tlskit.server.query's rule), not a filter
+        elif name in table.column_names or (name == "rowid" and table.key == "rowid"):
+            filters.append((name, value))
+        else:
+            raise _error(400, "bad request", f"unknown filter {name!r}: not a column of {table.name}")
+    return limit, offset, filters
+
+
+class RowStream:
+    """A list answer sent while it is read: ``{"table": ..., "rows": [`` then each row, then the rest.
+
+    ``rows`` is an async iterator of row dicts whose first row has been read already (so a bad query is
+    an error answer, not a broken 200); ``first`` is that row, or None for no rows.
+    """
+
+    CHUNK = 32 * 1024
+
+    def __init__(self, table: str, limit: int, offset: int, first: dict | None, rows, on_close=None) -> None:
+        self.head = _encode_json({"table": table, "rows": []})[:-2].encode()
+        self.tail = f'],"limit":{limit},"offset":{offset}}}'.encode()
+        self.first = first
+        self.rows = rows
+        self.on_close = on_close
+
+    async def send(self, send, head_only: bool) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+            if head_only:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            buffer = bytearray(self.head)
+            if self.first is not None:
+                buffer += _encode_json(self.first).encode()
+                async for row in self.rows:
+                    buffer += b","
+                    buffer += _encode_json(row).encode()
+                    if len(buffer) >= self.CHUNK:
+                        await send({"type": "http.response.body", "body": bytes(buffer), "more_body": True})
+                        buffer.clear()
+            buffer += self.tail
+            await send({"type": "http.response.body", "body": bytes(buffer)})
+        finally:
+            if self.on_close is not None:
+                await self.on_close()
+
+
+def check_dataset(location, schema: str = "public") -> None:
+    """Open what ``--dataset`` names once, so a bad one is an error before the server listens."""
+    from tlskit.server.stores import is_postgres
+
+    if is_postgres(location):
+        from tlskit.server.dataset_pg import check_postgres_dataset
+
+        check_postgres_dataset(location, schema)
+        return
+    Dataset(location).close()
+
+
+def open_dataset(location, schema: str = "public") -> RestDataset:
+    """The REST API over an SQLite file or a PostgreSQL schema (``--dataset``, ``--dataset-schema``)."""
+    from tlskit.server.stores import is_postgres
+
+    if is_postgres(location):
+        from tlskit.server.dataset_pg import PostgresDataset
+
+        return PostgresDataset(location, schema)
+    return Dataset(location)
+
+
 def _encode(value):
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     return value
 
 
-class Dataset:
-    """An ASGI application over one SQLite file."""
+class RestDataset:
+    """The REST API; a subclass is one engine (see the module docstring). ``tables`` and ``title`` are its."""
+
+    tables: dict[str, Table]
+    title: str
+
+    async def table(self, name: str) -> Table:
+        table = self.tables.get(name)
+        if table is None:
+            self.tables = await self.introspect()    # a table created since we started
+            table = self.tables.get(name)
+        if table is None:
+            raise _error(404, "not found", f"no table {name!r}; GET /api lists them")
+        return table
+
+    def json_schema(self, column: dict) -> dict:
+        """The OpenAPI schema of a column's values."""
+        return {"type": _SQLITE_TYPES.get(column["type"].upper().split("(")[0], "string")}
+
+    # ASGI
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            status, document, headers = await self.route(scope, receive)
+        except HttpError as answer:
+            status, document, headers = answer.status, answer.document, answer.headers
+        except Exception as exc:
+            answer = self.error_answer(exc)
+            if answer is None:
+                raise
+            status, document, headers = answer.status, answer.document, answer.headers
+        if isinstance(document, RowStream):
+            await document.send(send, scope["method"] == "HEAD")
+            return
+        body = b"" if document is None else _encode_json(document).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": (JSON_HEADERS if document is not None else []) + headers
+                    + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    async def route(self, scope, receive):
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        parts = [p for p in scope["path"].split("/") if p]
+        if parts == ["openapi.json"]:
+            self._only(method, ("GET",))
+            return 200, self.openapi(), []
+        if not parts:
+            self._only(method, ("GET",))
+            return 200, {"api": "/api", "openapi": "/openapi.json", "tables": sorted(self.tables)}, []
+        if parts[0] != "api" or len(parts) > 3:
+            raise _error(404, "not found", f"no route {scope['path']}")
+        if len(parts) == 1:
+            self._only(method, ("GET",))
+            self.tables = await self.introspect()
+            return 200, {"tables": [t.public() for t in self.tables.values()]}, []
+        table = await self.table(parts[1])
+        if len(parts) == 2:
+            self._only(method, ("GET", "POST"))
+            if method == "GET":
+                limit, offset, filters = list_query(table, scope["query_string"])
+                return 200, await self.list_rows(table, limit, offset, filters), []
+            row = await self.insert(table, await self._body(scope, receive))
+            location = f"/api/{table.name}/{row[table.key] if table.key in row else ''}"
+            return 201, row, [(b"location", location.encode())]
+        key = parts[2]
+        self._only(method, ("GET", "PUT", "PATCH", "DELETE"))
+        if method == "GET":
+            return 200, await self.get(table, key), []
+        if method == "DELETE":
+            await self.delete(table, key)
+            return 204, None, []
+        return 200, await self.update(table, key, await self._body(scope, receive)), []
+
+    @staticmethod
+    def _only(method: str, allowed: tuple[str, ...]) -> None:
+        if method not in allowed:
+            allow = ", ".join(allowed + (("HEAD",) if "GET" in allowed else ()))
+            raise HttpError(405, {"error": "method not allowed", "detail": f"{method} is not allowed here"},
+                           [(b"allow", allow.encode())])
+
+    async def _body(self, scope, receive) -> dict:
+        form = scope.get("tlskit.form")
+        if form is not None:
+            # A form post that carried its own authtoken (the gate took it out): the fields are the row.
+            if not form:
+                raise _error(400, "bad request", "the form has no fields besides authtoken")
+            return dict(form)
+        _require_json(scope)
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _error(400, "bad request", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _error(413, "payload too large", f"the body is over {MAX_BODY} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        try:
+            document = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _error(400, "bad json", f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _error(400, "bad json", "the body nests too deeply") from None
+        if not isinstance(document, dict) or not document:
+            raise _error(400, "bad json", "the body must be a non-empty JSON object of column: value")
+        return document
+
+    # description
+
+    def openapi(self) -> dict:
+        paths: dict = {"/api": {"get": {"summary": "List tables", "responses": {"200": {"description": "tables"}}}}}
+        schemas = {}
+        for table in self.tables.values():
+            props = {c["name"]: self.json_schema(c) for c in table.columns}
+            schemas[table.name] = {"type": "object", "properties": props,
+                                   "required": [c["name"] for c in table.columns if c["notnull"] and not c["pk"]]}
+            ref = {"$ref": f"#/components/schemas/{table.name}"}
+            body = {"required": True, "content": {"application/json": {"schema": ref}}}
+            row = {"description": "the row", "content": {"application/json": {"schema": ref}}}
+            filters = [{"name": c["name"], "in": "query", "required": False, "schema": props[c["name"]]}
+                       for c in table.columns]
+            paging = [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
+                      {"name": "offset", "in": "query", "schema": {"type": "integer"}}]
+            paths[f"/api/{table.name}"] = {
+                "get": {"summary": f"List {table.name}", "parameters": paging + filters,
+                        "responses": {"200": {"description": "rows"}}},
+                "post": {"summary": f"Insert into {table.name}", "requestBody": body, "responses": {"201": row}},
+            }
+            key = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+            paths[f"/api/{table.name}/{{id}}"] = {
+                "get": {"parameters": key, "responses": {"200": row, "404": {"description": "no such row"}}},
+                "put": {"parameters": key, "requestBody": body, "responses": {"200": row}},
+                "patch": {"parameters": key, "requestBody": body, "responses": {"200": row}},
+                "delete": {"parameters": key, "responses": {"204": {"description": "deleted"}}},
+            }
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": f"tlskit serve: {self.title}", "version": "1"},
+            "components": {"schemas": schemas, "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+            "security": [{"basic": []}, {"bearer": []}, {"apiKey": []}],
+            "paths": paths,
+        }
+
+
+class Dataset(RestDataset):
+    """The REST API over one SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -139,6 +386,7 @@ class Dataset:
             self.db.execute("PRAGMA foreign_keys = ON")
             self._reading = False
             self.tables = self._introspect()
+            self.title = self.path.name
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open dataset {self.path}", str(exc), "pass an SQLite database file") from None
 
@@ -181,109 +429,21 @@ class Dataset:
             tables[name] = Table(name, columns, keys[0] if len(keys) == 1 else "rowid")
         return tables
 
-    def table(self, name: str) -> Table:
-        table = self.tables.get(name)
-        if table is None:
-            self.tables = self._introspect()    # a table created since we started
-            table = self.tables.get(name)
-        if table is None:
-            raise _error(404, "not found", f"no table {name!r}; GET /api lists them")
-        return table
+    async def introspect(self) -> dict[str, Table]:
+        return self._introspect()
 
-    # ASGI
+    def close(self) -> None:
+        self.db.close()
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        try:
-            status, document, headers = await self.route(scope, receive)
-        except HttpError as answer:
-            status, document, headers = answer.status, answer.document, answer.headers
-        except sqlite3.IntegrityError as exc:
-            status, document, headers = 409, {"error": "conflict", "detail": str(exc)}, []
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                status, document, headers = 503, {"error": "busy", "detail": "the dataset is locked; retry"}, [(b"retry-after", b"1")]
-            else:
-                status, document, headers = 400, {"error": "bad request", "detail": str(exc)}, []
-        except (sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
-                UnicodeError) as exc:
-            status, document, headers = 400, {"error": "bad request", "detail": str(exc)}, []
-        body = b"" if document is None else _encode_json(document).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": (JSON_HEADERS if document is not None else []) + headers
-                    + [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
-    async def route(self, scope, receive):
-        method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        parts = [p for p in scope["path"].split("/") if p]
-        if parts == ["openapi.json"]:
-            self._only(method, ("GET",))
-            return 200, self.openapi(), []
-        if not parts:
-            self._only(method, ("GET",))
-            return 200, {"api": "/api", "openapi": "/openapi.json", "tables": sorted(self.tables)}, []
-        if parts[0] != "api" or len(parts) > 3:
-            raise _error(404, "not found", f"no route {scope['path']}")
-        if len(parts) == 1:
-            self._only(method, ("GET",))
-            self.tables = self._introspect()
-            return 200, {"tables": [t.public() for t in self.tables.values()]}, []
-        table = self.table(parts[1])
-        if len(parts) == 2:
-            self._only(method, ("GET", "POST"))
-            if method == "GET":
-                return 200, self.list(table, scope["query_string"]), []
-            row = self.insert(table, await self._body(scope, receive))
-            location = f"/api/{table.name}/{row[table.key] if table.key in row else ''}"
-            return 201, row, [(b"location", location.encode())]
-        key = parts[2]
-        self._only(method, ("GET", "PUT", "PATCH", "DELETE"))
-        if method == "GET":
-            return 200, self.get(table, key), []
-        if method == "DELETE":
-            self.delete(table, key)
-            return 204, None, []
-        return 200, self.update(table, key, await self._body(scope, receive)), []
-
-    @staticmethod
-    def _only(method: str, allowed: tuple[str, ...]) -> None:
-        if method not in allowed:
-            allow = ", ".join(allowed + (("HEAD",) if "GET" in allowed else ()))
-            raise HttpError(405, {"error": "method not allowed", "detail": f"{method} is not allowed here"},
-                           [(b"allow", allow.encode())])
-
-    async def _body(self, scope, receive) -> dict:
-        form = scope.get("tlskit.form")
-        if form is not None:
-            # A form post that carried its own authtoken (the gate took it out): the fields are the row.
-            if not form:
-                raise _error(400, "bad request", "the form has no fields besides authtoken")
-            return dict(form)
-        _require_json(scope)
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _error(400, "bad request", "the client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise _error(413, "payload too large", f"the body is over {MAX_BODY} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        try:
-            document = json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _error(400, "bad json", f"the body is not valid JSON ({exc})") from None
-        except RecursionError:
-            raise _error(400, "bad json", "the body nests too deeply") from None
-        if not isinstance(document, dict) or not document:
-            raise _error(400, "bad json", "the body must be a non-empty JSON object of column: value")
-        return document
+    def error_answer(self, exc: Exception) -> HttpError | None:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return HttpError(409, {"error": "conflict", "detail": str(exc)})
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+            return HttpError(503, {"error": "busy", "detail": "the dataset is locked; retry"}, [(b"retry-after", b"1")])
+        if isinstance(exc, (sqlite3.OperationalError, sqlite3.DataError, sqlite3.ProgrammingError,
+                            sqlite3.InterfaceError, OverflowError, UnicodeError)):
+            return HttpError(400, {"error": "bad request", "detail": str(exc)})
+        return None
 
     def _values(self, table: Table, document: dict) -> dict:
         unknown = set(document) - table.column_names
@@ -312,36 +472,15 @@ class Dataset:
         extra = "rowid AS rowid, " if table.key == "rowid" else ""
         return f"SELECT {extra}* FROM {_ident(table.name)}"
 
-    def list(self, table: Table, query_string: bytes) -> dict:
-        limit, offset = DEFAULT_LIMIT, 0
-        where, params = [], []
-        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-            if name in ("limit", "offset"):
-                try:
-                    number = int(value)
-                    if number < 0:
-                        raise ValueError
-                except ValueError:
-                    raise _error(400, "bad request", f"{name} must be a non-negative integer") from None
-                if name == "limit":
-                    limit = min(number, MAX_LIMIT)
-                else:
-                    offset = number
-            elif name.lower().lstrip("@").startswith("authtoken"):
-                continue     # the credential (tlskit.server.query's rule), not a filter
-            elif name in table.column_names or (name == "rowid" and table.key == "rowid"):
-                where.append(f"{_ident(name)} = ?")
-                params.append(value)
-            else:
-                raise _error(400, "bad request", f"unknown filter {name!r}: not a column of {table.name}")
+    async def list_rows(self, table: Table, limit: int, offset: int, filters: list[tuple[str, str]]) -> dict:
         sql = self._select(table)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        if filters:
+            sql += " WHERE " + " AND ".join(f"{_ident(name)} = ?" for name, _ in filters)
         sql += f" ORDER BY {_ident(table.key)} LIMIT ? OFFSET ?"
-        rows = self._rows(self._read(sql, (*params, limit, offset)))
+        rows = self._rows(self._read(sql, (*(value for _, value in filters), limit, offset)))
         return {"table": table.name, "rows": rows, "limit": limit, "offset": offset}
 
-    def get(self, table: Table, key: str) -> dict:
+    async def get(self, table: Table, key: str) -> dict:
         # The hot path of a read API: one cached statement, one row.
         sql = table.by_key
         if sql is None:
@@ -355,7 +494,7 @@ class Dataset:
             names = table.names = tuple(d[0] for d in cursor.description)
         return {n: _encode(v) if v.__class__ is bytes else v for n, v in zip(names, row)}
 
-    def insert(self, table: Table, document: dict) -> dict:
+    async def insert(self, table: Table, document: dict) -> dict:
         values = self._values(table, document)
         names = ", ".join(_ident(n) for n in values)
         marks = ", ".join("?" for _ in values)
@@ -363,7 +502,7 @@ class Dataset:
         rows = self._rows(self._read(f"{self._select(table)} WHERE rowid = ?", (cursor.lastrowid,)))
         return rows[0] if rows else dict(values)
 
-    def update(self, table: Table, key: str, document: dict) -> dict:
+    async def update(self, table: Table, key: str, document: dict) -> dict:
         values = self._values(table, document)
         assignments = ", ".join(f"{_ident(n)} = ?" for n in values)
         cursor = self._write(f"UPDATE {_ident(table.name)} SET {assignments} WHERE {_ident(table.key)} = ?",
@@ -371,49 +510,9 @@ class Dataset:
         if cursor.rowcount == 0:
             raise _error(404, "not found", f"no row {key!r} in {table.name}")
         new_key = values.get(table.key, key)
-        return self.get(table, str(new_key))
+        return await self.get(table, str(new_key))
 
-    def delete(self, table: Table, key: str) -> None:
+    async def delete(self, table: Table, key: str) -> None:
         cursor = self._write(f"DELETE FROM {_ident(table.name)} WHERE {_ident(table.key)} = ?", (key,))
         if cursor.rowcount == 0:
             raise _error(404, "not found", f"no row {key!r} in {table.name}")
-
-    # description
-
-    def openapi(self) -> dict:
-        types = {"INTEGER": "integer", "REAL": "number", "TEXT": "string", "NUMERIC": "number", "BLOB": "string"}
-        paths: dict = {"/api": {"get": {"summary": "List tables", "responses": {"200": {"description": "tables"}}}}}
-        schemas = {}
-        for table in self.tables.values():
-            props = {c["name"]: {"type": types.get(c["type"].upper().split("(")[0], "string")} for c in table.columns}
-            schemas[table.name] = {"type": "object", "properties": props,
-                                   "required": [c["name"] for c in table.columns if c["notnull"] and not c["pk"]]}
-            ref = {"$ref": f"#/components/schemas/{table.name}"}
-            body = {"required": True, "content": {"application/json": {"schema": ref}}}
-            row = {"description": "the row", "content": {"application/json": {"schema": ref}}}
-            filters = [{"name": c["name"], "in": "query", "required": False, "schema": props[c["name"]]}
-                       for c in table.columns]
-            paging = [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
-                      {"name": "offset", "in": "query", "schema": {"type": "integer"}}]
-            paths[f"/api/{table.name}"] = {
-                "get": {"summary": f"List {table.name}", "parameters": paging + filters,
-                        "responses": {"200": {"description": "rows"}}},
-                "post": {"summary": f"Insert into {table.name}", "requestBody": body, "responses": {"201": row}},
-            }
-            key = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-            paths[f"/api/{table.name}/{{id}}"] = {
-                "get": {"parameters": key, "responses": {"200": row, "404": {"description": "no such row"}}},
-                "put": {"parameters": key, "requestBody": body, "responses": {"200": row}},
-                "patch": {"parameters": key, "requestBody": body, "responses": {"200": row}},
-                "delete": {"parameters": key, "responses": {"204": {"description": "deleted"}}},
-            }
-        return {
-            "openapi": "3.0.3",
-            "info": {"title": f"tlskit serve: {self.path.name}", "version": "1"},
-            "components": {"schemas": schemas, "securitySchemes": {
-                "basic": {"type": "http", "scheme": "basic"},
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
-            "security": [{"basic": []}, {"bearer": []}, {"apiKey": []}],
-            "paths": paths,
-        }
