@@ -43,7 +43,7 @@ class Served:
     stderr_path: Path
     redirect_port: int | None = None
     ca: Path | None = None
-    db: Path | None = None
+    db: Path | str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -128,5 +128,6 @@ def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int
     if "--cert" not in args:
         served.ca = state_dir / "ca" / "ca.pem"
     db = next((args[i + 1] for i, a in enumerate(args) if a == "--db"), None)
-    served.db = Path(db) if db else state_dir / "users.sqlite"
+    # A postgresql:// URL stays text: a Path would fold its "//".
+    served.db = (db if "://" in db else Path(db)) if db else state_dir / "users.sqlite"
     return served

@@ -28,7 +28,7 @@ import json
 import math
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -71,13 +71,17 @@ class Table:
     key: str                   # primary key column, or "rowid"
     by_key: str | None = None  # SELECT ... WHERE key = ?, built on first use
     names: tuple[str, ...] | None = None
+    # PostgreSQL: the schema-qualified name, and per column the type parameters are cast to and its kind.
+    qualified: str = ""
+    casts: dict[str, str] = field(default_factory=dict)
+    categories: dict[str, str] = field(default_factory=dict)
 
     @property
     def column_names(self) -> set[str]:
         return {c["name"] for c in self.columns}
 
     def public(self) -> dict:
-        return {"name": self.name, "key": self.key, "columns": self.columns}
+        return {"name": self.name, "key": self.key or None, "columns": self.columns}
 
 
 def _ident(name: str) -> str:
@@ -225,6 +229,7 @@ class RestDataset:
 
     tables: dict[str, Table]
     title: str
+    parse_float = float          # how a JSON number with a fraction is read from a body
 
     async def table(self, name: str) -> Table:
         table = self.tables.get(name)
@@ -324,7 +329,7 @@ class RestDataset:
             if not message.get("more_body"):
                 break
         try:
-            document = json.loads(b"".join(chunks))
+            document = json.loads(b"".join(chunks), parse_float=self.parse_float)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _error(400, "bad json", f"the body is not valid JSON ({exc})") from None
         except RecursionError:
