@@ -27,7 +27,7 @@ from tlskit.server.users import (MIGRATIONS, SCHEMA_VERSION, SELECT_ALL_TOKENS, 
                                  StoreUnavailable, User, users_from_rows)
 
 CHANNEL = "tlskit_users"
-# pg_advisory_xact_lock key of schema migrations: two instances starting on an empty database migrate in turn.
+# pg_advisory_lock key of schema migrations: two instances starting on an empty database migrate in turn.
 MIGRATION_LOCK = 0x746C736B6974     # "tlskit"
 POLL_INTERVAL = 1.0       # seconds between two reads of the change counter (notifications come sooner)
 QUERY_TIMEOUT = 3.0       # seconds a read of the feed may take before PostgreSQL counts as unreachable
@@ -103,6 +103,8 @@ def _store_error(exc, url: PostgresUrl):
     if isinstance(exc, psycopg.OperationalError):
         return NetworkError(f"cannot use the users database {url}", describe(exc),
                             "check --db, and that PostgreSQL runs and lets this user in")
+    if getattr(exc, "sqlstate", None) is None:       # libpq refused the URL itself (a bad parameter)
+        return InputError(f"bad --db URL {url}", describe(exc), "fix the URL's parameters (see libpq's list)")
     return InputError(f"the users database {url} refused", describe(exc),
                       "the database user needs CREATE on the database (the first time) and rights on schema tlskit")
 
@@ -119,18 +121,23 @@ def migrate_postgres(db) -> int:
     found = current()
     if found >= SCHEMA_VERSION:
         return found
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        found = current()
-        db.execute("CREATE SCHEMA IF NOT EXISTS tlskit")
-        db.execute("CREATE TABLE IF NOT EXISTS tlskit.schema_migrations (version integer PRIMARY KEY,"
-                   " description text NOT NULL, applied double precision NOT NULL)")
-        for step in MIGRATIONS:
-            if step.version > found:
-                for statement in step.postgresql:
-                    db.execute(statement)
-                db.execute("INSERT INTO tlskit.schema_migrations (version, description, applied) VALUES (%s, %s, %s)",
-                           (step.version, step.description, time.time()))
+    # The lock is taken before the transaction begins: a transaction that begins sees the catalog as the
+    # previous holder committed it (one that waited for a lock inside would still see it as it was).
+    db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with db.transaction():
+            found = current()
+            db.execute("CREATE SCHEMA IF NOT EXISTS tlskit")
+            db.execute("CREATE TABLE IF NOT EXISTS tlskit.schema_migrations (version integer PRIMARY KEY,"
+                       " description text NOT NULL, applied double precision NOT NULL)")
+            for step in MIGRATIONS:
+                if step.version > found:
+                    for statement in step.postgresql:
+                        db.execute(statement)
+                    db.execute("INSERT INTO tlskit.schema_migrations (version, description, applied)"
+                               " VALUES (%s, %s, %s)", (step.version, step.description, time.time()))
+    finally:
+        db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return found
 
 
