@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 # Debian packages the tests drive as real peers; `make test` installs the missing ones (as root).
 # libnss3-tools (certutil) and default-jre-headless (keytool) are trust stores `ca install` writes;
 # systemd only for systemd-analyze verify of the printed units (it runs without booting systemd);
-# zsh and fish run the completion scripts.
-TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils libnss3-tools default-jre-headless systemd zsh fish
+# zsh and fish run the completion scripts; postgresql and redis-server are the shared stores of several instances.
+TEST_DEBS := openssl curl pebble nginx-light wrk testssl.sh apache2-utils libnss3-tools default-jre-headless systemd zsh fish postgresql redis-server
 BENCH_DEBS := $(TEST_DEBS) hyperfine lego caddy
 
 .PHONY: run test test-fast mutation bench venv test-deps bench-deps clean
