@@ -163,6 +163,7 @@ class PostgresDataset(RestDataset):
         self._down_until = 0.0
         self._down: str | None = None
         self._logged_at = -math.inf
+        self._abandoned: set[asyncio.Task] = set()      # work a request gave up on, still being cancelled
 
     # --- connections ----------------------------------------------------------------------------------
 
@@ -209,9 +210,31 @@ class PostgresDataset(RestDataset):
                     return names, await cursor.fetchone(), cursor.rowcount
                 return names, await cursor.fetchall(), cursor.rowcount
 
-        result = await asyncio.wait_for(run(), self.query_timeout)
+        result = await self._within(run())
         self._reachable()
         return result
+
+    async def _within(self, work, late=None):
+        """``work``'s result, or TimeoutError after ``query_timeout``. Past the timeout the work is
+        cancelled in the background: psycopg's cancel of a query on a server that does not answer takes
+        seconds of its own (a cancel request, then closing the connection), which the request need not
+        wait for. ``late`` gets a result that arrives after the request gave up (to give it back)."""
+        task = asyncio.ensure_future(work)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.query_timeout)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                self._abandoned.add(task)
+                task.add_done_callback(lambda done: self._settle(done, late))
+            raise
+
+    def _settle(self, task: asyncio.Task, late) -> None:
+        self._abandoned.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return          # the exception is read, so asyncio does not report it as lost
+        if late is not None:
+            self._abandoned.add(asyncio.get_running_loop().create_task(late(task.result())))
 
     def _reachable(self) -> None:
         if self._down is not None:
@@ -284,18 +307,29 @@ class PostgresDataset(RestDataset):
         sql += f"{self._order(table)} LIMIT %s OFFSET %s"
         params = (*(value for _, value in filters), limit, offset)
         pool = await self._connections()
-        # The connection is held until the last row is sent: released by the stream when it ends.
-        manager = pool.connection()
-        connection = await asyncio.wait_for(manager.__aenter__(), self.query_timeout)
-        try:
-            cursor = connection.cursor()
-            rows = cursor.stream(sql, params, size=100)
-            first = await asyncio.wait_for(anext(rows, None), self.query_timeout)
-        except BaseException as exc:
-            await _leave(manager, exc)
-            raise
+
+        async def start():
+            # The connection is held until the last row is sent: released by the stream when it ends.
+            manager = pool.connection()
+            connection = await manager.__aenter__()
+            try:
+                cursor = connection.cursor()
+                rows = cursor.stream(sql, params, size=100)
+                first = await anext(rows, None)
+            except BaseException as exc:
+                await _leave(manager, exc)
+                raise
+            # Once an empty stream has ended the cursor has no description any more.
+            names = [d.name for d in cursor.description] if first is not None else []
+            return manager, rows, first, names
+
+        async def give_back(started) -> None:
+            manager, rows, *_ = started
+            await rows.aclose()
+            await _leave(manager, None)
+
+        manager, rows, first, names = await self._within(start(), late=give_back)
         self._reachable()
-        names = [d.name for d in cursor.description]
 
         async def rest():
             async for values in rows:
