@@ -89,7 +89,8 @@ class Authenticator:
         self.store = store
         self.auth_cache_ttl = auth_cache_ttl
         self._verified: dict[bytes, float] = {}           # mac(credential) -> when the live store last vouched for it
-        self.refresh_interval = refresh_interval
+        # A store whose changed() only reads memory (PostgreSQL's feed) says how often it may be asked.
+        self.refresh_interval = getattr(store, "refresh_interval", refresh_interval)
         self.throttle = throttle or LoginThrottle(ThrottleSettings(max_failures=0))
         self._clock = clock
         self._key = secrets.token_bytes(32)

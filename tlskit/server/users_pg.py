@@ -144,6 +144,10 @@ def migrate_postgres(db) -> int:
 class PostgresUserFeed:
     """The users as the server sees them: a snapshot kept fresh in the background (see the module doc)."""
 
+    # changed() reads memory, so the Authenticator asks on every request: an outage the feed noticed
+    # counts from the next request, not from the next second (which could vouch for one more credential).
+    refresh_interval = 0.0
+
     def __init__(self, url: PostgresUrl, poll_interval: float = POLL_INTERVAL,
                  query_timeout: float = QUERY_TIMEOUT) -> None:
         self.url = url
