@@ -1,0 +1,217 @@
+"""Several `tlskit serve` instances sharing users (and a dataset) in PostgreSQL and limits in Redis, as
+behind a load balancer: exact limits across instances, changes seen by all, and each store failing.
+
+Every engine is real: a PostgreSQL cluster and a Redis server started by the tests on free ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import require_binary, run_tlskit
+from peers_postgres import pg_url, postgres, wait_until  # noqa: F401 (fixtures)
+from peers_redis import redis_server  # noqa: F401 (fixture)
+from peers_serve import start_serve
+from peers_upstream import UpstreamApp
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def instances(tmp_path, count: int, *args: str):
+    """``count`` instances with their own state dirs and ports, the same stores."""
+    started = []
+    try:
+        for number in range(count):
+            work = tmp_path / f"i{number}"
+            work.mkdir()
+            started.append(start_serve(work, *args))
+        yield started
+    finally:
+        for served in started:
+            served.stop()
+        for served in started:
+            assert "Traceback" not in served.stderr(), served.stderr()
+
+
+def add_user(db: str, name: str, *options: str) -> str:
+    run = run_tlskit("users", "add", name, "--token", "--methods", "all", *options, "--db", db, "--json")
+    assert run.returncode == 0, run.stderr
+    return run.json["token"]
+
+
+def status(served, token: str, path: str = "/api/me") -> int:
+    return served.curl(path, "-H", f"Authorization: Bearer {token}").status
+
+
+def parallel(urls: list[str], token: str) -> list[int]:
+    """Every URL at once on its own connection (curl -Z), the status codes sorted."""
+    curl = require_binary("curl")
+    args = [a for url in urls for a in ("-o", "/dev/null", url)]
+    done = subprocess.run([curl, "-sk", "-Z", "--parallel-immediate", "--parallel-max", str(len(urls)),
+                           "-w", "%{http_code}\n", "-H", f"Authorization: Bearer {token}", *args],
+                          capture_output=True, text=True, timeout=120)
+    return sorted(int(code) for code in done.stdout.split())
+
+
+def test_thirty_requests_over_three_instances_against_ten_an_hour(tmp_path, pg_url, redis_server):
+    token = add_user(pg_url, "metered", "--max-requests", "10")
+    with instances(tmp_path, 3, "--db", pg_url, "--limits-store", redis_server.url) as servers:
+        urls = [f"{servers[i % 3].url}/api/products/{1 + i % 3}?n={i}" for i in range(30)]
+        assert parallel(urls, token) == [200] * 10 + [429] * 20
+        # Spent for every instance, not per instance.
+        assert [status(s, token) for s in servers] == [429, 429, 429]
+
+
+def test_two_in_flight_across_three_instances(tmp_path, pg_url, redis_server):
+    token = add_user(pg_url, "bob", "--max-concurrent", "2")
+    with UpstreamApp.start() as upstream, \
+            instances(tmp_path, 3, "--db", pg_url, "--limits-store", redis_server.url,
+                      "--upstream", upstream.url) as servers:
+        curl = require_binary("curl")
+        clients = [subprocess.Popen([curl, "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                                     f"Authorization: Bearer {token}", f"{servers[i % 3].url}/gate?i={i}"],
+                                    stdout=subprocess.PIPE, text=True) for i in range(6)]
+        outputs = {}
+        try:
+            assert wait_until(lambda: sum(c.poll() is not None for c in clients) == 4 and upstream.in_flight == 2, 30)
+            outputs = {c: c.communicate()[0] for c in clients if c.poll() is not None}
+            assert sorted(outputs.values()) == ["429"] * 4
+        finally:
+            upstream.release_gate()
+        outputs.update({c: c.communicate(timeout=30)[0] for c in clients if c not in outputs})
+        assert sorted(outputs.values()) == ["200", "200", "429", "429", "429", "429"]
+        assert upstream.max_in_flight == 2
+        # The slots came back on every instance.
+        assert [status(s, token, "/echo") for s in servers] == [200, 200, 200]
+
+
+def test_user_changes_reach_every_instance_within_two_seconds(tmp_path, pg_url):
+    alice = add_user(pg_url, "alice")
+    with instances(tmp_path, 3, "--db", pg_url) as servers:
+        assert [status(s, alice) for s in servers] == [200, 200, 200]
+        assert run_tlskit("users", "remove", "alice", "--db", pg_url).returncode == 0
+        removed = time.monotonic()
+        assert wait_until(lambda: [status(s, alice) for s in servers] == [401, 401, 401], 5)
+        assert time.monotonic() - removed <= 2.5
+        carol = add_user(pg_url, "carol", "--methods", "GET")
+        added = time.monotonic()
+        assert wait_until(lambda: [status(s, carol) for s in servers] == [200, 200, 200], 5)
+        assert time.monotonic() - added <= 2.5
+        # A change made with psql, not tlskit, reaches them too (the schema's triggers notify).
+        postgres_url = pg_url
+        import psycopg
+
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE tlskit.users SET methods = 'POST' WHERE name = 'carol'")
+        assert wait_until(lambda: [status(s, carol) for s in servers] == [403, 403, 403], 5)
+
+
+def test_an_instance_killed_mid_request_holds_no_slot_beyond_its_lease(tmp_path, pg_url, redis_server):
+    token = add_user(pg_url, "dora", "--max-concurrent", "2")
+    lease = 3.0
+    with UpstreamApp.start() as upstream, \
+            instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_server.url, "--upstream", upstream.url,
+                      "--limits-lease", str(lease)) as (doomed, survivor):
+        curl = require_binary("curl")
+        held = [subprocess.Popen([curl, "-sk", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}",
+                                  f"{doomed.url}/gate?i={i}"], stdout=subprocess.DEVNULL) for i in range(2)]
+        try:
+            assert wait_until(lambda: upstream.in_flight == 2, 20)
+            time.sleep(lease * 1.5)        # the running requests' leases were renewed meanwhile
+            assert status(survivor, token, "/echo") == 429
+            os.kill(doomed.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            doomed.proc.wait(10)
+            assert status(survivor, token, "/echo") == 429      # the lease still runs
+            assert wait_until(lambda: status(survivor, token, "/echo") == 200, lease + 5, step=0.2)
+            freed = time.monotonic() - killed
+            assert freed <= lease + 1.5, freed
+        finally:
+            upstream.release_gate()
+            for client in held:
+                client.wait(30)
+
+
+def test_postgresql_down_recent_credentials_work_others_503_dataset_503_then_back(tmp_path, postgres):
+    url = postgres.new_database()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+        db.execute("INSERT INTO notes (body) VALUES ('hello')")
+    alice = add_user(url, "alice")
+    bob = add_user(url, "bob")
+    ttl = 6
+    served = start_serve(tmp_path, "--db", url, "--dataset", url, "--auth-cache-ttl", str(ttl))
+    try:
+        assert status(served, alice) == 200 and status(served, alice, "/api/notes/1") == 200
+        postgres.stop_server()
+        down = time.monotonic()
+        # The instance knows within a second or two (alice, verified a moment ago, still gets in meanwhile).
+        assert wait_until(lambda: status(served, alice) == 200 and "unreadable" in served.stderr(), 5, step=0.1)
+        assert time.monotonic() - down < 3
+        # bob, never verified, gets the 503 JSON.
+        reply = None
+
+        def bob_refused():
+            nonlocal reply
+            reply = served.curl("/api/me", "-H", f"Authorization: Bearer {bob}")
+            return reply.status == 503
+
+        assert wait_until(bob_refused, 5, step=0.2)
+        assert reply.header("content-type") == "application/json" and int(reply.header("retry-after")) >= 1
+        assert json.loads(reply.body)["error"] == "unavailable"
+        # alice was verified a moment ago: she still gets in, until the TTL runs out.
+        assert status(served, alice) == 200
+        started = time.monotonic()
+        dataset = served.curl("/api/notes/1", "-H", f"Authorization: Bearer {alice}")
+        assert dataset.status == 503 and int(dataset.header("retry-after")) >= 1
+        assert time.monotonic() - started < 6                     # never a hang
+        assert wait_until(lambda: status(served, alice) == 503, ttl + 3, step=0.3)
+        assert time.monotonic() - down >= ttl - 1
+        # Back, without a restart.
+        postgres.start_server()
+        assert wait_until(lambda: status(served, bob) == 200, 15, step=0.3)
+        assert wait_until(lambda: status(served, alice, "/api/notes/1") == 200, 10, step=0.3)
+        log = served.stderr()
+        assert "Traceback" not in log and "unreadable" in log and "readable again" in log
+        assert log.count("dataset") >= 2
+    finally:
+        served.stop()
+        postgres.start_server() if not (postgres.data / "postmaster.pid").exists() else None
+
+
+def test_postgresql_that_hangs_costs_a_request_seconds_not_minutes(tmp_path, postgres):
+    url = postgres.new_database()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+    alice = add_user(url, "alice")
+    served = start_serve(tmp_path, "--db", url, "--dataset", url)
+    pids = []
+    try:
+        assert status(served, alice, "/api/notes") == 200
+        pids = postgres.processes()         # now with the backends of the instance's connections
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        reply = served.curl("/api/notes", "-H", f"Authorization: Bearer {alice}")
+        assert reply.status == 503 and time.monotonic() - started < 8
+        assert status(served, alice) == 200          # verified a moment ago; the users feed is not waited on
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        try:
+            assert wait_until(lambda: status(served, alice, "/api/notes") == 200, 15, step=0.3)
+        finally:
+            served.stop()
