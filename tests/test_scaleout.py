@@ -93,6 +93,30 @@ def test_two_in_flight_across_three_instances(tmp_path, pg_url, redis_server):
         assert [status(s, token, "/echo") for s in servers] == [200, 200, 200]
 
 
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_redis_down_mid_run_every_instance_fails_as_told_then_limits_are_shared_again(tmp_path, pg_url,
+                                                                                     redis_server, mode):
+    token = add_user(pg_url, "erin", "--max-requests", "4")
+    unlimited = add_user(pg_url, "free")
+    with instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_server.url, "--limits-fail", mode) as servers:
+        assert [status(s, token) for s in servers] == [200, 200]
+        redis_server.stop()
+        expected = 200 if mode == "open" else 503
+        for served in servers:
+            replies = [served.curl("/api/me", "-H", f"Authorization: Bearer {token}") for _ in range(3)]
+            assert [r.status for r in replies] == [expected] * 3
+            if mode == "closed":
+                assert int(replies[0].header("retry-after")) >= 1 and replies[0].json["error"] == "unavailable"
+            assert status(served, unlimited) == 200          # no limits: Redis is never asked
+        redis_server.restart()                               # empty: the hour starts over
+        assert wait_until(lambda: all(status(s, unlimited) == 200 for s in servers) and
+                          all("reachable again" in s.stderr() for s in servers), 10, step=0.3)
+        urls = [f"{servers[i % 2].url}/api/me?n={i}" for i in range(10)]
+        assert parallel(urls, token) == [200] * 4 + [429] * 6
+        for served in servers:
+            assert served.stderr().count("unreachable") == 1
+
+
 def test_user_changes_reach_every_instance_within_two_seconds(tmp_path, pg_url):
     alice = add_user(pg_url, "alice")
     with instances(tmp_path, 3, "--db", pg_url) as servers:
