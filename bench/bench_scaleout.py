@@ -1,0 +1,178 @@
+"""Two `tlskit serve` instances sharing users in PostgreSQL and limits in Redis, against the same two on
+one machine's SQLite (users file + ``--limits-store sqlite:``): what the shared stores cost.
+
+- req/s: authenticated keep-alive GETs (``/api/me``, a Bearer user with an hourly and a concurrent limit,
+  so every request is one limits decision), one wrk per instance at once, summed. Target: >= 0.8x the
+  SQLite figure (the shared stores must not be the bottleneck).
+- latency Redis adds: wrk ``--latency`` p50 and p99 of one instance, a limited user against an
+  unlimited one (which never asks Redis), one connection.
+- dataset: p50 of ``GET /api/events?kind=...&limit=10`` on a 1,000,000-row PostgreSQL table with an
+  index on ``kind``, one connection; the peer is the same GET on the same rows in SQLite. Target:
+  p50 < 10 ms.
+
+PostgreSQL and Redis are started as the tests start them (tests/peers_postgres.py, tests/peers_redis.py):
+initdb + pg_ctl and redis-server on free 127.0.0.1 ports, in temporary directories, stopped after. On a
+2-core machine the servers, both engines and wrk share the cores, for both sides alike.
+
+    .venv/bin/python -m bench.bench_scaleout        # prints the rows as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from bench.common import ROOT, TLSKIT, Result, need, workdir
+from bench.servers import start_tlskit, stop
+
+# The engines are started by the same code as in the tests, so the bench and the tests agree on them.
+sys.path.insert(0, str(ROOT / "tests"))
+
+DURATION = int(os.environ.get("BENCH_SCALEOUT_SECONDS", "5"))
+ROWS = int(os.environ.get("BENCH_SCALEOUT_ROWS", "1000000"))
+CONNECTIONS = 16        # per instance
+
+
+def _users(db: str, name: str, *limits: str) -> str:
+    done = subprocess.run([*TLSKIT, "users", "add", name, "--token", "--methods", "all", *limits, "--db", db,
+                           "--json"], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)["token"]
+
+
+def _wrk(port: int, token: str, path: str, connections: int, latency: bool = False) -> str:
+    command = [need("wrk"), "-t1", f"-c{connections}", f"-d{DURATION}s", "-H", f"Authorization: Bearer {token}"]
+    if latency:
+        command.append("--latency")
+    command.append(f"https://127.0.0.1:{port}{path}")
+    out = subprocess.run(command, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    if "Non-2xx" in out or "Requests/sec" not in out:
+        raise SystemExit(f"wrk against {path} failed: {out[-400:]}")
+    return out
+
+
+def _rate(out: str) -> float:
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def _percentile_ms(out: str, which: str) -> float:
+    value, unit = re.search(rf"^\s+{which}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _together(ports: list[int], token: str) -> float:
+    """Summed req/s of one wrk per instance, run at the same time."""
+    outputs: list[str] = []
+    threads = [threading.Thread(target=lambda p=p: outputs.append(_wrk(p, token, "/api/me", CONNECTIONS)))
+               for p in ports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(_rate(out) for out in outputs)
+
+
+def _instances(work: Path, count: int, *args: str) -> list[tuple[subprocess.Popen, int]]:
+    started = []
+    try:
+        for number in range(count):
+            state = work / f"state{number}"
+            started.append(start_tlskit(work, "--state-dir", str(state), *args, cpu=None))
+    except BaseException:
+        for proc, _ in started:
+            stop(proc)
+        raise
+    return started
+
+
+def _events_sqlite(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL)")
+        db.executemany("INSERT INTO events (kind, at) VALUES (?, ?)",
+                       ((f"k{n % 100000}", n) for n in range(1, ROWS + 1)))
+        db.execute("CREATE INDEX events_kind ON events (kind)")
+
+
+def run() -> list[Result]:
+    need("wrk")
+    from peers_postgres import PostgresServer
+    from peers_redis import RedisServer
+
+    work = workdir("scaleout")
+    postgres = PostgresServer.start()
+    redis = RedisServer.start()
+    try:
+        url = postgres.new_database()
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL, at integer NOT NULL)")
+            db.execute("INSERT INTO events (kind, at) SELECT 'k' || (n %% 100000), n FROM generate_series(1, %s) n",
+                       (ROWS,))
+            db.execute("CREATE INDEX events_kind ON events (kind)")
+            db.execute("ANALYZE events")
+        sqlite_db = str(work / "users.sqlite")
+        limits = ("--max-requests", "100000000", "--max-concurrent", "1000")
+        shared = {"pg": _users(url, "tok", *limits), "sqlite": _users(sqlite_db, "tok", *limits),
+                  "free": _users(url, "free")}
+        events = work / "events.sqlite"
+        _events_sqlite(events)
+
+        on_shared = _instances(work, 2, "--db", url, "--dataset", url, "--limits-store", redis.url)
+        try:
+            shared_rate = _together([port for _, port in on_shared], shared["pg"])
+            port = on_shared[0][1]
+            limited = _wrk(port, shared["pg"], "/api/me", 1, latency=True)
+            free = _wrk(port, shared["free"], "/api/me", 1, latency=True)
+            dataset_pg = _wrk(port, shared["free"], "/api/events?kind=k4242&limit=10", 1, latency=True)
+        finally:
+            for proc, _ in on_shared:
+                stop(proc)
+        on_sqlite = _instances(work, 2, "--db", sqlite_db, "--dataset", str(events),
+                               "--limits-store", f"sqlite:{work / 'limits.sqlite'}")
+        try:
+            sqlite_rate = _together([port for _, port in on_sqlite], shared["sqlite"])
+            sqlite_token = _users(sqlite_db, "free")
+            dataset_sqlite = _wrk(on_sqlite[0][1], sqlite_token, "/api/events?kind=k4242&limit=10", 1, latency=True)
+        finally:
+            for proc, _ in on_sqlite:
+                stop(proc)
+    finally:
+        redis.destroy()
+        postgres.destroy()
+
+    wrk_text = f"wrk -t1 -c{CONNECTIONS} -d{DURATION}s -H 'Authorization: Bearer <limited user>' .../api/me on each"
+    one = f"wrk -t1 -c1 -d{DURATION}s --latency"
+    return [
+        Result(work="2 instances: authenticated GET req/s, users in PostgreSQL + limits in Redis vs SQLite + sqlite limits",
+               tlskit=round(shared_rate, 1), peer=round(sqlite_rate, 1), unit="req/s", better="higher",
+               peer_name="same 2 instances on SQLite",
+               tlskit_command=f"2x tlskit serve --db postgresql://... --limits-store redis://...; {wrk_text}",
+               peer_command=f"2x tlskit serve --db users.sqlite --limits-store sqlite:limits.sqlite; {wrk_text}",
+               target=">= 0.8x"),
+        Result(work="latency Redis limits add per request: p50 (limited user vs unlimited)",
+               tlskit=round(_percentile_ms(limited, "50"), 3), peer=round(_percentile_ms(free, "50"), 3), unit="ms",
+               better="lower", peer_name="same instance, unlimited user",
+               tlskit_command=f"{one} limited user", peer_command=f"{one} unlimited user"),
+        Result(work="latency Redis limits add per request: p99 (limited user vs unlimited)",
+               tlskit=round(_percentile_ms(limited, "99"), 3), peer=round(_percentile_ms(free, "99"), 3), unit="ms",
+               better="lower", peer_name="same instance, unlimited user",
+               tlskit_command=f"{one} limited user", peer_command=f"{one} unlimited user"),
+        Result(work=f"dataset GET, filter on an indexed column, {ROWS:,}-row table: p50",
+               tlskit=round(_percentile_ms(dataset_pg, "50"), 3), peer=round(_percentile_ms(dataset_sqlite, "50"), 3),
+               unit="ms", better="lower", peer_name="same rows and index in SQLite",
+               tlskit_command=f"{one} .../api/events?kind=k4242&limit=10 (--dataset postgresql://...)",
+               peer_command=f"{one} .../api/events?kind=k4242&limit=10 (--dataset events.sqlite)",
+               target="< 10 ms (absolute)"),
+    ]
+
+
+if __name__ == "__main__":
+    rows = run()
+    json.dump([r.as_dict() for r in rows], sys.stdout, indent=2)
+    sys.stdout.write("\n")
