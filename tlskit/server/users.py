@@ -21,9 +21,7 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import secrets
 import sqlite3
 import time
@@ -31,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlskit.errors import InputError
+from tlskit.server.passwords import apr1_md5, hash_password, password_scheme, verify_password  # noqa: F401
 from tlskit.server.stores import PostgresUrl, is_postgres
+# Re-exported: the schema's names are read through this module too.
+from tlskit.server.users_schema import (MIGRATIONS, SCHEMA_VERSION, SELECT_ALL_TOKENS,  # noqa: F401
+                                        SELECT_ALL_USERS, USER_COLUMNS, Migration, _Transaction, migrate_sqlite)
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Privileges that are no HTTP method; "all" does not grant them, they are named one by one.
@@ -127,161 +129,6 @@ def token_sha256(token: str) -> str:
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-# ---- password hashes ---------------------------------------------------------------------------
-
-def hash_password(password: str) -> str:
-    """argon2id with argon2-cffi's defaults (RFC 9106 second recommendation, ~50 ms)."""
-    from argon2 import PasswordHasher
-
-    return PasswordHasher().hash(password)
-
-
-def password_scheme(stored: str) -> str:
-    if stored.startswith("$argon2"):
-        return "argon2"
-    if stored.startswith(("$2y$", "$2b$", "$2a$")):
-        return "bcrypt"
-    if stored.startswith("$apr1$"):
-        return "apr1"
-    if stored.startswith("{SHA}"):
-        return "sha1"
-    return "unknown"
-
-
-def verify_password(stored: str, password: str) -> bool:
-    """Check a password against any hash format the store holds; False for any malformed hash."""
-    scheme = password_scheme(stored)
-    secret = password.encode("utf-8")
-    try:
-        if scheme == "argon2":
-            from argon2 import PasswordHasher
-            from argon2.exceptions import Argon2Error, InvalidHashError
-
-            try:
-                return PasswordHasher().verify(stored, secret)
-            except (Argon2Error, InvalidHashError):
-                return False
-        if scheme == "bcrypt":
-            import bcrypt
-
-            # The Python bcrypt reads 72 bytes at most, as every bcrypt does; longer raises in bcrypt 5.
-            return bcrypt.checkpw(secret[:72], stored.encode())
-        if scheme == "apr1":
-            return hmac.compare_digest(apr1_md5(secret, stored.split("$")[2].encode()).encode(), stored.encode())
-        if scheme == "sha1":
-            digest = base64.b64encode(hashlib.sha1(secret).digest()).decode()
-            return hmac.compare_digest(("{SHA}" + digest).encode(), stored.encode())
-    except (ValueError, IndexError, TypeError, UnicodeError):
-        return False
-    return False
-
-
-_APR1_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def apr1_md5(password: bytes, salt: bytes) -> str:
-    """Apache's ``$apr1$`` hash: Poul-Henning Kamp's MD5-crypt with the magic "$apr1$".
-
-    Written out here because nothing in the standard library or our dependencies implements it,
-    and htpasswd files made by ``htpasswd -m`` or ``openssl passwd -apr1`` use it.
-    """
-    magic = b"$apr1$"
-    salt = salt[:8]
-    final = hashlib.md5(password + salt + password).digest()
-    context = password + magic + salt
-    for i in range(len(password), 0, -16):
-        context += final[:min(i, 16)]
-    i = len(password)
-    while i:
-        context += b"\0" if i & 1 else password[:1]
-        i >>= 1
-    final = hashlib.md5(context).digest()
-    # 1000 rounds "to slow things down" (1995's idea of slow).
-    for i in range(1000):
-        round_input = password if i & 1 else final
-        if i % 3:
-            round_input += salt
-        if i % 7:
-            round_input += password
-        round_input += final if i & 1 else password
-        final = hashlib.md5(round_input).digest()
-
-    def to64(value: int, length: int) -> str:
-        out = ""
-        for _ in range(length):
-            out += _APR1_ALPHABET[value & 0x3F]
-            value >>= 6
-        return out
-
-    encoded = ""
-    for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)):
-        encoded += to64(final[a] << 16 | final[b] << 8 | final[c], 4)
-    encoded += to64(final[11], 2)
-    return f"$apr1${salt.decode('ascii', 'replace')}${encoded}"
-
-
-# ---- the schema --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the users schema, written for each engine.
-
-    Steps run in order, each once, in the transaction that records it in ``schema_migrations``; an
-    applied step is never edited, a change is a new step at the end. Steps only add (a table, a column
-    that is NULL-able or has a DEFAULT, an index, a trigger): an instance still running an older tlskit
-    reads its own columns by name and keeps working on a newer schema during a rolling upgrade.
-    PostgreSQL keeps the tables in a schema of their own, ``tlskit``, apart from any dataset.
-    """
-
-    version: int
-    description: str
-    sqlite: tuple[str, ...] = ()
-    postgresql: tuple[str, ...] = ()
-
-
-MIGRATIONS = (
-    Migration(
-        1, "users and tokens",
-        sqlite=(
-            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT, methods TEXT NOT NULL,"
-            " max_requests INTEGER, max_concurrent INTEGER, created REAL NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS tokens (token_sha256 TEXT PRIMARY KEY,"
-            " name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE, created REAL NOT NULL)",
-        ),
-        postgresql=(
-            "CREATE TABLE tlskit.users (name text PRIMARY KEY, password_hash text, methods text NOT NULL,"
-            " max_requests bigint, max_concurrent bigint, created double precision NOT NULL)",
-            "CREATE TABLE tlskit.tokens (token_sha256 text PRIMARY KEY, name text NOT NULL"
-            " REFERENCES tlskit.users (name) ON DELETE CASCADE ON UPDATE CASCADE, created double precision NOT NULL)",
-        )),
-    Migration(
-        2, "tokens found by their user",
-        sqlite=("CREATE INDEX IF NOT EXISTS tokens_name ON tokens (name)",),
-        postgresql=("CREATE INDEX tokens_name ON tlskit.tokens (name)",)),
-    # SQLite tells readers about commits itself (PRAGMA data_version); PostgreSQL gets a change counter
-    # and a notification from every statement that changes users or tokens, whoever runs it (tlskit
-    # users, psql), so every instance rereads within a moment.
-    Migration(
-        3, "change counter and notifications",
-        postgresql=(
-            "CREATE TABLE tlskit.changes (one boolean PRIMARY KEY DEFAULT true CHECK (one), version bigint NOT NULL)",
-            "INSERT INTO tlskit.changes (version) VALUES (0)",
-            "CREATE FUNCTION tlskit.users_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " UPDATE tlskit.changes SET version = version + 1; PERFORM pg_notify('tlskit_users', '');"
-            " RETURN NULL; END $$",
-            "CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tlskit.users"
-            " FOR EACH STATEMENT EXECUTE FUNCTION tlskit.users_changed()",
-            "CREATE TRIGGER tokens_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tlskit.tokens"
-            " FOR EACH STATEMENT EXECUTE FUNCTION tlskit.users_changed()",
-        )),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
-# The columns every reader selects, in the order _user() takes them.
-USER_COLUMNS = "name, password_hash, methods, max_requests, max_concurrent"
-SELECT_ALL_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY name"
-SELECT_ALL_TOKENS = "SELECT token_sha256, name FROM tokens"
 
 
 # ---- the store ---------------------------------------------------------------------------------
@@ -579,48 +426,9 @@ class UserStore(SqlUsers):
         return _Transaction(self._db)
 
 
-def migrate_sqlite(db: sqlite3.Connection) -> int:
-    """Bring an SQLite users database to :data:`SCHEMA_VERSION`; returns the version it was at.
-
-    A database made before the schema was versioned has the tables of step 1 and no record: step 1
-    (``IF NOT EXISTS``) records it without touching the data.
-    """
-    def current() -> int:
-        try:
-            return db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-    found = current()
-    if found >= SCHEMA_VERSION:
-        return found
-    with _Transaction(db):       # BEGIN IMMEDIATE: two processes opening a new file migrate one at a time
-        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                   " description TEXT NOT NULL, applied REAL NOT NULL)")
-        found = current()
-        for step in MIGRATIONS:
-            if step.version > found:
-                for statement in step.sqlite:
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_migrations (version, description, applied) VALUES (?, ?, ?)",
-                           (step.version, step.description, time.time()))
-    return found
-
-
 def schema_version(store: SqlUsers) -> int:
     """The highest migration applied to the store's database."""
     return store._execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind, value, traceback) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
 def open_user_store(location: Path | PostgresUrl, create: bool = True) -> SqlUsers:
