@@ -114,6 +114,21 @@ class _Fetched:
         return self._rows
 
 
+def check_value(name: str, value, column: str = "", arrays: bool = False) -> None:
+    """A JSON value that a plain column can take, else a 400: no object (nor array, unless ``arrays``),
+    a finite number, text that is valid Unicode (a lone surrogate, "\\ud800", is valid JSON but no
+    text an engine can store). ``column`` names the column's type in the message."""
+    if isinstance(value, dict) or (isinstance(value, list) and not arrays):
+        raise _error(400, "bad request", f"column {name}{column} takes a string, number, boolean or null")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _error(400, "bad request", f"column {name}: {value} is not a finite number")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _error(400, "bad request", f"column {name}: not valid Unicode text") from None
+
+
 def _require_json(scope) -> None:
     """Writes take ``Content-Type: application/json`` only (any charset parameter).
 
@@ -416,16 +431,7 @@ class Dataset(RestDataset):
         if unknown:
             raise _error(400, "bad request", f"unknown column(s) {', '.join(sorted(unknown))} in {table.name}")
         for name, value in document.items():
-            if isinstance(value, (dict, list)):
-                raise _error(400, "bad request", f"column {name} takes a string, number, boolean or null")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise _error(400, "bad request", f"column {name}: {value} is not a finite number")
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    # A lone surrogate ("\ud800") is valid JSON but not text SQLite can store.
-                    raise _error(400, "bad request", f"column {name}: not valid Unicode text") from None
+            check_value(name, value)
         return document
 
     # the four operations

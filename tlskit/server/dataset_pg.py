@@ -35,7 +35,7 @@ import uuid
 from decimal import Decimal
 
 from tlskit.errors import InputError, NetworkError
-from tlskit.server.dataset import HttpError, RestDataset, RowStream, Table, _error, _ident
+from tlskit.server.dataset import HttpError, RestDataset, RowStream, Table, _error, _ident, check_value
 from tlskit.server.stores import PostgresUrl
 
 log = logging.getLogger("tlskit.serve")
@@ -370,17 +370,9 @@ class PostgresDataset(RestDataset):
             category = table.categories[name]
             if category == "J":
                 value = None if value is None else Jsonb(value)
-            elif isinstance(value, dict) or (isinstance(value, list) and category != "A"):
-                raise _error(400, "bad request", f"column {name} ({table.casts[name]}) takes a string, number, "
-                                                 "boolean or null")
-            elif isinstance(value, float) and not math.isfinite(value):
-                raise _error(400, "bad request", f"column {name}: {value} is not a finite number")
-            elif isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise _error(400, "bad request", f"column {name}: not valid Unicode text") from None
-                if "\x00" in value:
+            else:
+                check_value(name, value, f" ({table.casts[name]})", arrays=category == "A")
+                if isinstance(value, str) and "\x00" in value:
                     raise _error(400, "bad request", f"column {name}: PostgreSQL text cannot hold a NUL character")
             names.append(_q(name))
             marks.append(f"%s::{table.casts[name]}")
