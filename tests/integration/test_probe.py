@@ -450,7 +450,7 @@ def _wait_without_closing_stdin(process: subprocess.Popen) -> tuple[bytes, bytes
     (["localhost", "--timeout", "0"], "timeout"),
     (["localhost", "--alpn", "h2,,http/1.1"], "alpn"),
     (["localhost", "--ca-file", "/nonexistent/ca.pem"], "does not exist"),
-    (["127.0.0.1:1", "--servername", "a" * 64 + ".example"], "not a valid host name"),
+    (["127.0.0.1:1", "--servername", "a" * 64 + ".example"], "longer than 63 characters"),
 ])
 def test_bad_arguments_are_exit_2(args, contains):
     assert_one_line_error(probe(*args), 2, contains)

@@ -419,7 +419,10 @@ def _form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
         if oid in exts and exts[oid].critical:
             problems.append(_problem(f"{name}_critical", code, depth, label, cert,
                                      f"{me} marks its {name} critical, which RFC 5280 forbids"))
-    if not is_self_issued(cert) and "2.5.29.35" not in exts:
+    from cryptography import x509
+
+    # A v1 certificate has no extensions at all: its version is the fault (version_not_v3, issuer_not_ca).
+    if not is_self_issued(cert) and "2.5.29.35" not in exts and cert.version == x509.Version.v3:
         problems.append(_problem("aki_missing", 85, depth, label, cert,
                                  f"{me} has no authorityKeyIdentifier naming its issuer's key (RFC 5280 4.2.1.1)",
                                  "have it reissued (every CA tool adds it by default)"))
