@@ -96,6 +96,14 @@ def verify(leaf: x509.Certificate, untrusted: list[x509.Certificate], trust: Tru
     Raises NetworkError (exit 3) only when a download the options asked for failed and no path verified
     without it.
     """
+    from tlskit.certificates import quiet_parsing
+
+    with quiet_parsing():  # a serial of 0 is a finding to report, not a Python warning to print
+        return _verify(leaf, untrusted, trust, options)
+
+
+def _verify(leaf: x509.Certificate, untrusted: list[x509.Certificate], trust: TrustStore,
+            options: VerifyOptions) -> Verdict:
     at = validation_time(options.at or dt.datetime.now(dt.timezone.utc))
     context = PathContext(options.purpose, options.host, at, options.bottom_is_ca)
     network_errors: list[NetworkError] = []

@@ -422,9 +422,11 @@ def _form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
     from cryptography import x509
 
     # A v1 certificate has no extensions at all: its version is the fault (version_not_v3, issuer_not_ca).
-    if not is_self_issued(cert) and "2.5.29.35" not in exts and cert.version == x509.Version.v3:
+    aki = exts.get("2.5.29.35")
+    if not is_self_issued(cert) and cert.version == x509.Version.v3 and (aki is None or aki.value.key_identifier is None):
+        what = "no authorityKeyIdentifier" if aki is None else "an authorityKeyIdentifier without keyIdentifier"
         problems.append(_problem("aki_missing", 85, depth, label, cert,
-                                 f"{me} has no authorityKeyIdentifier naming its issuer's key (RFC 5280 4.2.1.1)",
+                                 f"{me} has {what}, so it does not name its issuer's key (RFC 5280 4.2.1.1)",
                                  "have it reissued (every CA tool adds it by default)"))
     return problems
 

@@ -131,18 +131,17 @@ class PathSearch:
                 yield from self._extend([*path, issuer])
 
     def _issuers(self, cert: x509.Certificate, path: list[x509.Certificate]) -> tuple[bool, list[x509.Certificate]]:
-        """Whether any certificate carries ``cert``'s issuer name, and those that signed it, best first."""
+        """Whether any certificate off the path carries ``cert``'s issuer name, and those that signed it, best first."""
         trusted = list(self.trust.named(cert.issuer)) if self.trust is not None else []
         untrusted = [c for c in self._by_subject.get(cert.issuer, []) if c not in trusted]
-        named = bool(trusted or untrusted)
         on_path = {(c.subject, self._spki(c)) for c in path}
         ranked = []
         for candidate in trusted + untrusted:
             if candidate in path or (candidate.subject, self._spki(candidate)) in on_path:
-                continue
+                continue  # a loop: the path would come back to a CA it already passed
             ranked.append((self._rank(cert, candidate), candidate))
         ranked.sort(key=lambda item: item[0])
-        return named, [c for _, c in ranked if self.signs(c, cert)]
+        return bool(ranked), [c for _, c in ranked if self.signs(c, cert)]
 
     def _rank(self, cert: x509.Certificate, candidate: x509.Certificate) -> tuple:
         same_key = key_ids_match(cert, candidate)
