@@ -4,7 +4,7 @@
 exactly the fault it is about. :func:`resign` edits a signed TBS (a serial of 0, a negative one, 21
 octets: what the builder refuses to write) and signs it again. :func:`openssl_verify` runs
 `openssl verify -x509_strict` on the same files; :func:`ocsp_responder` serves `openssl ocsp`'s answers
-(the openssl binary builds and signs them from an index file) over HTTP on 127.0.0.1, or a crafted one.
+(the openssl binary builds and signs them from an index file) over HTTP on 127.0.0.1; :func:`make_crl` a CRL.
 """
 
 from __future__ import annotations
@@ -270,3 +270,36 @@ def openssl_ocsp_answer(directory: Path, index: Path, ca: Issued, signer: Issued
             return response.read_bytes(), "application/ocsp-response"
 
     return answer
+
+
+@contextlib.contextmanager
+def ocsp_responder(directory: Path, entries: list[tuple[Issued, str]], ca: Issued, signer: Issued | None = None,
+                   port: int | None = None) -> Iterator[str]:
+    """An OCSP responder on 127.0.0.1 whose every answer `openssl ocsp` makes (it echoes nonces); yields its URL.
+
+    ``entries`` are the index file's (certificate, "V"/"R"); ``signer`` defaults to ``ca`` itself. The
+    HTTP side is Python's because `openssl ocsp -port` listens on every interface.
+    """
+    index = openssl_index(directory, entries)
+    with http_peer({"/": openssl_ocsp_answer(directory, index, ca, signer or ca)}, port) as base:
+        yield base
+
+
+def make_crl(pki: Pki, file: str, issuer: Issued, revoked: list[Issued] = (), *, last_update: dt.datetime | None = None,
+             next_update: dt.datetime | None = None, signer_key=None, der: bool = False) -> Path:
+    """A CRL of ``issuer`` listing ``revoked`` (revoked a day ago, keyCompromise), signed by ``signer_key``."""
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(issuer.cert.subject)
+               .last_update(last_update or NOW - DAY)
+               .next_update(next_update or NOW + 7 * DAY)
+               .add_extension(x509.CRLNumber(1), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                              critical=False))
+    for issued in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(issued.cert.serial_number).revocation_date(NOW - DAY)
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False).build())
+    crl = builder.sign(signer_key or issuer.key, hashes.SHA256())
+    path = pki.dir / f"{file}.{'der' if der else 'pem'}"
+    path.write_bytes(crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
+    return path
