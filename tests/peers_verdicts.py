@@ -226,17 +226,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def http_peer(routes: dict[str, object], port: int | None = None) -> Iterator[str]:
     """Serve ``routes`` (path -> (bytes, content type) or a callable body -> that) on 127.0.0.1; yields the base URL."""
-    port = port or free_port()
-    handler = type("Handler", (_Handler,), {"routes": routes})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    from peers_chain import serve_http
+
+    with serve_http(type("Handler", (_Handler,), {"routes": routes}), port) as url:
+        yield url
 
 
 def openssl_index(directory: Path, entries: list[tuple[Issued, str]]) -> Path:

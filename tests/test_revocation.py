@@ -7,7 +7,6 @@ what `openssl ocsp` as a client says about the same responder.
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from conftest import assert_one_line_error, free_port, openssl, run_tlskit
+from peers_chain import serve_http
 from peers_tls import s_server
 from peers_verdicts import DAY, NOW, Pki, http_peer, make_crl, ocsp_responder, openssl_verify
 
@@ -161,18 +161,11 @@ def test_downloads_are_bounded_in_size_and_in_total_time():
             http_request(f"{base}/big", "a CRL", limit=4999, timeout=5)
     with pytest.raises(NetworkError, match="only http"):
         http_request("https://127.0.0.1:9/x.crl", "a CRL", limit=10, timeout=1)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(_Dripping) as base:
         started = time.monotonic()
         with pytest.raises(NetworkError, match="within 1"):
-            http_request(f"http://127.0.0.1:{server.server_port}/crl", "a CRL", limit=1 << 20, timeout=1.0)
+            http_request(f"{base}/crl", "a CRL", limit=1 << 20, timeout=1.0)
         assert time.monotonic() - started < 3
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # ------------------------------------------------------------------------------------------- OCSP

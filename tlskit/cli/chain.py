@@ -30,16 +30,12 @@ def chain(
         "--pkcs12", help="Also write key + chain as PKCS#12 (needs --key and --passphrase-file).")] = None,
     passphrase_file: Annotated[Optional[Path], typer.Option(
         "--passphrase-file", help="First line: the PKCS#12 password (and --key's passphrase if it is encrypted).")] = None,
-    at: Annotated[Optional[str], typer.Option(
-        "--at", help="Verify at this time (ISO 8601, e.g. 2025-01-01T00:00:00Z) instead of now.")] = None,
+    at: params.At = None,
     purpose: Annotated[str, typer.Option(
         "--purpose", help="server (a TLS server's fullchain) or client (a client certificate for mTLS).")] = "server",
-    lenient: Annotated[bool, typer.Option(
-        "--lenient", help="Web PKI findings (CN not in the SANs, weak keys, missing AKI...) warn instead of failing.")] = False,
-    crl: Annotated[Optional[list[Path]], typer.Option(
-        "--crl", help="Check revocation against this CRL (PEM or DER; repeatable).")] = None,
-    ocsp: Annotated[bool, typer.Option(
-        "--ocsp", help="Ask each certificate's OCSP responder (from its AIA) whether it is revoked.")] = False,
+    lenient: params.Lenient = False,
+    crl: params.Crl = None,
+    ocsp: params.Ocsp = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:

@@ -22,16 +22,12 @@ def probe(
         "--starttls", help="Upgrade a plain-text connection first: smtp, imap, pop3, ftp or postgres.")] = None,
     showcerts: Annotated[bool, typer.Option("--showcerts", help="Also print the PEM of each certificate sent.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the chain as sent (PEM), even when it fails to verify.")] = None,
-    at: Annotated[Optional[str], typer.Option(
-        "--at", help="Verify at this time (ISO 8601, e.g. 2025-01-01T00:00:00Z) instead of now.")] = None,
-    lenient: Annotated[bool, typer.Option(
-        "--lenient", help="Web PKI findings (CN not in the SANs, weak keys, missing AKI...) warn instead of failing.")] = False,
-    crl: Annotated[Optional[list[Path]], typer.Option(
-        "--crl", help="Check revocation against this CRL (PEM or DER; repeatable).")] = None,
+    at: params.At = None,
+    lenient: params.Lenient = False,
+    crl: params.Crl = None,
     fetch: Annotated[bool, typer.Option(
         "--fetch", help="Download what the certificates point at: a missing intermediate (AIA), CRLs (distribution points).")] = False,
-    ocsp: Annotated[bool, typer.Option(
-        "--ocsp", help="Ask each certificate's OCSP responder (from its AIA) whether it is revoked.")] = False,
+    ocsp: params.Ocsp = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
