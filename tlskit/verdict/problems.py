@@ -57,3 +57,10 @@ class Problem:
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "reason": self.reason, "depth": self.depth, "detail": self.detail,
                 "rule": self.rule, "subject": self.subject}
+
+
+def cert_problem(rule: str, code: int, depth: int, label, cert, detail: str, fix: str | None = None) -> Problem:
+    """A problem of the certificate ``cert`` at ``depth`` (``label`` is the path's labeller, kept for callers)."""
+    from tlskit.names import name_to_slash
+
+    return Problem(rule, code, depth, detail, fix, name_to_slash(cert.subject))

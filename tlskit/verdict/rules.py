@@ -20,9 +20,9 @@ from tlskit.certificates import (authority_key_id, certificate_sans, is_ca, is_e
                                  is_self_issued, subject_key_id)
 from tlskit.names import name_to_slash, san_to_text
 from tlskit.verdict import constraints, policies
-from tlskit.verdict.der import GENERALIZED_TIME, signature_algorithms_match, validity_time_tags
 from tlskit.verdict.hosts import HostName, leaf_matches
-from tlskit.verdict.problems import Problem
+from tlskit.verdict.form import form_rules, key_rules
+from tlskit.verdict.problems import Problem, cert_problem
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 SERVER, CLIENT = "server", "client"
 PURPOSES = (SERVER, CLIENT)
 
-# What a certificate's extensions may carry as critical and still be understood here.
-_UNDERSTOOD = {
-    "2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17", "2.5.29.30", "2.5.29.32", "2.5.29.36", "2.5.29.54",
-    "2.5.29.33", "2.5.29.35", "2.5.29.14", "1.3.6.1.5.5.7.1.1",
-}
 _ANY_EKU = "2.5.29.37.0"
 _EKU = {SERVER: "1.3.6.1.5.5.7.3.1", CLIENT: "1.3.6.1.5.5.7.3.2"}
 _EKU_NAME = {SERVER: "serverAuth", CLIENT: "clientAuth"}
@@ -81,7 +76,7 @@ def check_path(path: list[x509.Certificate], anchored: bool, context: PathContex
         judged = not (depth == top and (anchored or (depth > 0 and is_self_issued(cert))))
         exts = _extensions(cert)
         if exts is None:
-            problems.append(_problem("extensions_malformed", 41, depth, label, cert,
+            problems.append(cert_problem("extensions_malformed", 41, depth, label, cert,
                                      f"{label(depth)} has extensions that cannot be parsed (duplicated or malformed)",
                                      "have it reissued"))
             continue
@@ -91,8 +86,8 @@ def check_path(path: list[x509.Certificate], anchored: bool, context: PathContex
         if acts_as_ca:
             problems += _ca_rules(path, depth, exts, label, context, judged)
         if judged:
-            problems += _form_rules(cert, exts, depth, label, acts_as_ca)
-        problems += _key_rules(cert, depth, label, acts_as_ca)
+            problems += form_rules(cert, exts, depth, label, acts_as_ca)
+        problems += key_rules(cert, depth, label, acts_as_ca)
         if depth < top:
             problems += _link_rules(cert, path[depth + 1], depth, label)
         elif is_self_issued(cert):
@@ -117,10 +112,6 @@ def _openssl_order(problem: Problem) -> tuple[int, int]:
     return _GROUP.get(problem.code, 6), problem.depth if problem.depth is not None else 99
 
 
-def _problem(rule: str, code: int, depth: int, label, cert, detail: str, fix: str | None = None) -> Problem:
-    return Problem(rule, code, depth, detail, fix, name_to_slash(cert.subject))
-
-
 def _extensions(cert: x509.Certificate) -> dict[str, x509.Extension] | None:
     from cryptography import x509
 
@@ -143,40 +134,40 @@ def _leaf_rules(cert, exts, depth, label, context: PathContext, is_anchor: bool)
     me = label(depth)
     bc = exts.get("2.5.29.19")
     if bc is not None and bc.value.ca:
-        problems.append(_problem("leaf_is_ca", 37, depth, label, cert,
+        problems.append(cert_problem("leaf_is_ca", 37, depth, label, cert,
                                  f"{me} is a CA certificate (basicConstraints CA:TRUE), used as a {context.purpose} "
                                  "certificate", "use the certificate issued for the site, not its CA"))
     elif bc is not None and bc.value.path_length is not None:
-        problems.append(_problem("path_length_without_ca", 80, depth, label, cert,
+        problems.append(cert_problem("path_length_without_ca", 80, depth, label, cert,
                                  f"{me} has a pathLenConstraint without CA:TRUE", "have it reissued"))
     ku = exts.get("2.5.29.15")
     if ku is not None and ku.value.key_cert_sign and not (bc is not None and bc.value.ca):
-        problems.append(_problem("leaf_key_cert_sign", 82, depth, label, cert,
+        problems.append(cert_problem("leaf_key_cert_sign", 82, depth, label, cert,
                                  f"{me} has keyUsage keyCertSign but is not a CA", "have it reissued without keyCertSign"))
     ekus = _ekus(exts)
     wanted = _EKU[context.purpose]
     if ekus is not None:
         if wanted not in ekus and _ANY_EKU not in ekus:
             names = ", ".join(_eku_name(e) for e in ekus) or "nothing"
-            problems.append(_problem("leaf_eku_wrong_purpose", 26, depth, label, cert,
+            problems.append(cert_problem("leaf_eku_wrong_purpose", 26, depth, label, cert,
                                      f"the extendedKeyUsage of {me} allows {names}, not {_EKU_NAME[context.purpose]}",
                                      f"use a certificate issued for TLS {context.purpose}s "
                                      f"(extendedKeyUsage {_EKU_NAME[context.purpose]})"))
         if _ANY_EKU in ekus:
-            problems.append(_problem("leaf_any_eku", 26, depth, label, cert,
+            problems.append(cert_problem("leaf_any_eku", 26, depth, label, cert,
                                      f"{me} carries anyExtendedKeyUsage, which the CA/B Forum forbids in subscriber "
                                      "certificates (BR 7.1.2.7.10)", "have it reissued with the purposes it needs"))
         if exts["2.5.29.37"].critical:
-            problems.append(_problem("leaf_eku_critical", 26, depth, label, cert,
+            problems.append(cert_problem("leaf_eku_critical", 26, depth, label, cert,
                                      f"{me} marks its extendedKeyUsage critical, which the CA/B Forum forbids "
                                      "(BR 7.1.2.7.10)", "have it reissued"))
     if "2.5.29.30" in exts:
-        problems.append(_problem("leaf_name_constraints", 41, depth, label, cert,
+        problems.append(cert_problem("leaf_name_constraints", 41, depth, label, cert,
                                  f"{me} carries nameConstraints, which only CA certificates may", "have it reissued"))
     sans = certificate_sans(cert)
     if context.purpose == SERVER:
         if not sans:
-            problems.append(_problem("leaf_san_missing", 62 if context.host else 1, depth, label, cert,
+            problems.append(cert_problem("leaf_san_missing", 62 if context.host else 1, depth, label, cert,
                                      f"{me} has no subjectAltName: clients match host names against SANs only "
                                      "(RFC 6125; the CN is not used)", "have it reissued with the host names as SANs"))
         else:
@@ -184,16 +175,16 @@ def _leaf_rules(cert, exts, depth, label, context: PathContext, is_anchor: bool)
             problems += _wildcard_rules(cert, sans, depth, label)
     san = exts.get("2.5.29.17")
     if san is not None and len(cert.subject) == 0 and not san.critical:
-        problems.append(_problem("san_not_critical", 88, depth, label, cert,
+        problems.append(cert_problem("san_not_critical", 88, depth, label, cert,
                                  f"{me} has an empty subject and a non-critical subjectAltName (RFC 5280 4.2.1.6)"))
     if san is not None and len(cert.subject) and san.critical and context.purpose == SERVER:
-        problems.append(_problem("san_critical", 41, depth, label, cert,
+        problems.append(cert_problem("san_critical", 41, depth, label, cert,
                                  f"{me} marks its subjectAltName critical although it has a subject (CA/B BR "
                                  "7.1.2.7.12)", "have it reissued"))
     from cryptography import x509
 
     if cert.version != x509.Version.v3 and not is_anchor:
-        problems.append(_problem("version_not_v3", 1, depth, label, cert,
+        problems.append(cert_problem("version_not_v3", 1, depth, label, cert,
                                  f"{me} is a version 1 certificate; the CA/B Forum requires version 3 (BR 7.1.1)",
                                  "have it reissued"))
     return problems
@@ -228,7 +219,7 @@ def _cn_rules(cert, sans, depth, label) -> list[Problem]:
             except (UnicodeError, ValueError):
                 pass
         if candidate not in texts:
-            problems.append(_problem("cn_not_in_sans", 1, depth, label, cert,
+            problems.append(cert_problem("cn_not_in_sans", 1, depth, label, cert,
                                      f"the subject CN {value!r} of {label(depth)} is not one of its SANs "
                                      "(CA/B BR 7.1.4.3)", "have it reissued with the CN repeated as a SAN"))
     return problems
@@ -242,7 +233,7 @@ def _wildcard_rules(cert, sans, depth, label) -> list[Problem]:
         if isinstance(name, x509.DNSName) and name.value.startswith("*."):
             parent = name.value[2:].lower().rstrip(".")
             if _is_public_suffix(parent):
-                problems.append(_problem("wildcard_public_suffix", 1, depth, label, cert,
+                problems.append(cert_problem("wildcard_public_suffix", 1, depth, label, cert,
                                          f"{label(depth)} names {san_to_text(name)}: a wildcard directly under the "
                                          f"public suffix {parent} (CA/B BR 3.2.2.6)",
                                          "name the registered domain's hosts instead"))
@@ -272,7 +263,7 @@ def _host_rules(leaf, host: HostName, label) -> list[Problem]:
         return []
     code = 64 if host.ip is not None else 62
     names = ", ".join(san_to_text(n) for n in sans)
-    return [_problem("hostname_mismatch", code, 0, label, leaf, f"the leaf is not valid for {host}: it names {names}",
+    return [cert_problem("hostname_mismatch", code, 0, label, leaf, f"the leaf is not valid for {host}: it names {names}",
                      "use the certificate issued for that name, or check the name asked for")]
 
 
@@ -293,41 +284,41 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool) -> l
         why = ("it is a version 1 certificate, which can only be a CA as a trust anchor"
                if cert.version == x509.Version.v1 else
                "it has no basicConstraints" if "2.5.29.19" not in exts else "its basicConstraints say CA:FALSE")
-        problems.append(_problem("issuer_not_ca", 79, depth, label, cert,
+        problems.append(cert_problem("issuer_not_ca", 79, depth, label, cert,
                                  f"{me} signs certificates but is not a CA: {why}",
                                  "the chain needs the issuing CA's certificate, not another leaf"))
         ku = exts.get("2.5.29.15")
         if ku is not None and not ku.value.key_cert_sign:
-            problems.append(_problem("key_cert_sign_missing", 32, depth, label, cert,
+            problems.append(cert_problem("key_cert_sign_missing", 32, depth, label, cert,
                                      f"{me} has a keyUsage without keyCertSign"))
         return problems
     bc = exts["2.5.29.19"]
     if not bc.critical:
-        problems.append(_problem("ca_basic_constraints_not_critical", 89, depth, label, cert,
+        problems.append(cert_problem("ca_basic_constraints_not_critical", 89, depth, label, cert,
                                  f"{me} does not mark basicConstraints critical (RFC 5280 4.2.1.9)",
                                  "have the CA certificate reissued"))
     ku = exts.get("2.5.29.15")
     if ku is None:
-        problems.append(_problem("ca_key_usage_missing", 92, depth, label, cert,
+        problems.append(cert_problem("ca_key_usage_missing", 92, depth, label, cert,
                                  f"{me} has no keyUsage; a CA certificate needs keyCertSign (RFC 5280 4.2.1.3)",
                                  "have the CA certificate reissued with keyUsage keyCertSign, cRLSign"))
     elif not ku.value.key_cert_sign:
-        problems.append(_problem("key_cert_sign_missing", 32, depth, label, cert,
+        problems.append(cert_problem("key_cert_sign_missing", 32, depth, label, cert,
                                  f"{me} has a keyUsage without keyCertSign, so it may not sign certificates"))
     problems += _path_length(path, depth, exts, label)
     aki = exts.get("2.5.29.35")
     if aki is not None and (aki.value.key_identifier is None or aki.value.authority_cert_issuer is not None
                             or aki.value.authority_cert_serial_number is not None):
-        problems.append(_problem("ca_aki_form", 41, depth, label, cert,
+        problems.append(cert_problem("ca_aki_form", 41, depth, label, cert,
                                  f"{me} has an authorityKeyIdentifier without keyIdentifier, or with issuer and "
                                  "serial (CA/B BR 7.1.2.11.1)"))
     eku = exts.get("2.5.29.37")
     if eku is not None and eku.critical:
-        problems.append(_problem("ca_eku_critical", 41, depth, label, cert,
+        problems.append(cert_problem("ca_eku_critical", 41, depth, label, cert,
                                  f"{me} marks its extendedKeyUsage critical (CA/B BR 7.1.2.10.6)"))
     problems += _ca_eku(cert, exts, depth, label, context)
     if "2.5.29.14" not in exts:
-        problems.append(_problem("ski_missing", 86, depth, label, cert,
+        problems.append(cert_problem("ski_missing", 86, depth, label, cert,
                                  f"{me} has no subjectKeyIdentifier, which every CA certificate must carry "
                                  "(RFC 5280 4.2.1.2)", "have the CA certificate reissued"))
     return problems
@@ -339,7 +330,7 @@ def _ca_eku(cert, exts, depth, label, context: PathContext) -> list[Problem]:
     if ekus is None or wanted in ekus or _ANY_EKU in ekus:
         return []
     names = ", ".join(_eku_name(e) for e in ekus) or "nothing"
-    return [_problem("ca_eku_excludes_purpose", 26, depth, label, cert,
+    return [cert_problem("ca_eku_excludes_purpose", 26, depth, label, cert,
                      f"the extendedKeyUsage of {label(depth)} allows {names}, not {_EKU_NAME[context.purpose]}: it "
                      f"cannot vouch for a TLS {context.purpose}", "use a CA that issues TLS certificates")]
 
@@ -353,149 +344,16 @@ def _path_length(path, depth, exts, label) -> list[Problem]:
     if below <= bc.value.path_length:
         return []
     cert = path[depth]
-    return [_problem("path_length_exceeded", 25, depth, label, cert,
+    return [cert_problem("path_length_exceeded", 25, depth, label, cert,
                      f"{label(depth)} allows {bc.value.path_length} intermediate(s) below it (pathLenConstraint) and "
                      f"the path has {below}", "use a shorter chain, or a CA allowed to have sub-CAs")]
-
-
-# -------------------------------------------------------------------------------------- every certificate
-
-
-_ALLOWED_SIGNATURES = {
-    "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13",  # RSA PKCS#1 v1.5 SHA-256/384/512
-    "1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4",        # ECDSA SHA-256/384/512
-    "1.2.840.113549.1.1.10",                                                    # RSA-PSS (parameters checked below)
-}
-_WEAK_SIGNATURES = {"1.2.840.113549.1.1.5": "SHA-1", "1.2.840.113549.1.1.4": "MD5", "1.2.840.10045.4.1": "SHA-1",
-                    "1.2.840.10040.4.3": "SHA-1", "1.3.14.3.2.29": "SHA-1", "1.2.840.113549.1.1.2": "MD2"}
-
-
-def _form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
-    """The certificate's own form; a trust anchor's is not judged."""
-    me = label(depth)
-    problems = []
-    signature = cert.signature_algorithm_oid.dotted_string
-    if signature in _WEAK_SIGNATURES:
-        problems.append(_problem("weak_signature", 68, depth, label, cert,
-                                 f"{me} is signed with {_WEAK_SIGNATURES[signature]}, which verifiers refuse",
-                                 "the issuer signed with SHA-1 or MD5, which clients refuse: reissue the certificates "
-                                 "with SHA-256"))
-    elif signature not in _ALLOWED_SIGNATURES or not _pss_allowed(cert):
-        problems.append(_problem("signature_algorithm_not_allowed", 1, depth, label, cert,
-                                 f"{me} is signed with {_signature_name(cert)}, which the Web PKI does not allow "
-                                 "(CA/B BR 7.1.3.2: RSA or ECDSA with SHA-256/384/512)",
-                                 "reissue it with RSA or ECDSA and SHA-256"))
-    if not signature_algorithms_match(cert):
-        problems.append(_problem("signature_algorithm_mismatch", 78, depth, label, cert,
-                                 f"{me} names different signature algorithms inside and outside its signed part "
-                                 "(RFC 5280 4.1.1.2)"))
-    serial = cert.serial_number
-    if serial == 0:
-        problems.append(_problem("serial_zero", 1, depth, label, cert,
-                                 f"{me} has serial number 0; RFC 5280 4.1.2.2 requires a positive integer"))
-    elif serial < 0:
-        problems.append(_problem("serial_negative", 1, depth, label, cert,
-                                 f"{me} has a negative serial number; RFC 5280 4.1.2.2 requires a positive integer"))
-    elif (serial.bit_length() + 8) // 8 > 20:
-        problems.append(_problem("serial_too_long", 1, depth, label, cert,
-                                 f"{me} has a serial number of {(serial.bit_length() + 8) // 8} octets; "
-                                 "RFC 5280 4.1.2.2 allows at most 20"))
-    if len(cert.issuer) == 0:
-        problems.append(_problem("issuer_empty", 83, depth, label, cert, f"{me} has an empty issuer name"))
-    tags = validity_time_tags(cert)
-    if tags is not None:
-        for index, (tag, when) in enumerate(zip(tags, (cert.not_valid_before_utc, cert.not_valid_after_utc))):
-            if tag == GENERALIZED_TIME and 1950 <= when.year < 2050:
-                problems.append(_problem("validity_encoding", 13 + index, depth, label, cert,
-                                         f"{me} encodes {'notBefore' if index == 0 else 'notAfter'} as "
-                                         "GeneralizedTime before 2050, where RFC 5280 4.1.2.5 requires UTCTime"))
-    for oid, ext in exts.items():
-        if ext.critical and oid not in _UNDERSTOOD:
-            problems.append(_problem("unknown_critical_extension", 34, depth, label, cert,
-                                     f"{me} has a critical extension {_extension_name(oid)} that tlskit does not "
-                                     "process (RFC 5280 4.2: such a certificate must be refused)"))
-    for oid, code, name in (("2.5.29.35", 90, "authorityKeyIdentifier"), ("2.5.29.14", 91, "subjectKeyIdentifier"),
-                            ("1.3.6.1.5.5.7.1.1", 41, "authorityInfoAccess")):
-        if oid in exts and exts[oid].critical:
-            problems.append(_problem(f"{name}_critical", code, depth, label, cert,
-                                     f"{me} marks its {name} critical, which RFC 5280 forbids"))
-    from cryptography import x509
-
-    # A v1 certificate has no extensions at all: its version is the fault (version_not_v3, issuer_not_ca).
-    aki = exts.get("2.5.29.35")
-    if not is_self_issued(cert) and cert.version == x509.Version.v3 and (aki is None or aki.value.key_identifier is None):
-        what = "no authorityKeyIdentifier" if aki is None else "an authorityKeyIdentifier without keyIdentifier"
-        problems.append(_problem("aki_missing", 85, depth, label, cert,
-                                 f"{me} has {what}, so it does not name its issuer's key (RFC 5280 4.2.1.1)",
-                                 "have it reissued (every CA tool adds it by default)"))
-    return problems
-
-
-def _pss_allowed(cert) -> bool:
-    """RSA-PSS only with the BR's three parameter sets: the same SHA-2 for hash and MGF1, salt = digest size."""
-    if cert.signature_algorithm_oid.dotted_string != "1.2.840.113549.1.1.10":
-        return True
-    try:
-        params = cert.signature_algorithm_parameters
-        hash_algorithm = cert.signature_hash_algorithm
-        return (hash_algorithm.name in ("sha256", "sha384", "sha512") and params._mgf._algorithm.name == hash_algorithm.name
-                and params._salt_length == hash_algorithm.digest_size)
-    except Exception:
-        return False
-
-
-def _signature_name(cert) -> str:
-    name = cert.signature_algorithm_oid._name
-    return name if name != "Unknown OID" else cert.signature_algorithm_oid.dotted_string
-
-
-def _extension_name(oid: str) -> str:
-    from cryptography.x509 import ObjectIdentifier
-
-    name = ObjectIdentifier(oid)._name
-    return f"{name} ({oid})" if name != "Unknown OID" else oid
-
-
-def _key_rules(cert, depth, label, acts_as_ca: bool) -> list[Problem]:
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
-
-    me = label(depth)
-    try:
-        key = cert.public_key()
-    except (UnsupportedAlgorithm, ValueError):
-        return [_problem("key_algorithm_not_allowed", 1, depth, label, cert,
-                         f"{me} has a public key tlskit cannot read (unsupported algorithm or explicit curve "
-                         "parameters)", "reissue it with an RSA or ECDSA P-256 key")]
-    weak_code = 67 if acts_as_ca else 66
-    if isinstance(key, rsa.RSAPublicKey):
-        problems = []
-        if key.key_size < 2048:
-            problems.append(_problem("rsa_key_too_small", weak_code, depth, label, cert,
-                                     f"{me} has an RSA key of {key.key_size} bits; the Web PKI requires at least "
-                                     "2048 (CA/B BR 6.1.5)", "reissue it with an RSA 2048+ or ECDSA P-256 key"))
-        if key.key_size % 8:
-            problems.append(_problem("rsa_key_size_not_multiple_of_8", 1, depth, label, cert,
-                                     f"{me} has an RSA key of {key.key_size} bits, not a multiple of 8 "
-                                     "(CA/B BR 6.1.5)", "reissue it with an RSA 2048 or 3072 key"))
-        return problems
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
-            return [_problem("ec_curve_not_allowed", weak_code if key.curve.key_size < 224 else 1, depth, label, cert,
-                             f"{me} has an EC key on {key.curve.name}; the Web PKI allows P-256, P-384 and P-521 "
-                             "(CA/B BR 6.1.5)", "reissue it with a P-256 key")]
-        return []
-    kind = "DSA" if isinstance(key, dsa.DSAPublicKey) else type(key).__name__.removesuffix("PublicKey").lstrip("_")
-    return [_problem("key_algorithm_not_allowed", 1, depth, label, cert,
-                     f"{me} has a {kind} key; the Web PKI allows RSA and ECDSA only (CA/B BR 6.1.5)",
-                     "reissue it with an RSA 2048+ or ECDSA P-256 key")]
 
 
 def _link_rules(cert, issuer, depth, label) -> list[Problem]:
     aki, ski = authority_key_id(cert), subject_key_id(issuer)
     if aki is None or ski is None or aki == ski:
         return []
-    return [_problem("aki_ski_mismatch", 30, depth, label, cert,
+    return [cert_problem("aki_ski_mismatch", 30, depth, label, cert,
                      f"the authorityKeyIdentifier of {label(depth)} ({aki.hex()[:16]}...) is not the "
                      f"subjectKeyIdentifier of its issuer {name_to_slash(issuer.subject)} ({ski.hex()[:16]}...)",
                      "the issuer was re-keyed or the certificate was made by hand: have it reissued")]
@@ -512,7 +370,7 @@ def _root_rules(cert, depth, label) -> list[Problem]:
         own = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
     if aki == own:
         return []
-    return [_problem("root_aki_other_key", 30, depth, label, cert,
+    return [cert_problem("root_aki_other_key", 30, depth, label, cert,
                      f"{label(depth)} is self-signed but its authorityKeyIdentifier names another key",
                      "have the root reissued with a matching keyIdentifier")]
 
@@ -521,11 +379,11 @@ def _time_rules(path, label, at: dt.datetime) -> list[Problem]:
     problems = []
     for depth, cert in enumerate(path):
         if is_expired(cert, at):
-            problems.append(_problem("expired", 10, depth, label, cert,
+            problems.append(cert_problem("expired", 10, depth, label, cert,
                                      f"{label(depth)} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC",
                                      "renew it, or get the current certificate from your CA"))
         elif is_not_yet_valid(cert, at):
-            problems.append(_problem("not_yet_valid", 9, depth, label, cert,
+            problems.append(cert_problem("not_yet_valid", 9, depth, label, cert,
                                      f"{label(depth)} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} "
                                      "UTC", "check the clock (or --at), or wait"))
     return problems
