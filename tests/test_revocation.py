@@ -262,3 +262,64 @@ def test_probe_ocsp_crl_and_at_against_s_server(tmp_path, pki):
     assert [(p["code"], p["rule"]) for p in run.json["verification"]["problems"]] == [(23, "revoked")]
     assert run.json["verification"]["revocation"][0]["method"] == "ocsp"
     assert "23 certificate revoked" in text.stdout
+
+
+def crafted_ocsp(inter, leaf, *, this_update, next_update, nonce: bytes | None = b"", status="good"):
+    """A route answering every request with a response signed by the issuer, dated as asked; ``nonce`` b"" echoes
+    the request's, None leaves it out, other bytes replace it (a replayed answer)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    def answer(body: bytes):
+        request = ocsp.load_der_ocsp_request(body)
+        builder = (ocsp.OCSPResponseBuilder()
+                   .add_response(leaf.cert, inter.cert, hashes.SHA1(), ocsp.OCSPCertStatus.GOOD, this_update,
+                                 next_update, None, None)
+                   .responder_id(ocsp.OCSPResponderEncoding.HASH, inter.cert))
+        if nonce is not None:
+            sent = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            builder = builder.add_extension(x509.OCSPNonce(nonce or sent), critical=False)
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return builder.sign(inter.key, hashes.SHA256()).public_bytes(Encoding.DER), "application/ocsp-response"
+
+    return answer
+
+
+@pytest.mark.parametrize("case, fault", [
+    ("stale", "nextUpdate"), ("future", "in the future"), ("replayed", "another nonce"), ("no_nonce", None)])
+def test_ocsp_freshness_and_nonce(tmp_path, pki, case, fault):
+    port = free_port()
+    root, inter, leaf = ocsp_chain(pki, port)
+    dates = {"stale": (NOW - 3 * DAY, NOW - DAY), "future": (NOW + DAY, NOW + 2 * DAY)}.get(case, (NOW - DAY / 24,
+                                                                                                  NOW + DAY))
+    nonce = {"replayed": b"0123456789abcdef", "no_nonce": None}.get(case, b"")
+    route = crafted_ocsp(inter, leaf, this_update=dates[0], next_update=dates[1], nonce=nonce)
+    with http_peer({"/": route}, port):
+        run = run_tlskit(*chain_args(root, inter, leaf), "--ocsp", cwd=tmp_path)
+    if fault is None:
+        # Responders that pre-sign their answers leave the nonce out; that is said, not failed.
+        assert run.returncode == 0, run.stderr
+        assert run.json["revocation"][0]["nonce"] == "absent"
+    else:
+        assert run.returncode == 1
+        assert [(p["code"], p["rule"]) for p in run.json["problems"]] == [(74, "ocsp_unreliable")]
+        assert fault in run.json["problems"][0]["detail"]
+
+
+def test_a_redirect_away_from_http_is_not_followed():
+    from tlskit.errors import NetworkError
+    from tlskit.fetching import http_request
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", "https://127.0.0.1:9/elsewhere.crl")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with serve_http(Redirect) as base, pytest.raises(NetworkError, match="only http"):
+        http_request(f"{base}/int.crl", "a CRL", limit=1000, timeout=5)
