@@ -303,8 +303,12 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool) -> l
                                  f"{me} has no keyUsage; a CA certificate needs keyCertSign (RFC 5280 4.2.1.3)",
                                  "have the CA certificate reissued with keyUsage keyCertSign, cRLSign"))
     elif not ku.value.key_cert_sign:
+        # OpenSSL's X509_check_ca() refuses such a CA outright (79) before the signature check says 32.
+        problems.append(cert_problem("issuer_not_ca", 79, depth, label, cert,
+                                     f"{me} signs certificates but its keyUsage does not allow it (no keyCertSign)",
+                                     "have the CA certificate reissued with keyUsage keyCertSign, cRLSign"))
         problems.append(cert_problem("key_cert_sign_missing", 32, depth, label, cert,
-                                 f"{me} has a keyUsage without keyCertSign, so it may not sign certificates"))
+                                     f"{me} has a keyUsage without keyCertSign, so it may not sign certificates"))
     problems += _path_length(path, depth, exts, label)
     aki = exts.get("2.5.29.35")
     if aki is not None and (aki.value.key_identifier is None or aki.value.authority_cert_issuer is not None
