@@ -323,3 +323,33 @@ def test_a_redirect_away_from_http_is_not_followed():
 
     with serve_http(Redirect) as base, pytest.raises(NetworkError, match="only http"):
         http_request(f"{base}/int.crl", "a CRL", limit=1000, timeout=5)
+
+
+def test_a_crl_not_yet_valid_is_11_and_one_from_an_issuer_without_crl_sign_is_35(tmp_path, pki):
+    root, inter, leaf = pki.chain()
+    early = make_crl(pki, "early", inter, [], last_update=NOW + DAY / 2, next_update=NOW + 7 * DAY)
+    run = run_tlskit(*chain_args(root, inter, leaf), "--crl", str(early), cwd=tmp_path)
+    assert [(p["code"], p["rule"]) for p in run.json["problems"]] == [(11, "crl_not_yet_valid")]
+    assert openssl_crl_code(root, inter, leaf, early) == 11
+    from peers_verdicts import _key_usage
+
+    no_crl_sign = x509.KeyUsage(**{**{k: getattr(_key_usage(True), k) for k in (
+        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+        "key_cert_sign")}, "crl_sign": False, "encipher_only": False, "decipher_only": False})
+    inter2 = pki.issue("int2", "Verdict Intermediate 2", root, ca=True, key_usage=no_crl_sign)
+    leaf2 = pki.issue("leaf2", "www.example.test", inter2, ca=False)
+    crl = make_crl(pki, "int2-crl", inter2, [])
+    run = run_tlskit(*chain_args(root, inter2, leaf2), "--crl", str(crl), cwd=tmp_path)
+    assert [(p["code"], p["rule"]) for p in run.json["problems"]] == [(35, "crl_sign_missing")]
+    assert openssl_crl_code(root, inter2, leaf2, crl) == 35
+
+
+def test_a_responder_that_does_not_know_the_leaf_is_75(tmp_path, pki):
+    port = free_port()
+    root, inter, leaf = ocsp_chain(pki, port)
+    with ocsp_responder(tmp_path, [(inter, "V")], inter, port=port) as url:
+        run = run_tlskit(*chain_args(root, inter, leaf), "--ocsp", cwd=tmp_path)
+        says = openssl_ocsp_says(url, inter, leaf, root)
+    assert run.returncode == 1
+    assert [(p["code"], p["rule"]) for p in run.json["problems"]] == [(75, "ocsp_unknown")]
+    assert f"{leaf.path}: unknown" in says
