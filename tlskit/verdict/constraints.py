@@ -58,7 +58,8 @@ def check(path: list[x509.Certificate], label) -> list[Problem]:
                     continue
                 code, rule, what = fault
                 problems.append(Problem(
-                    rule, code, depth, f"{label(depth)} names {_show(name)}, which {what} of {label(ca_depth)}",
+                    rule, code, depth,
+                    f"{label(depth)} names {_show(name)}, which {what} in the name constraints of {label(ca_depth)}",
                     "the CA's nameConstraints do not allow this name: have the certificate issued by a CA that may "
                     "issue for it", name_to_slash(cert.subject)))
                 break
