@@ -233,9 +233,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def http_server(directory: Path, port: int | None = None) -> Iterator[str]:
     """Serve ``directory`` on 127.0.0.1 (a CA's caIssuers repository); yields the base URL; always stopped."""
+    with serve_http(functools.partial(_QuietHandler, directory=str(directory)), port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_http(handler, port: int | None = None) -> Iterator[str]:
+    """Run ``handler`` (a request handler class or factory) on 127.0.0.1 in a thread; yields the base URL."""
     port = port or free_port()
-    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

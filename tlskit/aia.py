@@ -54,26 +54,16 @@ def ca_issuer_urls(cert: x509.Certificate) -> list[str]:
 
 def fetch_issuer_certificates(url: str) -> list[x509.Certificate]:
     """Download what a caIssuers URL serves: DER, PEM, or a PKCS#7 bundle (``.p7c``)."""
-    import urllib.error
-    import urllib.request
+    from tlskit.fetching import http_request
 
-    if not url.lower().startswith(("http://", "https://")):
-        raise NetworkError(f"cannot fetch {url}", "only http and https caIssuers URLs are fetched",
-                           "add the intermediate to the inputs")
-    request = urllib.request.Request(url, headers={"User-Agent": "tlskit"})
     try:
-        with urllib.request.urlopen(request, timeout=_FETCH_TIMEOUT) as response:
-            data = response.read(_FETCH_LIMIT + 1)
-    except urllib.error.HTTPError as exc:
-        raise NetworkError(f"cannot fetch the issuer certificate from {url}", f"HTTP {exc.code}",
-                           "add the intermediate to the inputs") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise NetworkError(f"cannot fetch the issuer certificate from {url}", str(reason),
-                           "check the network, or add the intermediate to the inputs") from None
-    if len(data) > _FETCH_LIMIT:
-        raise NetworkError(f"{url} served more than {_FETCH_LIMIT} bytes", "that is not a certificate",
-                           "add the intermediate to the inputs")
+        data = http_request(url, "the issuer certificate", limit=_FETCH_LIMIT, timeout=_FETCH_TIMEOUT,
+                            schemes=("http", "https"), fix="check the network, or add the intermediate to the inputs")
+    except NetworkError as exc:
+        if exc.why and exc.why.startswith("only "):
+            raise NetworkError(f"cannot fetch {url}", "only http and https caIssuers URLs are fetched",
+                               "add the intermediate to the inputs") from None
+        raise
     return _parse_fetched(data, url)
 
 

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
@@ -164,12 +165,44 @@ def certificate_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
         return []
 
 
+def validation_time(now: dt.datetime) -> dt.datetime:
+    """``now`` as RFC 5280 compares it: in UTC, to the second (certificate times carry no fractions).
+
+    A naive datetime is taken as UTC.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
 def is_expired(cert: x509.Certificate, now: dt.datetime) -> bool:
-    return cert.not_valid_after_utc < now
+    """After notAfter: RFC 5280 4.1.2.5 makes the period inclusive, so notAfter itself is still valid."""
+    return cert.not_valid_after_utc < validation_time(now)
 
 
 def is_not_yet_valid(cert: x509.Certificate, now: dt.datetime) -> bool:
-    return cert.not_valid_before_utc > now
+    return cert.not_valid_before_utc > validation_time(now)
+
+
+def valid_at(cert: x509.Certificate, now: dt.datetime) -> bool:
+    """notBefore <= now <= notAfter, both ends inclusive, to the second."""
+    return not is_expired(cert, now) and not is_not_yet_valid(cert, now)
+
+
+@contextlib.contextmanager
+def quiet_parsing():
+    """Silence cryptography's warnings about certificates it parses (a root with serial 0 or a negative one).
+
+    Such certificates are real (certifi and Debian ship some); tlskit reports their faults as findings
+    instead of letting a Python warning line reach the user's terminal.
+    """
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
 
 
 # --- encodings ---------------------------------------------------------------------------------

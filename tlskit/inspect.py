@@ -1,6 +1,8 @@
 """Describing certificates, CSRs and keys as plain data, for text and JSON output alike.
 
 The JSON keys here are a contract: scripts read them. Add keys; never rename or remove one.
+``self_signed`` is a historical name: it says the certificate is self-issued (subject == issuer, RFC
+5280 3.2), without checking the signature; ``signed_by_own_key`` says whether its own key made it.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import certificate_sans, fingerprint, is_ca, is_expired, is_self_issued
+from tlskit.certificates import certificate_sans, fingerprint, is_ca, is_expired, is_self_issued, is_self_signed
 from tlskit.csr import csr_sans
 from tlskit.keys import KeySummary, public_key_der
 from tlskit.names import name_to_slash, san_to_text
@@ -33,6 +35,7 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
         "days_left": _days_left(not_after, now),
         "expired": is_expired(cert, now),
         "self_signed": is_self_issued(cert),
+        "signed_by_own_key": is_self_signed(cert),
         "is_ca": is_ca(cert),
         "sans": [san_to_text(n) for n in certificate_sans(cert)],
         "key": KeySummary.of(cert.public_key()).as_dict(),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tlskit.errors import InputError
+from tlskit.oids import ATTRIBUTE_NAMES
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -155,7 +156,7 @@ def name_to_slash(name: x509.Name) -> str:
     """openssl's one-line form, ``/C=IN/O=Example/CN=example.com``, with '/' escaped."""
     parts = []
     for attribute in name:
-        label = _SHORT_NAMES.get(attribute.oid.dotted_string, attribute.oid._name)
+        label = ATTRIBUTE_NAMES.get(attribute.oid.dotted_string, attribute.oid.dotted_string)
         value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
         parts.append(f"/{label}={value.replace('/', chr(92) + '/')}")
     return "".join(parts) or "/"
@@ -166,12 +167,6 @@ def common_name(name: x509.Name) -> str | None:
 
     values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(values[0].value) if values else None
-
-
-_SHORT_NAMES = {
-    "2.5.4.6": "C", "2.5.4.8": "ST", "2.5.4.7": "L", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.3": "CN",
-    "1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber", "0.9.2342.19200300.100.1.25": "DC",
-}
 
 
 def _split_unescaped(text: str, separator: str) -> list[str]:
@@ -282,6 +277,12 @@ def san_to_text(name: x509.GeneralName) -> str:
         return f"email:{name.value}"
     if isinstance(name, x509.UniformResourceIdentifier):
         return f"URI:{name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"DirName:{name_to_slash(name.value)}"
+    if isinstance(name, x509.RegisteredID):
+        return f"Registered ID:{name.value.dotted_string}"
+    if isinstance(name, x509.OtherName):
+        return f"othername:{name.type_id.dotted_string}:{name.value.hex()}"
     return f"{type(name).__name__}:{name.value}"
 
 

@@ -81,6 +81,10 @@ class TrustStore:
         """The trusted certificates that issued ``cert`` (named as its issuer, and their key signed it)."""
         return [c for c in self._by_subject.get(cert.issuer, []) if issued_by(cert, c)]
 
+    def named(self, name: x509.Name) -> list[x509.Certificate]:
+        """The trusted certificates whose subject is ``name`` (whoever signed them)."""
+        return self._by_subject.get(name, [])
+
     def holds(self, cert: x509.Certificate) -> bool:
         return cert in self._by_subject.get(cert.subject, [])
 

@@ -470,7 +470,7 @@ def test_intermediates_restricted_by_eku(tmp_path, int_eku, ok):
         assert run.returncode == 0, run.stderr
         assert openssl_verify(pki.root, tmp_path / "full.pem").returncode == 0
     else:
-        assert_one_line_error(run, 1, "does not allow serverAuth")
+        assert_one_line_error(run, 1, "allows codeSigning, not serverAuth")
         assert not (tmp_path / "full.pem").exists()
 
 

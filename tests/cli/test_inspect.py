@@ -75,3 +75,47 @@ def test_is_ca_of_certificates_without_basic_constraints(tmp_path):
     assert [(item["subject"], item["is_ca"]) for item in run.json["items"]] == [
         ("/CN=V1 Root", True), ("/CN=V1 Intermediate", False), ("/CN=www.example.test", False)]
     assert [item["self_signed"] for item in run.json["items"]] == [True, False, True]
+
+
+def test_dn_attributes_and_directory_name_sans_as_openssl_prints_them(tmp_path):
+    # organizationIdentifier (2.5.4.97) and street are in real CA bundles; a DirName SAN is printed by
+    # openssl as a one-line name, and tlskit must say the same, not a Python repr or "Unknown OID".
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from peers_verdicts import Pki
+
+    pki = Pki(tmp_path / "pki")
+    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example AG"),
+                         x509.NameAttribute(x509.ObjectIdentifier("2.5.4.97"), "VATDE-123456789"),
+                         x509.NameAttribute(NameOID.STREET_ADDRESS, "Hauptstr. 1"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "Example Root")])
+    dirname = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example AG"),
+                         x509.NameAttribute(NameOID.STREET_ADDRESS, "Hauptstr. 1")])
+    cert = pki.issue("dn", subject, None, ca=False, sans=[x509.DNSName("www.example.test"),
+                                                          x509.DirectoryName(dirname)])
+    run = run_tlskit("inspect", str(cert.path), "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (item,) = run.json["items"]
+    openssl_subject = openssl("x509", "-in", str(cert.path), "-noout", "-subject", "-nameopt", "compat").stdout
+    assert "subject=" + item["subject"] == openssl_subject.decode().strip()
+    assert "/organizationIdentifier=VATDE-123456789/street=Hauptstr. 1/" in item["subject"]
+    openssl_sans = openssl("x509", "-in", str(cert.path), "-noout", "-ext", "subjectAltName").stdout.decode()
+    assert item["sans"] == ["DNS:www.example.test", "DirName:/O=Example AG/street=Hauptstr. 1"]
+    assert ", ".join(item["sans"]) in openssl_sans
+    text = run_tlskit("inspect", str(cert.path), cwd=tmp_path)
+    assert "Unknown OID" not in text.stdout and "DirectoryName(" not in text.stdout
+
+
+def test_a_root_with_serial_zero_prints_no_python_warning(tmp_path):
+    from peers_verdicts import Pki, resign
+
+    pki = Pki(tmp_path / "pki")
+    root = pki.root()
+    zero = pki.write("zero", resign(root.cert, root.key, serial_bytes=b"\x00"), root.key)
+    for args in (("inspect", str(zero.path)), ("inspect", str(zero.path), "--json"),
+                 ("chain", str(zero.path), "--ca-file", str(zero.path), "--json")):
+        run = run_tlskit(*args, cwd=tmp_path)
+        assert "CryptographyDeprecationWarning" not in run.stderr and "Warning" not in run.stderr, run.stderr
+    assert run_tlskit("inspect", str(zero.path), "--json", cwd=tmp_path).json["items"][0]["serial"] in ("0", "00")

@@ -170,18 +170,20 @@ def test_untrusted_root_sent_is_19_and_missing_root_is_20(pki):
 
 def test_untrusted_v1_root_sent_is_19_only(tmp_path):
     # An old v1 root carries no basicConstraints: it is a CA all the same (RFC 5280 6.1.4 (k)), so the
-    # only fault is the untrusted root, as s_client says; a v1 intermediate is no CA (79).
+    # only fault of the chain is the untrusted root, as s_client says; a v1 intermediate is no CA (79).
+    # tlskit adds the leaf's missing key identifier (a v1 issuer has none to name), as
+    # `openssl verify -x509_strict` does (85).
     v1 = v1_pki(tmp_path / "pki")
     with s_server(v1.leaf, v1.key(v1.leaf), v1.root) as server:
         run = probe(server.target, "--servername", LEAF_NAME, "--json")
         assert s_client_verify_code(server.target, LEAF_NAME, certifi.where()) == 19
     assert run.returncode == 1
-    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 1)]
+    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 1), (85, 0)]
     sent = _chain_file(v1, "inter-root.pem", [v1.intermediate, v1.root])
     with s_server(v1.under, v1.key(v1.under), sent) as server:
         run = probe(server.target, "--servername", f"under.{LEAF_NAME}", "--json")
         assert openssl_verify_first_code(v1.under, sent, v1.root) == 79
-    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 2), (79, 1)]
+    assert [(p["code"], p["depth"]) for p in run.json["verification"]["problems"]] == [(19, 2), (85, 0), (79, 1)]
 
 
 def test_sha1_chain_is_68_as_s_client_says(tmp_path):
@@ -450,7 +452,7 @@ def _wait_without_closing_stdin(process: subprocess.Popen) -> tuple[bytes, bytes
     (["localhost", "--timeout", "0"], "timeout"),
     (["localhost", "--alpn", "h2,,http/1.1"], "alpn"),
     (["localhost", "--ca-file", "/nonexistent/ca.pem"], "does not exist"),
-    (["127.0.0.1:1", "--servername", "a" * 64 + ".example"], "not a valid host name"),
+    (["127.0.0.1:1", "--servername", "a" * 64 + ".example"], "longer than 63 characters"),
 ])
 def test_bad_arguments_are_exit_2(args, contains):
     assert_one_line_error(probe(*args), 2, contains)

@@ -17,7 +17,7 @@ A missing intermediate raises :class:`ChainError` naming the issuer that is miss
 ``fetch=True`` it is first downloaded from the AIA caIssuers URL of the certificate it issued.
 
 The modules: ``inputs`` (what the chain is built from), ``build`` (ordering, gaps, findings),
-``verify`` (the WebPKI verdict), ``report`` (the result and its JSON).
+``verify`` (the verdict of :mod:`tlskit.verdict` in the user's terms), ``report`` (the result and its JSON).
 """
 
 from tlskit.chain.build import EXPIRY_WARNING_DAYS, MAX_DEPTH, build_chain

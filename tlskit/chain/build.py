@@ -1,18 +1,21 @@
-"""Ordering the inputs into leaf -> intermediates (-> root): the leaf, each issuer, the gap, the findings."""
+"""Ordering the inputs into leaf -> intermediates (-> root): the leaf, the verified path, the gap, the findings."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from tlskit.aia import Fetcher, ca_issuer_urls, fetch_issuer_certificates, find_issuer
-from tlskit.certificates import is_ca, is_expired, is_not_yet_valid, is_self_issued, is_self_signed, issued_by, key_ids_match
+from tlskit.aia import Fetcher, fetch_issuer_certificates
+from tlskit.certificates import fingerprint, is_ca, is_expired, is_not_yet_valid, is_self_issued, is_self_signed, issued_by
 from tlskit.chain.inputs import Input
 from tlskit.chain.report import ChainError, ChainReport, Finding, Link
-from tlskit.chain.verify import host_name, verify_report
+from tlskit.chain.verify import gap, raise_for, verdict_findings
 from tlskit.errors import InputError
 from tlskit.keys import key_matches_certificate
 from tlskit.names import name_to_slash
+from tlskit.verdict import SERVER, VerifyOptions, parse_host, verify
+from tlskit.verdict.engine import issuer_fetcher
+from tlskit.verdict.search import MAX_CANDIDATES, MAX_PATH_LENGTH, UNTRUSTED_ROOT, PathSearch
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 # A leaf this close to expiry deserves a warning: ACME clients renew 30 days ahead.
 EXPIRY_WARNING_DAYS = 30
 # Real chains are 2-4 certificates; anything deeper is a loop or a mistake.
-MAX_DEPTH = 10
+MAX_DEPTH = MAX_PATH_LENGTH
 
 
 def build_chain(
@@ -37,29 +40,57 @@ def build_chain(
     now: dt.datetime | None = None,
     fetcher: Fetcher | None = None,
     ignored_keys: int = 0,
+    purpose: str = SERVER,
+    lenient: bool = False,
+    crls: tuple = (),
+    ocsp: bool = False,
 ) -> ChainReport:
     """Order ``inputs`` into leaf -> intermediates (-> root), verify it, and collect findings.
 
     ``trust`` None skips verification (the order and every signature are still checked). ``key``
     picks the leaf when several domain certificates are given, and must match it. ``ignored_keys``
     counts private keys found among the inputs (from :func:`load_inputs`), to say they were skipped.
+    ``now`` is the time the chain is verified for; ``purpose`` server or client; ``lenient`` turns the
+    Web PKI findings into warnings; ``crls`` are (CRL, source) pairs; ``ocsp`` asks the responders.
     Raises ChainError (exit 1) for a gap, a failed verification or a wrong key; InputError when no
     leaf can be told apart.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    if host is not None:
-        host_name(host)  # a malformed --host is bad input (exit 2), found before any work
+    if host is not None and purpose != SERVER:
+        raise InputError("--host names a server", fix="drop --host, or drop --purpose client")
+    parsed_host = parse_host(host) if host is not None else None  # bad input (exit 2), found before any work
     unique, duplicates = _deduplicate(inputs)
     leaf = _find_leaf(unique, key)
     report = ChainReport([Link(leaf.certificate, "leaf", leaf.source)], include_root, trust.name if trust else "none",
-                         host)
+                         host, purpose=purpose)
     report.dropped += [(item, "duplicate") for item in duplicates]
-    if is_ca(leaf.certificate):
+    bottom_is_ca = is_ca(leaf.certificate)
+    if bottom_is_ca:
         report.findings.append(Finding("info", "leaf_is_ca", f"no domain certificate in the inputs; the chain starts "
                                        f"at the CA {name_to_slash(leaf.certificate.subject)}",
                                        name_to_slash(leaf.certificate.subject)))
-
-    used = _walk_up(report, unique, trust, fetch, fetcher or fetch_issuer_certificates)
+    sources: dict[x509.Certificate, str] = {}
+    for item in unique:
+        sources.setdefault(item.certificate, item.source)
+    pool = [item.certificate for item in unique if item.certificate != leaf.certificate]
+    download = fetcher or fetch_issuer_certificates
+    if trust is None:
+        _order_only(report, pool, sources, fetch, download, now)
+    else:
+        if is_self_signed(leaf.certificate):
+            raise _self_signed(report, leaf.certificate)
+        options = VerifyOptions(purpose=purpose, host=parsed_host, at=now, lenient=lenient, bottom_is_ca=bottom_is_ca,
+                                crls=tuple(crls), fetch=fetch, ocsp=ocsp, fetch_issuers=download)
+        verdict = verify(leaf.certificate, pool, trust, options)
+        report.verdict = verdict
+        _links_from(report, verdict.path, sources, verdict.fetched, trust)
+        if verdict.anchored:
+            _complete_above(report, pool, sources, trust, now)
+        report.findings += verdict_findings(verdict)
+        if not verdict.verified:
+            raise raise_for(report, verdict, fetch, trust)
+        report.verified = True
+    used = {link.certificate for link in report.links}
     for item in unique:
         if item.certificate not in used:
             report.dropped.append((item, "unrelated"))
@@ -70,11 +101,71 @@ def build_chain(
     if key is not None and not key_matches_certificate(key, leaf.certificate):
         raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
                          fix="pass the private key this certificate was issued for", report=report)
-    _check_validity(report, now)
     report.findings += _warnings(report, now)
-    if trust is not None:
-        verify_report(report, trust, now)
     return report
+
+
+def _self_signed(report: ChainReport, cert: x509.Certificate) -> ChainError:
+    return ChainError(f"the leaf {name_to_slash(cert.subject)} is self-signed",
+                      "a self-signed certificate has no chain; clients trust it only where it is installed",
+                      "have it signed by a CA (tlskit ca sign), or install it on the clients", report=report)
+
+
+def _links_from(report: ChainReport, path, sources, fetched, trust: TrustStore | None) -> None:
+    """The path (leaf first) as links; the last one is the root when it is self-signed."""
+    for depth, cert in enumerate(path[1:], start=1):
+        role = "root" if depth == len(path) - 1 and is_self_signed(cert) else "intermediate"
+        source = sources.get(cert) or fetched.get(cert) or (trust.name if trust is not None else "inputs")
+        if cert in fetched and cert not in sources:
+            report.findings.append(Finding("info", "fetched", f"fetched {name_to_slash(cert.subject)} from "
+                                           f"{fetched[cert]}", name_to_slash(cert.subject)))
+        report.links.append(Link(cert, role, source))
+
+
+def _complete_above(report: ChainReport, pool, sources, trust: TrustStore, now: dt.datetime) -> None:
+    """Above a trust anchor that is not a root, the fullchain still carries the CAs up to a root where they are
+    known (the clients may trust only the root): from the trust store first, then from the inputs."""
+    top = report.links[-1].certificate
+    used = {link.certificate for link in report.links}
+    while len(report.links) < MAX_PATH_LENGTH and not is_self_signed(top):
+        candidates = [c for c in [*trust.named(top.issuer), *(p for p in pool if p.subject == top.issuer)]
+                      if c not in used and issued_by(top, c)]
+        if not candidates:
+            return
+        candidates.sort(key=lambda c: (0 if trust.holds(c) else 1, is_expired(c, now), -c.not_valid_after_utc.timestamp(),
+                                       fingerprint(c)))
+        top = candidates[0]
+        used.add(top)
+        report.links.append(Link(top, "root" if is_self_signed(top) else "intermediate", sources.get(top) or trust.name))
+
+
+def _order_only(report: ChainReport, pool, sources, fetch: bool, download: Fetcher, now: dt.datetime) -> None:
+    """Without a trust store: the longest path the inputs give, preferring one that reaches a root."""
+    errors: list = []
+    search = PathSearch(pool, None, now, fetcher=issuer_fetcher(download, errors) if fetch else None)
+    best = None
+    for index, candidate in enumerate(search.candidates(report.leaf)):
+        rank = (0 if candidate.end == UNTRUSTED_ROOT else 1, -len(candidate.certs), index)
+        if best is None or rank < best[0]:
+            best = (rank, candidate)
+        if index + 1 >= MAX_CANDIDATES:
+            break
+    candidate = best[1]
+    path = list(candidate.certs)
+    if len(path) == 1 and candidate.end == UNTRUSTED_ROOT:
+        raise _self_signed(report, report.leaf)
+    _links_from(report, path, sources, search.fetched, None)
+    if candidate.end != UNTRUSTED_ROOT:
+        if len(path) == 1:
+            if errors:
+                raise errors[0]
+            raise gap(report, path[-1], fetch, None)
+        # Without a trust store there is no telling whether the issuer is a root the clients carry;
+        # the chain ends where the inputs end.
+        report.findings.append(Finding("warning", "unverified_top",
+                                       f"the chain ends below {name_to_slash(path[-1].issuer)}, which is not in "
+                                       "the inputs; it was not verified", name_to_slash(path[-1].issuer)))
+    _check_validity(report, now)
 
 
 def _deduplicate(inputs: list[Input]) -> tuple[list[Input], list[Input]]:
@@ -111,105 +202,6 @@ def _find_leaf(unique: list[Input], key: PrivateKeyTypes | None) -> Input:
         raise InputError(f"{len(candidates)} domain certificates in the inputs: {names}{more}",
                          fix="give one site's certificate at a time, or pass --key to pick the one for that key")
     return candidates[0]
-
-
-def _walk_up(report: ChainReport, unique: list[Input], trust: TrustStore | None, fetch: bool,
-             fetcher: Fetcher) -> set[x509.Certificate]:
-    """Append issuers to ``report.links`` until a self-signed root or a trusted issuer; raise on a gap."""
-    by_subject: dict[x509.Name, list[Input]] = {}
-    for item in unique:
-        by_subject.setdefault(item.certificate.subject, []).append(item)
-    used = {report.leaf}
-    current = report.leaf
-    while True:
-        if is_self_signed(current):
-            if len(report.links) == 1:
-                raise ChainError(f"the leaf {name_to_slash(current.subject)} is self-signed",
-                                 "a self-signed certificate has no chain; clients trust it only where it is installed",
-                                 "have it signed by a CA (tlskit ca sign), or install it on the clients", report=report)
-            report.links[-1].role = "root"
-            return used
-        if len(report.links) > MAX_DEPTH:
-            raise ChainError(f"the chain is longer than {MAX_DEPTH} certificates", "a loop of cross-signed CAs?",
-                             "give only the certificates of one chain", report=report)
-        anchors = trust.issuers_of(current) if trust is not None else []
-        roots = [a for a in anchors if is_self_issued(a)]
-        if roots:
-            # A trusted root signed it: the chain is complete. An input that would lead elsewhere
-            # (a cross-signed copy of this root, as in Let's Encrypt's old chain) is not needed.
-            same = [i for i in by_subject.get(roots[0].subject, []) if i.certificate == roots[0]]
-            report.links.append(Link(roots[0], "root", same[0].source if same else trust.name))
-            used.add(roots[0])
-            return used
-        issuer = _best_issuer(current, [i for i in by_subject.get(current.issuer, []) if i.certificate not in used],
-                              trust)
-        if issuer is not None:
-            report.links.append(Link(issuer.certificate, "intermediate", issuer.source))
-            used.add(issuer.certificate)
-            current = issuer.certificate
-            continue
-        if anchors:
-            # A CA file may hold intermediates too: they still belong in the fullchain, and the walk
-            # goes on until a root.
-            report.links.append(Link(anchors[0], "intermediate", trust.name))
-            used.add(anchors[0])
-            current = anchors[0]
-            continue
-        if fetch:
-            found = find_issuer(current, fetcher)
-            if found is not None:
-                fetched, url = found
-                report.links.append(Link(fetched, "intermediate", url))
-                report.findings.append(Finding("info", "fetched", f"fetched {name_to_slash(fetched.subject)} from {url}",
-                                               name_to_slash(fetched.subject)))
-                used.add(fetched)
-                current = fetched
-                continue
-        if trust is None and len(report.links) > 1:
-            # Without a trust store there is no telling whether the issuer is a root the clients
-            # carry; the chain ends where the inputs end.
-            report.findings.append(Finding("warning", "unverified_top",
-                                           f"the chain ends below {name_to_slash(current.issuer)}, which is not in "
-                                           "the inputs; it was not verified", name_to_slash(current.issuer)))
-            return used
-        raise _gap(report, current, fetch, trust)
-
-
-def _best_issuer(cert: x509.Certificate, candidates: list[Input], trust: TrustStore | None) -> Input | None:
-    """Among certificates named like ``cert``'s issuer, the one that really signed it.
-
-    A matching AKI/SKI is tried first; with several (a re-issued or cross-signed CA), one the trust
-    store holds wins, then a self-signed one (it ends the chain), then the one valid longest.
-    """
-    ranked = []
-    for item in candidates:
-        same_key = key_ids_match(cert, item.certificate)
-        if same_key is False:
-            continue
-        trusted = trust is not None and trust.holds(item.certificate)
-        ranked.append((same_key is True, trusted, is_self_issued(item.certificate),
-                       item.certificate.not_valid_after_utc, item))
-    ranked.sort(key=lambda r: r[:4], reverse=True)
-    for *_, item in ranked:
-        if issued_by(cert, item.certificate):
-            return item
-    return None
-
-
-def _gap(report: ChainReport, cert: x509.Certificate, fetched: bool, trust: TrustStore | None) -> ChainError:
-    missing = name_to_slash(cert.issuer)
-    urls = ca_issuer_urls(cert)
-    where = f" from {urls[0]}" if urls else ""
-    if fetched:
-        fix = ("add it to the inputs (your CA's intermediate or chain file)"
-               + ("; the certificate has no AIA caIssuers URL to fetch it from" if not urls else ""))
-    elif urls:
-        fix = f"add it to the inputs (your CA's intermediate or chain file), or pass --fetch to download it{where}"
-    else:
-        fix = "add it to the inputs (your CA's intermediate or chain file, or --ca-file if it is your private root)"
-    why = f"the issuer of {name_to_slash(cert.subject)} is neither in the inputs nor a root of {trust.name if trust else 'the trust store'}"
-    return ChainError(f"missing intermediate: no certificate for {missing}", why, fix, report=report,
-                      missing_issuer=missing)
 
 
 def _note_inputs(report: ChainReport, duplicates: list[Input]) -> None:

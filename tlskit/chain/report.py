@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from tlskit.chain.inputs import Input
+    from tlskit.verdict import Verdict
 
 
 @dataclass
@@ -38,15 +39,19 @@ class Link:
 
 @dataclass
 class Finding:
-    """Something the user should know: ``level`` is warning or info; ``code`` is stable for scripts."""
+    """Something the user should know: ``level`` is error (the chain fails), warning or info; ``code`` is stable
+    for scripts. Verdict findings also carry the certificate's ``depth`` (0 = leaf) and OpenSSL's number."""
 
     level: str
     code: str
     message: str
     subject: str | None = None
+    depth: int | None = None
+    openssl_code: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "code": self.code, "message": self.message, "subject": self.subject}
+        return {"level": self.level, "code": self.code, "message": self.message, "subject": self.subject,
+                "depth": self.depth, "openssl_code": self.openssl_code}
 
 
 @dataclass
@@ -60,6 +65,8 @@ class ChainReport:
     verified: bool = False
     dropped: list[tuple[Input, str]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    purpose: str = "server"
+    verdict: Verdict | None = None
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -99,6 +106,11 @@ class ChainReport:
                 for item, reason in self.dropped
             ],
             "findings": [f.as_dict() for f in self.findings],
+            "purpose": self.purpose,
+            "at": self.verdict.at.isoformat() if self.verdict else None,
+            "problems": [p.as_dict() for p in self.verdict.problems] if self.verdict else [],
+            "revocation": [r.as_dict() for r in self.verdict.revocation] if self.verdict else [],
+            "candidates": self.verdict.candidates if self.verdict else 0,
         }
 
 

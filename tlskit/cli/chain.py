@@ -30,10 +30,19 @@ def chain(
         "--pkcs12", help="Also write key + chain as PKCS#12 (needs --key and --passphrase-file).")] = None,
     passphrase_file: Annotated[Optional[Path], typer.Option(
         "--passphrase-file", help="First line: the PKCS#12 password (and --key's passphrase if it is encrypted).")] = None,
+    at: params.At = None,
+    purpose: Annotated[str, typer.Option(
+        "--purpose", help="server (a TLS server's fullchain) or client (a client certificate for mTLS).")] = "server",
+    lenient: params.Lenient = False,
+    crl: params.Crl = None,
+    ocsp: params.Ocsp = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
     """Order and verify a certificate chain: leaf -> intermediates, root left out, gaps named.
+
+    With --fetch, missing intermediates come from the AIA caIssuers URLs and CRLs from the
+    distribution points. Exit 0 verified, 1 verdict failed, 2 bad input, 3 a download failed.
 
     Example: tlskit chain intermediate.crt domain.crt --host www.example.com --out fullchain.pem
     """
@@ -47,8 +56,15 @@ def chain(
         raise InputError("--pkcs12 needs the leaf's private key", fix="pass --key KEY")
     if pkcs12 is not None and passphrase_file is None:
         raise InputError("--pkcs12 needs a password", fix="pass --passphrase-file FILE (its first line is the password)")
-    if no_verify and (ca_file is not None or host is not None):
-        raise InputError("--no-verify cannot be combined with --ca-file or --host", fix="drop one of them")
+    if no_verify and (ca_file is not None or host is not None or crl or ocsp):
+        raise InputError("--no-verify cannot be combined with --ca-file, --host, --crl or --ocsp", fix="drop one of them")
+    from tlskit.revocation import load_crls
+    from tlskit.verdict import PURPOSES, parse_at
+
+    if purpose not in PURPOSES:
+        raise InputError(f"--purpose {purpose!r} is not known", fix="give server or client")
+    when = parse_at(at) if at is not None else None
+    crls = load_crls(crl or [])
     targets = [p for p in (out, pkcs12) if p is not None]
     check_writable(targets, force)
     passphrase = read_passphrase(passphrase_file)
@@ -57,7 +73,8 @@ def chain(
     trust = None if no_verify else TrustStore.load(ca_file)
     try:
         report = build_chain(inputs, trust, host=host, fetch=fetch, include_root=include_root, key=private_key,
-                             ignored_keys=skipped_keys)
+                             ignored_keys=skipped_keys, now=when, purpose=purpose, lenient=lenient, crls=tuple(crls),
+                             ocsp=ocsp)
     except ChainError as exc:
         if json_output and exc.report is not None:
             from tlskit.cli.output import print_json
@@ -99,6 +116,7 @@ def _render(report, out: Path | None, pkcs12: Path | None, key_checked: bool, pe
     links = report.output_links
     plural = "s" if len(links) != 1 else ""
     verdict = (f"verified against {report.trust}" + (f" for {report.host}" if report.host else "")
+               + (" (client certificate)" if report.purpose == "client" else "")
                if report.verified else "not verified (--no-verify)")
     written = f"Wrote [bold]{escape(str(out))}[/]: " if out else ""
     text.print(f"[green]Chain OK[/]: {written}{len(links)} certificate{plural}, {escape(verdict)}")
@@ -113,6 +131,10 @@ def _render(report, out: Path | None, pkcs12: Path | None, key_checked: bool, pe
         text.print("  Key matches the leaf.")
     if pkcs12 is not None:
         text.print(f"Wrote [bold]{escape(str(pkcs12))}[/] (PKCS#12: key + {len(links)} certificates, mode 0600)")
+    if report.verdict is not None:
+        for status in report.verdict.revocation:
+            text.print(f"  revocation: {escape(status.subject)} {status.status} ({status.method}"
+                       f"{', ' + escape(status.source) if status.source else ''})")
     for finding in report.findings:
         if finding.level == "warning":
             warn(finding.message)

@@ -20,14 +20,17 @@ def inspect(
 
     Example: tlskit inspect fullchain.pem
     """
+    from tlskit.certificates import quiet_parsing
     from tlskit.files import load_bundle, read_passphrase
     from tlskit.inspect import describe_bundle
 
     passphrase = read_passphrase(passphrase_file)
     documents = []
     for path in files:
-        for item in describe_bundle(load_bundle(path, passphrase)):
-            documents.append({"file": str(path), **item})
+        # A root with serial 0 is a fact to show, not a Python warning to print.
+        with quiet_parsing():
+            items = describe_bundle(load_bundle(path, passphrase))
+        documents += [{"file": str(path), **item} for item in items]
     if json_output:
         from tlskit.cli.output import print_json
 

@@ -30,3 +30,12 @@ Days = Annotated[int, typer.Option("--days", help="Validity in days.")]
 KeyOut = Annotated[Optional[Path], typer.Option("--key-out", help="New key file [default: next to --out, .key].")]
 UsersDb = Annotated[Optional[str], typer.Option(
     "--db", help="Users database: an SQLite file or a postgresql://user@host:port/dbname URL [default: STATE_DIR/users.sqlite].")]
+# What a verdict is given for, the same in chain and probe.
+At = Annotated[Optional[str], typer.Option(
+    "--at", help="Verify at this time (ISO 8601, e.g. 2025-01-01T00:00:00Z) instead of now.")]
+Lenient = Annotated[bool, typer.Option(
+    "--lenient", help="Web PKI findings (CN not in the SANs, weak keys, missing AKI...) warn instead of failing.")]
+Crl = Annotated[Optional[list[Path]], typer.Option(
+    "--crl", help="Check revocation against this CRL (PEM or DER; repeatable).")]
+Ocsp = Annotated[bool, typer.Option(
+    "--ocsp", help="Ask each certificate's OCSP responder (from its AIA) whether it is revoked.")]

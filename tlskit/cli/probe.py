@@ -22,6 +22,12 @@ def probe(
         "--starttls", help="Upgrade a plain-text connection first: smtp, imap, pop3, ftp or postgres.")] = None,
     showcerts: Annotated[bool, typer.Option("--showcerts", help="Also print the PEM of each certificate sent.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the chain as sent (PEM), even when it fails to verify.")] = None,
+    at: params.At = None,
+    lenient: params.Lenient = False,
+    crl: params.Crl = None,
+    fetch: Annotated[bool, typer.Option(
+        "--fetch", help="Download what the certificates point at: a missing intermediate (AIA), CRLs (distribution points).")] = False,
+    ocsp: params.Ocsp = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
@@ -38,9 +44,12 @@ def probe(
     from tlskit.errors import EXIT_VERDICT
     from tlskit.probe import ProbeOptions
     from tlskit.probe import probe as run_probe
+    from tlskit.revocation import load_crls
+    from tlskit.verdict import parse_at
 
     options = ProbeOptions.parse(target, starttls=starttls, alpn=alpn, servername=servername, ca_file=ca_file,
-                                 timeout=timeout)
+                                 timeout=timeout, now=parse_at(at) if at is not None else None, lenient=lenient,
+                                 crls=tuple(load_crls(crl or [])), fetch=fetch, ocsp=ocsp)
     if out is not None:
         from tlskit.files import check_writable
 
@@ -105,6 +114,11 @@ def _render(result, showcerts: bool, out: Path | None) -> None:
     if out is not None:
         con.print(f"Saved the {count} certificate(s) sent to [bold]{escape(str(out))}[/]")
     verification = result.verification
+    for status in doc["verification"]["revocation"]:
+        con.print(f"Revocation: {escape(status['subject'])} {status['status']} ({status['method']}"
+                  f"{', ' + escape(status['source']) if status['source'] else ''})")
+    for warning in verification.warnings:
+        con.print(f"[yellow]Warning[/]: {escape(warning.detail)} ({warning.rule})")
     if verification.verified:
         con.print(f"[green]Verified[/]: trusted by {escape(verification.trust)}, "
                   f"hostname {escape(verification.hostname)} matches")
@@ -112,6 +126,6 @@ def _render(result, showcerts: bool, out: Path | None) -> None:
     con.print(f"[red]Verification failed[/]: {verification.code} {verification.reason}")
     for problem in verification.problems:
         where = f"depth {problem.depth}: " if problem.depth is not None else ""
-        con.print(f"  {problem.code} {problem.reason} ({where}{escape(problem.detail)})")
+        con.print(f"  {problem.code} {problem.reason} ({where}{escape(problem.detail)}) [{problem.rule}]")
     if verification.fix:
         con.print(f"  Fix: {escape(verification.fix)}")

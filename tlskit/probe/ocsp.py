@@ -1,11 +1,12 @@
-"""The OCSP response a server staples into the handshake: decoded, and its signature checked."""
+"""The OCSP response a server staples into the handshake, decoded for display and judged like any OCSP answer."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tlskit.certificates import issued_by, signature_valid
+from tlskit.certificates import issued_by
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -13,7 +14,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class OcspStaple:
-    """The OCSP response the server stapled, decoded (never fetched by us)."""
+    """The OCSP response the server stapled, decoded (never fetched by us).
+
+    ``signature_valid`` is True only for a signature by the leaf's issuer or by a responder certificate
+    the issuer issued for OCSP signing; ``fresh`` says whether thisUpdate/nextUpdate hold now.
+    """
 
     response_status: str
     certificate_status: str | None = None
@@ -24,13 +29,14 @@ class OcspStaple:
     revocation_reason: str | None = None
     matches_leaf: bool | None = None
     signature_valid: bool | None = None
+    fresh: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def decode_staple(data: bytes, chain: list[x509.Certificate]) -> OcspStaple | None:
-    """Decode a stapled OCSP response and check that the leaf's issuer (or its delegated responder) signed it.
+    """Decode a stapled OCSP response and judge it against the leaf's issuer, when the server sent it.
 
     A staple is only as good as its signature: anyone can staple bytes. ``signature_valid`` is None when
     the issuer was not sent, so there is nothing to check it against.
@@ -39,35 +45,26 @@ def decode_staple(data: bytes, chain: list[x509.Certificate]) -> OcspStaple | No
         return None
     from cryptography.x509 import ocsp
 
+    from tlskit.revocation.ocsp import judge_response
+
     try:
         response = ocsp.load_der_ocsp_response(data)
     except ValueError:
         return OcspStaple(response_status="unparseable")
-    status = response.response_status.name.lower()
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return OcspStaple(response_status=status)
-    leaf = chain[0]
-    single = next((r for r in response.responses if r.serial_number == leaf.serial_number), None)
-    matches = single is not None
-    single = single or next(iter(response.responses))
-    return OcspStaple(
-        response_status=status,
-        certificate_status=single.certificate_status.name.lower(),
-        produced_at=response.produced_at_utc.isoformat(),
-        this_update=single.this_update_utc.isoformat(),
-        next_update=single.next_update_utc.isoformat() if single.next_update_utc else None,
-        revocation_time=single.revocation_time_utc.isoformat() if single.revocation_time_utc else None,
-        revocation_reason=single.revocation_reason.name if single.revocation_reason else None,
-        matches_leaf=matches,
-        signature_valid=_staple_signed_by_issuer(response, chain),
-    )
-
-
-def _staple_signed_by_issuer(response, chain: list[x509.Certificate]) -> bool | None:
+        return OcspStaple(response_status=response.response_status.name.lower())
     issuer = next((c for c in chain[1:] if issued_by(chain[0], c)), None)
-    if issuer is None:
-        return None
-    # RFC 6960 4.2.2.2: signed by the issuer itself, or by a responder certificate the issuer issued.
-    signers = [issuer] + [c for c in response.certificates if issued_by(c, issuer)]
-    return any(signature_valid(s.public_key(), response.signature, response.tbs_response_bytes,
-                               response.signature_hash_algorithm) for s in signers)
+    answer = judge_response(data, chain[0], issuer, dt.datetime.now(dt.timezone.utc))
+    return OcspStaple(
+        response_status="successful",
+        certificate_status=answer.status,
+        produced_at=response.produced_at_utc.isoformat(),
+        this_update=answer.this_update.isoformat() if answer.this_update else None,
+        next_update=answer.next_update.isoformat() if answer.next_update else None,
+        revocation_time=answer.revoked_at.isoformat() if answer.revoked_at else None,
+        revocation_reason=answer.reason,
+        matches_leaf=answer.matches if issuer is not None else any(
+            r.serial_number == chain[0].serial_number for r in response.responses),
+        signature_valid=answer.signed,
+        fresh=None if answer.this_update is None else "stale" not in (answer.fault or "") and "future" not in (answer.fault or ""),
+    )

@@ -33,7 +33,11 @@ class ProbeOptions:
     alpn: list[str] = field(default_factory=list)
     timeout: float = 10.0
     starttls: str | None = None
-    now: dt.datetime | None = None  # verification time; tests and --at style checks
+    now: dt.datetime | None = None  # the time to verify for (--at); None is now
+    lenient: bool = False            # Web PKI findings warn instead of failing
+    crls: tuple = ()                 # (CRL, source) pairs
+    fetch: bool = False              # missing intermediates from AIA, CRLs from distribution points
+    ocsp: bool = False               # ask the OCSP responders of the verified path
 
     def __post_init__(self) -> None:
         self.starttls = starttls_protocol(self.starttls)
@@ -57,9 +61,17 @@ class ProbeOptions:
 
     @property
     def sni(self) -> str | None:
-        # RFC 6066: SNI carries host names only, never IP literals.
+        # RFC 6066: SNI carries host names only, never IP literals; IDNs go as A-labels.
         name = self.name_to_verify
-        return None if ip_or_none(name) is not None else name
+        if ip_or_none(name) is not None:
+            return None
+        from tlskit.errors import InputError
+        from tlskit.verdict import parse_host
+
+        try:
+            return parse_host(name).text
+        except InputError:
+            return name
 
 
 @dataclass
@@ -129,12 +141,10 @@ def probe(options: ProbeOptions) -> ProbeResult:
     """Connect, (upgrade,) handshake without verifying, then verify what was sent. Network faults raise NetworkError."""
     if options.timeout <= 0:
         raise InputError(f"--timeout {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
-    if options.sni is not None:
-        try:
-            options.sni.encode("idna")
-        except UnicodeError:
-            raise InputError(f"{options.name_to_verify!r} is not a valid host name",
-                             fix="pass a DNS name, e.g. --servername www.example.com") from None
+    from tlskit.verdict import parse_host
+
+    # The name is checked like `chain --host`, before connecting: no certificate could be valid for a bad one.
+    host = parse_host(options.name_to_verify, "--servername" if options.servername else "the host")
     trust = TrustStore.load(options.ca_file)
     target = Target(options.host, options.port)
     deadline = time.monotonic() + options.timeout
@@ -151,7 +161,8 @@ def probe(options: ProbeOptions) -> ProbeResult:
         raise NetworkError(f"{target} sent no certificate", "anonymous cipher or PSK-only server",
                            "check the server's certificate configuration")
     staple = decode_staple(handshake.staple, chain)
-    verification = verify_chain(chain, options.name_to_verify, trust, options.now, staple)
+    verification = verify_chain(chain, host, trust, options.now, handshake.staple, lenient=options.lenient,
+                                crls=options.crls, fetch=options.fetch, ocsp=options.ocsp)
     return ProbeResult(
         target=target, address=address, servername=options.sni, starttls=options.starttls,
         protocol=handshake.protocol, cipher=handshake.cipher, cipher_bits=handshake.cipher_bits,
@@ -209,7 +220,7 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
             raise InputError(f"bad --alpn {','.join(options.alpn)!r}", str(exc), "e.g. --alpn h2,http/1.1") from None
     connection = SSL.Connection(context, sock)
     if options.sni:
-        connection.set_tlsext_host_name(options.sni.encode("idna"))
+        connection.set_tlsext_host_name(options.sni.encode("ascii"))
     connection.request_ocsp()
     connection.set_connect_state()
     sock.setblocking(False)

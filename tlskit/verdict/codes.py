@@ -1,0 +1,66 @@
+"""OpenSSL's verify error numbers and the words its ``X509_verify_cert_error_string`` gives for them.
+
+tlskit names every failure with OpenSSL 3's number so that it can be searched for and compared with what
+`openssl verify` and `openssl s_client` print. A rule OpenSSL has no number for carries 1 ("unspecified")
+next to tlskit's own rule code.
+"""
+
+from __future__ import annotations
+
+VERIFY_REASONS = {
+    0: "ok",
+    1: "unspecified certificate verification error",
+    2: "unable to get issuer certificate",
+    3: "unable to get certificate CRL",
+    7: "certificate signature failure",
+    8: "CRL signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    11: "CRL is not yet valid",
+    12: "CRL has expired",
+    13: "format error in certificate's notBefore field",
+    14: "format error in certificate's notAfter field",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    22: "certificate chain too long",
+    23: "certificate revoked",
+    25: "path length constraint exceeded",
+    26: "unsuitable certificate purpose",
+    30: "authority and subject key identifier mismatch",
+    32: "key usage does not include certificate signing",
+    33: "unable to get CRL issuer certificate",
+    34: "unhandled critical extension",
+    35: "key usage does not include CRL signing",
+    36: "unhandled critical CRL extension",
+    37: "invalid non-CA certificate (has CA markings)",
+    41: "invalid or inconsistent certificate extension",
+    42: "invalid or inconsistent certificate policy extension",
+    43: "no explicit policy",
+    47: "permitted subtree violation",
+    48: "excluded subtree violation",
+    49: "name constraints minimum and maximum not supported",
+    51: "unsupported name constraint type",
+    53: "unsupported or invalid name syntax",
+    62: "hostname mismatch",
+    64: "IP address mismatch",
+    66: "EE certificate key too weak",
+    67: "CA certificate key too weak",
+    68: "CA signature digest algorithm too weak",
+    74: "OCSP verification failed",
+    75: "OCSP unknown cert",
+    78: "cert info signature and signature algorithm mismatch",
+    79: "invalid CA certificate",  # 24 before OpenSSL 3.0, which gave 24 to "no issuer public key"
+    80: "Path length invalid for non-CA cert",
+    82: "Key usage keyCertSign invalid for non-CA cert",
+    83: "Issuer name empty",
+    85: "Missing Authority Key Identifier",
+    86: "Missing Subject Key Identifier",
+    88: "Subject empty and Subject Alt Name extension not critical",
+    89: "Basic Constraints of CA cert not marked critical",
+    90: "Authority Key Identifier marked critical",
+    91: "Subject Key Identifier marked critical",
+    92: "CA cert does not include key usage extension",
+    93: "Using cert extension requires at least X509v3",
+}
