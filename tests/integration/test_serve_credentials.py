@@ -22,20 +22,24 @@ from peers_serve import start_serve
 
 
 def issue_client(ca_dir: Path, out: Path, cn: str, *, eku=ExtendedKeyUsageOID.CLIENT_AUTH, days: int = 30,
-                 not_before: dt.datetime | None = None, ca_key_path: Path | None = None) -> tuple[Path, Path, x509.Certificate]:
+                 not_before: dt.datetime | None = None, ca_key_path: Path | None = None,
+                 authority_key_id: bool = True) -> tuple[Path, Path, x509.Certificate]:
     """A client certificate for ``cn`` signed by the CA in ``ca_dir`` (ca.pem, ca.key): PEM cert and key."""
     ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((ca_key_path or ca_dir / "ca.key").read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([eku]), critical=False))
+    if authority_key_id:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                                        critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     cert_path, key_path = out / f"{cn}-{cert.serial_number}.pem", out / f"{cn}-{cert.serial_number}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -98,6 +102,14 @@ def test_a_client_certificate_authenticates_the_user_its_cn_names(mtls):
     assert curl_status(mtls, "/api/products/1", "--cert", str(cert), "--key", str(key))[0] == 200
     # Privileges apply as to any credential.
     assert curl_status(mtls, "/api/products/1", "-X", "DELETE", "--cert", str(cert), "--key", str(key))[0] == 403
+
+
+def test_a_certificate_openssl_accepts_but_tlskit_rules_refuse_is_a_wrong_password(mtls):
+    # No authorityKeyIdentifier (RFC 5280 4.2.1.1): OpenSSL completes the handshake, tlskit's verdict refuses.
+    cert, key, _ = issue_client(mtls.extra["ca_dir"], mtls.extra["certs"], "alice", authority_key_id=False)
+    status, body = curl_status(mtls, "/api/me", "--cert", str(cert), "--key", str(key))
+    wrong_status, wrong_body = curl_status(mtls, "/api/me", "-u", "alice:wrong")
+    assert (status, body) == (401, wrong_body) and wrong_status == 401
 
 
 def test_openssl_s_client_with_a_certificate_is_answered(mtls):

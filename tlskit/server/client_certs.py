@@ -8,15 +8,22 @@ alert: no HTTP answer, so a client with a bad certificate learns nothing about t
 ``--client-cert optional`` (the default) a client may send none and use another credential; with
 ``required`` the handshake needs one.
 
-After the handshake the engine keeps a :class:`ClientCertificate` per connection; the credential reader
-(:mod:`.credentials`) turns it into the user named by its CN, and a user with pinned certificates is
-proven only by a certificate with one of those SHA-256 fingerprints.
+After the handshake the engine keeps a :class:`ClientCertificate` per connection. OpenSSL's checks are
+then followed by tlskit's own (:class:`ClientVerifier`, the verdict engine of ``tlskit chain --purpose
+client``: RFC 5280 rules OpenSSL does not apply, weak keys, malformed serials, critical extensions it
+does not understand); a certificate they refuse carries the reason, and the credential reader
+(:mod:`.credentials`) answers it like a wrong password (401). Otherwise the certificate proves the user
+named by its CN, and a user with pinned certificates is proven only by a certificate with one of those
+SHA-256 fingerprints.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import ssl
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +38,83 @@ class ClientCertificate:
     fingerprint: str        # SHA-256 of the DER, lower-case hex without separators
     subject: str            # RFC 4514, as the upstream header carries it
     common_name: str | None
+    refusal: str | None = None  # why tlskit's own checks refuse it (None: accepted)
 
     @classmethod
-    def from_der(cls, der: bytes) -> ClientCertificate:
+    def from_der(cls, der: bytes, refusal: str | None = None) -> ClientCertificate:
         from cryptography import x509
 
         cert = x509.load_der_x509_certificate(der)
         names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         common_name = names[0].value if names and isinstance(names[0].value, str) else None
-        return cls(der, hashlib.sha256(der).hexdigest(), cert.subject.rfc4514_string(), common_name)
+        return cls(der, hashlib.sha256(der).hexdigest(), cert.subject.rfc4514_string(), common_name, refusal)
+
+
+class ClientVerifier:
+    """tlskit's verdict on each client certificate OpenSSL accepted, remembered per certificate.
+
+    A client reconnecting with the same certificate costs a dictionary lookup; a verdict is redone after
+    ``ttl`` seconds (so expiry and a new CRL count) and whenever the CA or CRL file changes on disk.
+    """
+
+    def __init__(self, ca_file: Path, crl_file: Path | None = None, ttl: float = 300.0, size: int = 4096) -> None:
+        self.ca_file = Path(ca_file)
+        self.crl_file = Path(crl_file) if crl_file is not None else None
+        self.ttl = ttl
+        self.size = size
+        self._verdicts: OrderedDict[bytes, tuple[float, ClientCertificate]] = OrderedDict()
+        self._inputs: tuple = ()
+        self._trust = None
+        self._crls: list = []
+
+    def __call__(self, der: bytes) -> ClientCertificate:
+        now = time.monotonic()
+        self._refresh_inputs()
+        remembered = self._verdicts.get(der)
+        if remembered is not None and remembered[0] > now:
+            self._verdicts.move_to_end(der)
+            return remembered[1]
+        certificate = ClientCertificate.from_der(der, self._refusal(der))
+        self._verdicts[der] = (now + self.ttl, certificate)
+        if len(self._verdicts) > self.size:
+            self._verdicts.popitem(last=False)
+        return certificate
+
+    def _refusal(self, der: bytes) -> str | None:
+        from cryptography import x509
+
+        from tlskit.verdict.client import verify_client_chain
+
+        verdict = verify_client_chain([x509.load_der_x509_certificate(der)], self._trust, crls=self._crls)
+        return None if verdict.verified else f"client certificate refused: {verdict.problems[0].detail}"
+
+    def _refresh_inputs(self) -> None:
+        files = [self.ca_file] + ([self.crl_file] if self.crl_file else [])
+        inputs = tuple(_signature(path) for path in files)
+        if inputs == self._inputs and self._trust is not None:
+            return
+        from tlskit.errors import TlskitError
+        from tlskit.revocation.crl import load_crls
+        from tlskit.trust import TrustStore
+
+        # A file being replaced mid-read keeps the previous inputs; the next request tries again.
+        try:
+            trust = TrustStore.from_file(self.ca_file)
+            crls = load_crls([self.crl_file]) if self.crl_file else []
+        except (TlskitError, OSError, ValueError):
+            if self._trust is not None:
+                return
+            raise
+        self._trust, self._crls, self._inputs = trust, crls, inputs
+        self._verdicts.clear()
+
+
+def _signature(path: Path) -> tuple:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (str(path), None)
+    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def fingerprint_of(text: str) -> str:

@@ -78,6 +78,8 @@ class CredentialReader:
             if token is not None:
                 return Credential(token, None, "query") if token else Malformed("empty authtoken")
         if client_cert is not None:
+            if client_cert.refusal:
+                return Malformed(client_cert.refusal)
             if not client_cert.common_name:
                 return Malformed("client certificate without a CN")
             return Credential(client_cert.fingerprint, client_cert.common_name, "certificate")

@@ -80,7 +80,8 @@ class ServerState:
         self.date_header = b""
         self.on_settled = None            # called once per connection when its first request has headers
         self.refusal_headers = b""        # extra header lines (HSTS...) on the answers the engine makes itself
-        self.client_certificates = False  # read the client's certificate after each handshake
+        # with --client-ca: the client's certificate (DER) -> ClientCertificate, after each handshake
+        self.client_certificates = None
         self.refresh_date()
 
     def refresh_date(self) -> None:
@@ -123,8 +124,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport
         self.state.connections.add(self)
         self._read_deadline("first", self.limits.header_timeout)
-        if self.state.client_certificates and self.tls:
-            self.client_cert = _peer_certificate(transport)
+        if self.state.client_certificates is not None and self.tls:
+            self.client_cert = _peer_certificate(transport, self.state.client_certificates)
 
     client_cert = None
 
@@ -406,12 +407,8 @@ class HttpConnection(asyncio.Protocol):
         return not self.queue and self.headers_done and self.read_phase == "idle"
 
 
-def _peer_certificate(transport):
+def _peer_certificate(transport, verifier):
     """The client's certificate, as the TLS layer verified it (None when it sent none)."""
     ssl_object = transport.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        return None
-    from tlskit.server.client_certs import ClientCertificate
-
-    return ClientCertificate.from_der(der)
+    return verifier(der) if der else None

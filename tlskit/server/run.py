@@ -233,7 +233,10 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket], lo
     exempt = TrustedProxies(config.trust_proxy).trusts if config.trust_proxy else (lambda ip: False)
     refusal_headers = [hsts(config.hsts_max_age), NOSNIFF]
     https = Listener(app, config.http, prepared.context, exempt, refusal_headers)
-    https.state.client_certificates = config.client_ca is not None
+    if config.client_ca is not None:
+        from tlskit.server.client_certs import ClientVerifier
+
+        https.state.client_certificates = ClientVerifier(config.client_ca, config.crl)
     listeners = [(https, sockets["https"])]
     if "redirect" in sockets:
         listeners.append((Listener(build_redirect_app(prepared), config.http, None, exempt), sockets["redirect"]))
