@@ -47,6 +47,25 @@ def test_hourly_limit_admits_exactly_n_then_refuses_with_retry_after(make_limite
     assert b"retry-after" not in dict(decisions[0].headers())
 
 
+def test_ratelimit_reset_counts_down_to_when_the_oldest_request_leaves_the_window(make_limiter):
+    clock = Clock()
+    limiter = make_limiter(clock)
+    limits = Limits(max_requests=3)
+    resets = []
+    for _ in range(4):
+        decision = limiter.acquire("alice", limits)
+        if decision.allowed:
+            limiter.release("alice")
+        resets.append(decision.reset)
+        clock.now += 25.5
+    # The first request (t=1000) leaves the window at t=4600: asked at t=1000, 1025.5, 1051, 1076.5.
+    assert resets == [3600, 3575, 3549, 3524]
+    assert dict(limiter.acquire("alice", limits).headers())[b"ratelimit-reset"] == b"3498"
+    clock.now = 1000.0 + WINDOW_SECONDS + 1  # the first left; the second (t=1025.5) is now the oldest
+    decision = limiter.acquire("alice", limits)
+    assert decision.allowed and decision.reset == 25
+
+
 def test_window_rolls_one_request_at_a_time(make_limiter):
     clock = Clock()
     limiter = make_limiter(clock)
