@@ -304,3 +304,19 @@ def _hold_one_slot(path: str) -> None:
     limiter = SharedLimiter(path)
     assert limiter.acquire("u", Limits(max_requests=3, max_concurrent=1)).allowed
     os._exit(0)
+
+
+def test_hourly_count_survives_a_restart_with_workers(tmp_path, upstream):
+    """With --workers the hour's count lives in STATE_DIR/limits.sqlite: a restarted server still knows it."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice", "--max-requests", "3")
+
+    def codes(served, n: int) -> list[str]:
+        return [curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                     f"{served.url}/h").stdout for _ in range(n)]
+
+    with start_serve(state, "--workers", "2", "--upstream", upstream.url) as served:
+        assert codes(served, 2) == ["200", "200"]
+    with start_serve(state, "--workers", "2", "--upstream", upstream.url) as served:
+        assert codes(served, 2) == ["200", "429"]
