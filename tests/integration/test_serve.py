@@ -492,3 +492,22 @@ def test_bad_flags_are_refused_before_anything_is_written(tmp_path, args, contai
     run = run_tlskit("serve", *args, "--state-dir", str(tmp_path / "state"))
     assert_one_line_error(run, 2, contains)
     assert not (tmp_path / "state").exists()
+
+
+# ---- README answers: 413, 405 ------------------------------------------------------------------
+
+def test_a_body_over_one_mib_is_413_and_inserts_nothing(server, tmp_path):
+    token = server.extra["alice_token"]
+    name = "x" * (1024 * 1024)   # with the JSON around it, just over 1 MiB
+    (tmp_path / "big.json").write_text(json.dumps({"name": name, "price": 1, "stock": 1}))
+    reply = server.curl("/api/products", "-H", f"X-API-Key: {token}", "-H", "Content-Type: application/json",
+                        "--data-binary", f"@{tmp_path / 'big.json'}", method="POST")
+    assert reply.status == 413, reply.body[:200]
+    assert name.encode() not in server.curl("/api/products?limit=1000", "-H", f"X-API-Key: {token}").body
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/products/1"), ("DELETE", "/api/products"), ("PUT", "/api")])
+def test_a_method_a_path_does_not_have_is_405(server, method, path):
+    reply = server.curl(path, "-H", f"X-API-Key: {server.extra['alice_token']}", "-H", "Content-Type: application/json",
+                        method=method, data="{}" if method != "DELETE" else None)
+    assert reply.status == 405, (method, path, reply.body)
