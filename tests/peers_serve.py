@@ -17,6 +17,22 @@ from pathlib import Path
 from conftest import free_port, require_binary, run_tlskit, stop_process, wait_for_port
 
 
+def poll_until(read, done, timeout: float = 10.0, interval: float = 0.05):
+    """Call ``read()`` until ``done(value)`` holds and return that value; fail with the last one at the deadline.
+
+    What tests wait for (a log flush, a users-database reload) happens on the server's clock, so a
+    fixed sleep is either too long or, on a loaded machine, too short.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s; last seen: {value!r}"[:2000])
+        time.sleep(interval)
+
+
 @dataclass
 class Reply:
     status: int
@@ -90,10 +106,10 @@ class Served:
         assert run.returncode == 0, run.stderr
         return run.json["token"]
 
-    def access_log(self, settle: float = 1.3) -> str:
-        """Everything logged so far (the log is flushed at least once a second)."""
-        time.sleep(settle)
-        return self.stdout_path.read_text()
+    def access_log(self, until: str, count: int = 1, timeout: float = 10.0) -> str:
+        """Everything logged so far, once ``until`` appears in it ``count`` times (the log is flushed at
+        least once a second: the request a test made is in it by then, and so is anything logged before)."""
+        return poll_until(self.stdout_path.read_text, lambda text: text.count(until) >= count, timeout)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()

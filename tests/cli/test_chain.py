@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from conftest import assert_one_line_error, free_port, openssl, run_tlskit
+from conftest import assert_one_line_error, free_port, openssl, require_binary, run_tlskit
 from peers_chain import LEAF_NAME, http_server, openssl_pki, openssl_verify, pem_subjects, tlskit_pki, v1_pki
 
 
@@ -412,9 +412,7 @@ def test_expired_leaf_is_named(tmp_path, openssl_ca):
 
 
 def test_pkcs12_is_read_by_java_keytool(tmp_path, tlskit_ca):
-    keytool = shutil.which("keytool")
-    if keytool is None:
-        pytest.skip("keytool (a JDK) is not installed; openssl reads the same file in test_pkcs12_openssl_reads_key_and_chain")
+    keytool = require_binary("keytool")  # default-jre-headless, in the Makefile's TEST_DEBS
     (tmp_path / "pass.txt").write_text("changeit\n")
     run = run_tlskit("chain", *map(str, tlskit_ca.all_certs), "--ca-file", str(tlskit_ca.root),
                      "--key", str(tlskit_ca.leaf_key), "--pkcs12", "site.p12", "--passphrase-file", "pass.txt", cwd=tmp_path)

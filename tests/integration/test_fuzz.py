@@ -324,7 +324,7 @@ def test_build_chain_orders_any_pile_or_says_why_not(pki, data):
         assert "\n" not in exc.message and exc.message
         return
     links = [link.certificate for link in report.links]
-    assert links[0] in [i.certificate for i in inputs] or store is not None
+    assert links[0] in [i.certificate for i in inputs]  # the chain starts at a certificate it was given
     for child, parent in zip(links, links[1:]):
         assert child.issuer == parent.subject
         child.verify_directly_issued_by(parent)
@@ -352,7 +352,7 @@ def test_verify_password_is_a_yes_or_no_for_any_stored_hash(stored, password):
     (a raise here is a 500 on the login path)."""
     from tlskit.server.users import verify_password
 
-    assert verify_password(stored, password) in (True, False)
+    assert verify_password(stored, password) is False  # no garbage hash matches; a raise fails too
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -497,14 +497,17 @@ def test_probe_options_from_what_a_user_types():
 def test_verify_words_are_openssls_own():
     """Every number tlskit prints carries the exact words of the installed libcrypto's error table."""
     import ctypes
-    import ctypes.util
+    import ssl
 
     from tlskit.probe import VERIFY_REASONS
 
-    name = ctypes.util.find_library("crypto")
-    if not name:
-        pytest.skip("libcrypto not found")
-    error_string = ctypes.CDLL(name).X509_verify_cert_error_string
+    # The libcrypto the ssl module loaded (the one the probe's handshakes use), read from this process's
+    # own mappings: find_library("crypto") needs the -dev package or ldconfig and may name another copy.
+    assert ssl.OPENSSL_VERSION
+    with open("/proc/self/maps") as maps:
+        loaded = {line.split()[-1] for line in maps if "/libcrypto" in line}
+    assert len(loaded) == 1, loaded
+    error_string = ctypes.CDLL(loaded.pop()).X509_verify_cert_error_string
     error_string.restype, error_string.argtypes = ctypes.c_char_p, [ctypes.c_long]
     for code, words in VERIFY_REASONS.items():
         assert error_string(code).decode() == words, code

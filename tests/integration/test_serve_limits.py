@@ -47,6 +47,25 @@ def test_hourly_limit_admits_exactly_n_then_refuses_with_retry_after(make_limite
     assert b"retry-after" not in dict(decisions[0].headers())
 
 
+def test_ratelimit_reset_counts_down_to_when_the_oldest_request_leaves_the_window(make_limiter):
+    clock = Clock()
+    limiter = make_limiter(clock)
+    limits = Limits(max_requests=3)
+    resets = []
+    for _ in range(4):
+        decision = limiter.acquire("alice", limits)
+        if decision.allowed:
+            limiter.release("alice")
+        resets.append(decision.reset)
+        clock.now += 25.5
+    # The first request (t=1000) leaves the window at t=4600: asked at t=1000, 1025.5, 1051, 1076.5.
+    assert resets == [3600, 3575, 3549, 3524]
+    assert dict(limiter.acquire("alice", limits).headers())[b"ratelimit-reset"] == b"3498"
+    clock.now = 1000.0 + WINDOW_SECONDS + 1  # the first left; the second (t=1025.5) is now the oldest
+    decision = limiter.acquire("alice", limits)
+    assert decision.allowed and decision.reset == 25
+
+
 def test_window_rolls_one_request_at_a_time(make_limiter):
     clock = Clock()
     limiter = make_limiter(clock)
@@ -285,3 +304,19 @@ def _hold_one_slot(path: str) -> None:
     limiter = SharedLimiter(path)
     assert limiter.acquire("u", Limits(max_requests=3, max_concurrent=1)).allowed
     os._exit(0)
+
+
+def test_hourly_count_survives_a_restart_with_workers(tmp_path, upstream):
+    """With --workers the hour's count lives in STATE_DIR/limits.sqlite: a restarted server still knows it."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice", "--max-requests", "3")
+
+    def codes(served, n: int) -> list[str]:
+        return [curl("-k", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                     f"{served.url}/h").stdout for _ in range(n)]
+
+    with start_serve(state, "--workers", "2", "--upstream", upstream.url) as served:
+        assert codes(served, 2) == ["200", "200"]
+    with start_serve(state, "--workers", "2", "--upstream", upstream.url) as served:
+        assert codes(served, 2) == ["200", "429"]
