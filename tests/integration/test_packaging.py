@@ -37,7 +37,14 @@ def _pip(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A fresh virtualenv with the wheel built from a copy of the source tree, and nothing else of ours."""
+    """A fresh virtualenv with the wheel built from a copy of the source tree, and nothing else of ours.
+
+    The third-party dependencies come from the test run's own environment, added as a plain path: the
+    .pth files there (the editable tlskit among them) are not processed, so only the wheel's tlskit can
+    be imported, and the test does not spend a minute reinstalling cryptography, aiohttp and psycopg.
+    """
+    import sysconfig
+
     work = tmp_path_factory.mktemp("wheel")
     source = _source_copy(work / "src")
     env_dir = work / "venv"
@@ -45,7 +52,9 @@ def installed(tmp_path_factory):
     wheels = work / "wheels"
     _pip(env_dir, "wheel", "--no-deps", "-w", str(wheels), str(source), cwd=work)
     (wheel,) = wheels.glob("tlskit-*.whl")
-    _pip(env_dir, "install", str(wheel), cwd=work)
+    _pip(env_dir, "install", "--no-deps", str(wheel), cwd=work)
+    (site_dir,) = (env_dir / "lib").glob("python3*/site-packages")
+    (site_dir / "zz-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return work, env_dir, wheel
 
 

@@ -111,15 +111,15 @@ def _by_id(findings: list[dict]) -> dict[str, dict]:
     return {f["id"]: f for f in findings}
 
 
-def test_testssl_reports_nothing_medium_or_worse(scan):
+def _testssl_reports_nothing_medium_or_worse(scan):
     bad = [f"{f['severity']} {f['id']}: {f['finding']}" for f in scan if f["severity"] in BAD]
     assert bad == [], "\n".join(bad)
     problems = [f"{f['id']}: {f['finding']}" for f in scan if f["severity"] == "FATAL" or f["id"] == "scanProblem"]
     assert problems == [], problems
 
 
-def test_testssl_checked_what_it_must(scan):
-    """A scan that silently skipped the checks would pass the test above, so the checks are named here."""
+def _testssl_checked_what_it_must(scan):
+    """A scan that silently skipped the checks would pass the check above, so the checks are named here."""
     ids = _by_id(scan)
     for required in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3", "cipherlist_NULL", "cipherlist_aNULL",
                      "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipher_order", "HSTS_time",
@@ -133,7 +133,7 @@ def test_testssl_checked_what_it_must(scan):
     assert ids["cert_chain_of_trust"]["severity"] == "OK", ids["cert_chain_of_trust"]
 
 
-def test_testssl_sees_only_tls12_and_tls13(scan):
+def _testssl_sees_only_tls12_and_tls13(scan):
     ids = _by_id(scan)
     for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
         assert ids[old]["finding"].startswith("not offered"), ids[old]
@@ -141,7 +141,7 @@ def test_testssl_sees_only_tls12_and_tls13(scan):
     assert ids["TLS1_3"]["finding"].startswith("offered"), ids["TLS1_3"]
 
 
-def test_testssl_lists_no_cbc_or_sha1_suites(scan):
+def _testssl_lists_no_cbc_or_sha1_suites(scan):
     suites = [f for f in scan if f["id"].startswith("cipher-")]
     assert suites, "testssl -E listed no cipher"
     assert all(f["id"].startswith(("cipher-tls1_2_", "cipher-tls1_3_")) for f in suites), suites
@@ -151,6 +151,15 @@ def test_testssl_lists_no_cbc_or_sha1_suites(scan):
     # Every TLS 1.2 suite has forward secrecy and AEAD.
     tls12 = [f["finding"].split()[3] for f in suites if f["id"].startswith("cipher-tls1_2_")]
     assert tls12 and all(n.startswith("ECDHE-") and ("GCM" in n or "CHACHA20" in n) for n in tls12), tls12
+
+
+def test_testssl_scan_of_serve(scan):
+    """One scan (about a minute of CPU) answers all four questions; a module fixture shared by four tests
+    would be rebuilt whenever pytest-xdist interleaves another module's tests on the same worker."""
+    _testssl_reports_nothing_medium_or_worse(scan)
+    _testssl_checked_what_it_must(scan)
+    _testssl_sees_only_tls12_and_tls13(scan)
+    _testssl_lists_no_cbc_or_sha1_suites(scan)
 
 
 # --- the same guarantees, checked with the openssl binary on both certificate kinds -----------------
