@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -173,6 +174,32 @@ def test_trusted_certificate_drops_openssls_trust_settings():
     block = _pem("TRUSTED CERTIFICATE", _CERT.public_bytes(DER) + trust)
     assert parse_bundle(block).certificates == [_CERT]
     assert parse_bundle(_pem("TRUSTED CERTIFICATE", _CERT.public_bytes(DER))).certificates == [_CERT]
+
+
+def _other_certificate() -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "other.test")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEY.public_key())
+            .serial_number(2).not_valid_before(_NOW).not_valid_after(_NOW + datetime.timedelta(days=1))
+            .sign(_KEY, hashes.SHA256()))
+
+
+def by_serial(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
+    return sorted(certificates, key=lambda c: c.serial_number)  # PKCS#7 holds a SET OF: DER sorts it
+
+
+def test_pkcs7_bundles_are_read_as_their_certificates():
+    # Windows CAs and AIA URLs hand chains out as .p7b / .p7c.
+    other = _other_certificate()
+    pem = pkcs7.serialize_certificates([_CERT, other], PEM)
+    assert pem.startswith(b"-----BEGIN PKCS7-----")
+    assert by_serial(parse_bundle(pem).certificates) == [_CERT, other]
+    assert parse_bundle(pem + _CSR.public_bytes(PEM)).csrs == [_CSR]
+    der = parse_bundle(pkcs7.serialize_certificates([other, _CERT], DER))
+    assert by_serial(der.certificates) == [_CERT, other] and len(der) == 2
+    with pytest.raises(InputError) as excinfo:
+        parse_bundle(b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n", "chain.p7b")
+    assert _message(excinfo) == ("chain.p7b has a PKCS7 block without certificates; "
+                                 "give a PKCS#7 certificate bundle (.p7b) or PEM certificates")
 
 
 def test_first_der_object_cuts_after_the_outer_length():

@@ -9,7 +9,12 @@ import threading
 
 import pytest
 
-from tlskit.server.limits import WINDOW_SECONDS, Decision, Limits, MemoryLimiter, SharedLimiter
+from tlskit.errors import InputError
+from tlskit.server import limits_redis
+from tlskit.server.limits import (
+    WINDOW_SECONDS, Decision, Limits, MemoryLimiter, SharedLimiter, check_limits_store, open_limiter,
+)
+from tlskit.server.stores import LimitsStore, RedisUrl
 
 
 @pytest.fixture(params=["memory", "shared"])
@@ -348,3 +353,51 @@ def test_a_failed_decision_is_rolled_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     decision = limiter.acquire("u", Limits(max_requests=1))
     assert (decision.allowed, decision.remaining) == (True, 0)
+
+
+def test_a_refusal_is_a_429_unless_the_store_says_otherwise():
+    assert Decision(False).status == 429
+    assert Decision(True).lease is None
+
+
+def test_open_limiter_by_default_counts_in_memory_for_one_worker_and_in_the_state_dir_for_more(tmp_path):
+    assert type(open_limiter(None, tmp_path)) is MemoryLimiter
+    assert type(open_limiter(None, tmp_path, workers=1)) is MemoryLimiter
+    shared = open_limiter(None, tmp_path, workers=2)
+    assert type(shared) is SharedLimiter and (tmp_path / "limits.sqlite").is_file()
+    assert type(open_limiter(LimitsStore("memory"), tmp_path, workers=4)) is MemoryLimiter
+
+
+def test_open_limiter_opens_the_store_it_is_given(tmp_path):
+    path = tmp_path / "elsewhere.sqlite"
+    limiter = open_limiter(LimitsStore("sqlite", path=path), tmp_path / "state")
+    assert type(limiter) is SharedLimiter and path.is_file()
+    assert not (tmp_path / "state").exists()
+    redis = open_limiter(LimitsStore("redis", redis=RedisUrl("redis://127.0.0.1:1/0")), tmp_path, workers=3,
+                         fail="closed", lease=4)
+    assert type(redis) is limits_redis.RedisLimiter  # opened lazily: nothing listens on port 1
+    assert (redis.url, redis.fail, redis.lease) == (RedisUrl("redis://127.0.0.1:1/0"), "closed", 4.0)
+    default = open_limiter(LimitsStore("redis", redis=RedisUrl("redis://127.0.0.1:1/0")), tmp_path)
+    assert (default.fail, default.lease) == ("open", 15.0)
+
+
+def test_an_sqlite_store_that_cannot_be_opened_says_what_to_do(tmp_path):
+    path = tmp_path / "missing" / "limits.sqlite"
+    with pytest.raises(InputError) as excinfo:
+        open_limiter(LimitsStore("sqlite", path=path), tmp_path)
+    assert str(excinfo.value) == (f"cannot open the limits store {path} (unable to open database file); "
+                                  "give --limits-store sqlite:PATH in a directory this user can write")
+    with pytest.raises(InputError) as excinfo:
+        open_limiter(None, tmp_path / "no-state", workers=2)
+    assert str(excinfo.value).startswith(f"cannot open the limits store {tmp_path / 'no-state' / 'limits.sqlite'} (")
+
+
+def test_only_a_redis_store_is_checked_before_the_server_listens(tmp_path, monkeypatch):
+    checked = []
+    monkeypatch.setattr(limits_redis, "check_redis", checked.append)
+    url = RedisUrl("redis://127.0.0.1:1/0")
+    for store in (None, LimitsStore("memory"), LimitsStore("sqlite", path=tmp_path / "l.sqlite")):
+        check_limits_store(store)
+    assert checked == []
+    check_limits_store(LimitsStore("redis", redis=url))
+    assert checked == [url]

@@ -52,6 +52,7 @@ class RecordingLimiter(MemoryLimiter):
         super().__init__(clock=lambda: 1000.0)
         self.asked: list[tuple[str, Limits]] = []
         self.released: list[str] = []
+        self.released_decisions: list[Decision | None] = []
 
     def acquire(self, user, limits):
         self.asked.append((user, limits))
@@ -59,7 +60,8 @@ class RecordingLimiter(MemoryLimiter):
 
     def release(self, user, decision=None):
         self.released.append(user)
-        super().release(user)
+        self.released_decisions.append(decision)
+        super().release(user, decision)
 
 
 def make_gate(answers=None, *, networks=LOOPBACK, limiter=None, default_limits=Limits(), realm="tlskit",
@@ -179,7 +181,8 @@ def test_a_query_token_is_read_only_when_allowed():
 def test_no_credential_is_a_401_with_the_basic_challenge():
     gate = make_gate()
     denial = admit(gate, scope())
-    assert (denial.status, denial.headers, denial.reason, denial.user) == (401, [CHALLENGE], "credentials", None)
+    assert (denial.status, denial.headers, denial.reason, denial.user) == (401, [CHALLENGE], "missing credentials",
+                                                                           None)
     assert denial.body == b'{"error":"unauthorized","detail":"missing, wrong or malformed credentials"}'
     realm = admit(make_gate(realm="files"), scope())
     assert realm.headers == [(b"www-authenticate", b'Basic realm="files", charset="UTF-8"')]
@@ -187,10 +190,15 @@ def test_no_credential_is_a_401_with_the_basic_challenge():
 
 def test_malformed_and_wrong_credentials_get_the_same_401():
     gate = make_gate()
+    missing = admit(gate, scope())
     malformed = admit(gate, scope(headers=[(b"authorization", b"Digest nonsense")]))
     wrong = admit(gate, scope(headers=[bearer("nobody")]))
-    assert malformed == wrong
-    assert (wrong.status, body_of(wrong), wrong.headers) == (401, UNAUTHORIZED_BODY, [CHALLENGE])
+    # The client learns nothing from which; only the log (and the metrics) tell them apart.
+    for denial in (missing, malformed, wrong):
+        assert (denial.status, body_of(denial), denial.headers, denial.user) == (401, UNAUTHORIZED_BODY,
+                                                                                 [CHALLENGE], None)
+    assert [d.reason for d in (missing, malformed, wrong)] == ["missing credentials", "malformed credentials",
+                                                               "credentials"]
     assert [credential.secret for credential, _, _ in gate.authenticator.asked] == ["nobody"]
 
 
@@ -278,6 +286,7 @@ def test_admitted_requests_carry_the_limiters_headers_and_owe_one_release():
     assert limiter.in_flight("alice") == 1
     gate.release(passed)
     assert limiter.released == ["alice"] and limiter.in_flight("alice") == 0
+    assert limiter.released_decisions == [passed.decision]  # a shared store finds the request's slot by it
 
 
 def test_a_users_own_limits_replace_the_defaults():
@@ -418,3 +427,68 @@ def test_an_unreadable_signed_body_is_answered_without_asking_who():
     denial = admit(gate, request, receive=messages({"type": "http.disconnect"}))
     assert (denial.status, denial.reason) == (400, "body")
     assert gate.authenticator.asked == []
+
+
+def test_a_limiter_may_answer_later():
+    class NetworkLimiter(RecordingLimiter):
+        def acquire(self, user, limits):
+            decision = super().acquire(user, limits)
+
+            async def later():
+                await asyncio.sleep(0)
+                return decision
+
+            return later()
+
+    gate = make_gate(limiter=NetworkLimiter(), default_limits=Limits(max_requests=1))
+    passed = admit(gate, scope(headers=[bearer("alice-token")]))
+    assert isinstance(passed, Passed) and passed.decision == Decision(True, limit=1, remaining=0, reset=3600)
+    assert admit(gate, scope(headers=[bearer("alice-token")])).status == 429
+
+
+def test_a_limits_store_that_cannot_decide_is_a_503():
+    class DownLimiter(RecordingLimiter):
+        def acquire(self, user, limits):
+            self.asked.append((user, limits))
+            return Decision(False, retry_after=5, reason="limits store unavailable", limit=limits.max_requests,
+                            status=503)
+
+    gate = make_gate(limiter=DownLimiter(), default_limits=Limits(max_requests=3))
+    denial = admit(gate, scope(headers=[bearer("alice-token")]))
+    assert (denial.status, denial.reason, denial.user) == (503, "limits store", "alice")
+    assert denial.body == (b'{"error":"unavailable","detail":"limits cannot be checked right now; retry",'
+                           b'"retry_after":5}')
+    assert denial.headers == [(b"ratelimit-limit", b"3"), (b"ratelimit-remaining", b"0"),
+                              (b"ratelimit-reset", b"0"), (b"ratelimit-policy", b"3;w=3600"),
+                              (b"retry-after", b"5")]
+
+
+def test_reconfigure_changes_the_networks_and_default_limits_for_the_next_requests():
+    limiter = RecordingLimiter()
+    gate = make_gate(limiter=limiter, default_limits=Limits(max_requests=5))
+    assert gate.ip_allowed("127.0.0.1") and not gate.ip_allowed("192.0.2.1")
+    gate.reconfigure(networks=[ipaddress.ip_network("192.0.2.0/24")])
+    assert gate.networks == (ipaddress.ip_network("192.0.2.0/24"),)
+    assert not gate.ip_allowed("127.0.0.1") and gate.ip_allowed("192.0.2.1")  # nothing answered from before
+    assert gate.default_limits == Limits(max_requests=5)
+    gate.reconfigure(default_limits=Limits(max_concurrent=1))
+    assert gate.default_limits == Limits(max_concurrent=1) and gate.ip_allowed("192.0.2.1")
+    gate.reconfigure()
+    assert gate.default_limits == Limits(max_concurrent=1) and gate.ip_allowed("192.0.2.1")
+    admit(gate, scope(headers=[bearer("alice-token")]), ip="192.0.2.9")
+    assert limiter.asked == [("alice", Limits(0, 1))]
+
+
+def test_a_metrics_scraper_needs_no_get_privilege_and_spends_no_quota():
+    scraper = User("prometheus", frozenset({"METRICS"}), max_requests=1)
+    limiter = RecordingLimiter()
+    gate = make_gate({"scrape": scraper, "alice-token": ALICE}, limiter=limiter)
+    for method in ("GET", "HEAD", "GET"):
+        passed = admit(gate, scope(method, [bearer("scrape")], path="/metrics"))
+        assert passed == Passed(scraper, [], False, "bearer"), method
+    assert limiter.asked == []
+    assert body_of(admit(gate, scope("POST", [bearer("scrape")], path="/metrics")))["detail"] == "user may not POST"
+    assert body_of(admit(gate, scope("GET", [bearer("scrape")], path="/api")))["detail"] == "user may not GET"
+    # A user without the privilege reads /metrics only as any GET, counted.
+    passed = admit(gate, scope("GET", [bearer("alice-token")], path="/metrics"))
+    assert isinstance(passed, Passed) and passed.limited and limiter.asked == [("alice", Limits())]
