@@ -15,6 +15,7 @@ import pytest
 
 from tlskit.server import bodies
 from tlskit.server.auth import Refused
+from tlskit.server.client_certs import ClientCertificate
 from tlskit.server.credentials import Credential, CredentialReader
 from tlskit.server.limits import Decision, Limits, MemoryLimiter
 from tlskit.server.policy import METHOD_OVERRIDES, Denial, Gate, Passed
@@ -147,14 +148,6 @@ def test_address_answers_are_remembered_and_the_memory_is_bounded():
 # --- credentials -----------------------------------------------------------------------------------
 
 
-class ClientCertificate:
-    """What the TLS layer puts into the scope for a verified client certificate."""
-
-    def __init__(self, common_name: str, fingerprint: str) -> None:
-        self.common_name = common_name
-        self.fingerprint = fingerprint
-
-
 def test_defaults_are_the_tlskit_realm_and_no_limits():
     authenticator = StandInAuthenticator({"alice-token": ALICE})
     gate = Gate(authenticator, CredentialReader(), LOOPBACK)
@@ -165,7 +158,8 @@ def test_defaults_are_the_tlskit_realm_and_no_limits():
 
 def test_a_verified_client_certificate_is_a_credential():
     gate = make_gate({"ab12": ALICE})
-    passed = admit(gate, scope(**{"tlskit.client_cert": ClientCertificate("alice", "ab12")}))
+    certificate = ClientCertificate(b"", "ab12", "CN=alice", "alice")
+    passed = admit(gate, scope(**{"tlskit.client_cert": certificate}))
     assert isinstance(passed, Passed) and passed.source == "certificate"
     assert gate.authenticator.asked[0][0] == Credential("ab12", "alice", "certificate")
 
