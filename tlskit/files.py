@@ -247,7 +247,7 @@ def check_writable(paths: list[Path], force: bool) -> None:
             raise InputError(f"{path} is a directory", fix="name a file")
         if path.exists() and not force:
             raise FileExistsRefused(f"{path} already exists", fix="pass --force to replace it, or choose another path")
-        parent = path.parent if str(path.parent) else Path(".")
+        parent = path.parent  # Path("cert.pem").parent is Path("."), never empty
         if not parent.is_dir():
             raise InputError(f"directory {parent} does not exist", fix=f"create it first (mkdir -p {parent})")
         if not os.access(parent, os.W_OK):
@@ -287,7 +287,7 @@ def write_outputs(outputs: list[Output], force: bool = False) -> None:
 
 
 def _stage(output: Output) -> str:
-    directory = output.path.parent if str(output.path.parent) else Path(".")
+    directory = output.path.parent
     _remove_stale_temps(directory, output.path.name)
     # The writer's pid is in the name, so a later run can tell a dead writer's leftover from a live one's.
     fd, temp = tempfile.mkstemp(prefix=f".{output.path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
@@ -343,7 +343,7 @@ def _umask() -> int:
 
 def _fsync_directory(directory: Path) -> None:
     try:
-        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:

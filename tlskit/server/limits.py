@@ -60,12 +60,12 @@ class Decision:
         """RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers) and Retry-After when refused."""
         out: list[tuple[bytes, bytes]] = []
         if self.limit:
-            out += [
+            out.extend([
                 (b"ratelimit-limit", str(self.limit).encode()),
                 (b"ratelimit-remaining", str(self.remaining).encode()),
                 (b"ratelimit-reset", str(self.reset).encode()),
                 (b"ratelimit-policy", f"{self.limit};w={int(WINDOW_SECONDS)}".encode()),
-            ]
+            ])
         if not self.allowed:
             out.append((b"retry-after", str(max(1, self.retry_after)).encode()))
         return out
@@ -193,6 +193,9 @@ class SharedLimiter:
     hour's budget also survives a restart. In-flight requests are rows keyed by worker pid: a worker
     that died leaves rows behind, and the next worker to start clears the rows of dead pids.
     Costs a transaction (tens of microseconds, no fsync) for limited users only; unlimited users skip it.
+
+    The SQL text is kept out of mutation testing (``# pragma: no mutate``): SQLite reads keywords and
+    names in any case, so the upper- and lower-cased copies mutmut makes of it cannot behave differently.
     """
 
     def __init__(self, path, clock=time.time) -> None:
@@ -204,23 +207,25 @@ class SharedLimiter:
         self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10, check_same_thread=False)
         self._lock = threading.Lock()
         self._mine: dict[str, int] = {}  # this worker's admitted, unreleased requests: release() skips the rest
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
+        self._db.execute("PRAGMA synchronous=OFF")  # pragma: no mutate
         self._db.executescript(
-            "CREATE TABLE IF NOT EXISTS admitted (user TEXT NOT NULL, at REAL NOT NULL);"
-            "CREATE INDEX IF NOT EXISTS admitted_user ON admitted (user, at);"
-            "CREATE TABLE IF NOT EXISTS in_flight (user TEXT NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,"
-            " PRIMARY KEY (user, pid));")
+            "CREATE TABLE IF NOT EXISTS admitted (user TEXT NOT NULL, at REAL NOT NULL);"  # pragma: no mutate
+            "CREATE INDEX IF NOT EXISTS admitted_user ON admitted (user, at);"  # pragma: no mutate
+            "CREATE TABLE IF NOT EXISTS in_flight (user TEXT NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,"  # pragma: no mutate
+            " PRIMARY KEY (user, pid));",  # pragma: no mutate
+        )
         self._forget_dead_workers()
 
     def _forget_dead_workers(self) -> None:
         from tlskit.files import process_alive
 
         with self._lock:
-            pids = [row[0] for row in self._db.execute("SELECT DISTINCT pid FROM in_flight")]
-            for pid in pids:
+            rows = self._db.execute("SELECT DISTINCT pid FROM in_flight")  # pragma: no mutate
+            for pid in [row[0] for row in rows]:
                 if not process_alive(pid):
-                    self._db.execute("DELETE FROM in_flight WHERE pid = ?", (pid,))
+                    self._db.execute("DELETE FROM in_flight WHERE pid = ?",  # pragma: no mutate
+                                     (pid,))
 
     def acquire(self, user: str, limits: Limits) -> Decision:
         if not limits.max_requests and not limits.max_concurrent:
@@ -228,29 +233,33 @@ class SharedLimiter:
         with self._lock:
             db = self._db
             now = self._clock()
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")  # pragma: no mutate
             try:
                 decision = self._decide(db, user, limits, now)
-                db.execute("COMMIT")
+                db.execute("COMMIT")  # pragma: no mutate
             except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("ROLLBACK")  # pragma: no mutate
                 raise
             return decision
 
     def _decide(self, db, user: str, limits: Limits, now: float) -> Decision:
         count, oldest = 0, None
         if limits.max_requests:
-            db.execute("DELETE FROM admitted WHERE user = ? AND at <= ?", (user, now - WINDOW_SECONDS))
-            count, oldest = db.execute("SELECT COUNT(*), MIN(at) FROM admitted WHERE user = ?", (user,)).fetchone()
-        in_flight = db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?", (user,)).fetchone()[0]
+            db.execute("DELETE FROM admitted WHERE user = ? AND at <= ?",  # pragma: no mutate
+                       (user, now - WINDOW_SECONDS))
+            count, oldest = db.execute("SELECT COUNT(*), MIN(at) FROM admitted WHERE user = ?",  # pragma: no mutate
+                                       (user,)).fetchone()
+        in_flight = self._count_in_flight(db, user)
         refusal = _refusal(limits, in_flight, count, oldest, now)
         if refusal is not None:
             return refusal
         if limits.max_requests:
-            db.execute("INSERT INTO admitted (user, at) VALUES (?, ?)", (user, now))
+            db.execute("INSERT INTO admitted (user, at) VALUES (?, ?)",  # pragma: no mutate
+                       (user, now))
             count, oldest = count + 1, now if oldest is None else oldest
-        db.execute("INSERT INTO in_flight (user, pid, n) VALUES (?, ?, 1) "
-                   "ON CONFLICT (user, pid) DO UPDATE SET n = n + 1", (user, self._pid))
+        db.execute("INSERT INTO in_flight (user, pid, n) VALUES (?, ?, 1) "  # pragma: no mutate
+                   "ON CONFLICT (user, pid) DO UPDATE SET n = n + 1",  # pragma: no mutate
+                   (user, self._pid))
         self._mine[user] = self._mine.get(user, 0) + 1
         return _decision(True, 0, "", limits, count, oldest, now)
 
@@ -264,8 +273,13 @@ class SharedLimiter:
             else:
                 del self._mine[user]
             # One statement, one transaction; a row left at 0 is harmless and reused by the next acquire.
-            self._db.execute("UPDATE in_flight SET n = n - 1 WHERE user = ? AND pid = ? AND n > 0", (user, self._pid))
+            self._db.execute("UPDATE in_flight SET n = n - 1 WHERE user = ? AND pid = ? AND n > 0",  # pragma: no mutate
+                             (user, self._pid))
 
     def in_flight(self, user: str) -> int:
         with self._lock:
-            return self._db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?", (user,)).fetchone()[0]
+            return self._count_in_flight(self._db, user)
+
+    def _count_in_flight(self, db, user: str) -> int:
+        return db.execute("SELECT COALESCE(SUM(n), 0) FROM in_flight WHERE user = ?",  # pragma: no mutate
+                          (user,)).fetchone()[0]

@@ -91,7 +91,7 @@ class Gate:
         known = self._allowed_ips.get(ip)
         if known is None:
             try:
-                address = ipaddress.ip_address(ip.split("%", 1)[0])
+                address = ipaddress.ip_address(ip.partition("%")[0])
                 if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
                     address = address.ipv4_mapped
                 known = any(address.version == n.version and address in n for n in self.networks)
