@@ -32,8 +32,9 @@ bench-deps: venv
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 
 # Four workers on two cores: most tests wait on a server, a handshake or a subprocess, not on the CPU.
+# loadfile: a module-scoped fixture (a scan, a wheel, a PKI) is built once, not once per interleaving.
 test: venv test-deps
-	$(PY) -m pytest -q -p no:cacheprovider -n 4 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 4 --dist loadfile tests
 
 # The in-process tests only: no servers, no peers, no Debian packages.
 test-fast: venv
