@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
@@ -106,14 +107,16 @@ def slept(monkeypatch, clock):
 def costs(monkeypatch):
     """Hash settings measured for the failure floor, each costing what the test says (default 1 ms)."""
     measured: list[str] = []
+    threads: set[str] = set()
     table: dict[str, float] = {}
 
     def time_one_check(stored: str) -> float:
         measured.append(stored)
+        threads.add(threading.current_thread().name)
         return table.get(hash_setting(stored), 0.001)
 
     monkeypatch.setattr(auth_module, "_time_one_check", time_one_check)
-    return type("Costs", (), {"measured": measured, "table": table})
+    return type("Costs", (), {"measured": measured, "table": table, "threads": threads})
 
 
 def make(store: Store, clock: Clock, throttle: LoginThrottle | None = None, **options) -> Authenticator:
@@ -322,29 +325,31 @@ def test_the_caches_are_bounded(clock, slept, costs):
     assert len(authenticator._bad) == 1
 
 
-def test_hashes_run_on_their_own_named_threads(clock, slept, costs, monkeypatch):
-    threads = set()
-    both_running = threading.Barrier(2, timeout=5)
+@pytest.mark.parametrize("workers, threads", [(None, 2), (1, 1), (0, 1), (3, 3)])
+def test_hashes_run_on_as_many_threads_of_their_own_as_asked(clock, slept, costs, monkeypatch, workers, threads):
+    used = set()
+    go = threading.Event()
 
     def verify(stored: str, password: str) -> bool:
-        threads.add(threading.current_thread().name)
-        both_running.wait()
+        used.add(threading.current_thread().name)
+        go.wait(5)
         return True
 
     monkeypatch.setattr(auth_module, "verify_password", verify)
     users = [user(f"u{n}", password="pw") for n in range(4)]
-    authenticator = Authenticator(Store(*users), clock=clock)          # the default: 2 threads
+    options = {} if workers is None else {"hash_workers": workers}     # None: the default, 2
+    authenticator = Authenticator(Store(*users), clock=clock, **options)
 
     async def all_at_once():
-        return await asyncio.gather(*(authenticator.authenticate(basic(f"u{n}", "pw"), f"a{n}") for n in range(4)))
+        logins = [asyncio.ensure_future(authenticator.authenticate(basic(f"u{n}", "pw"), f"a{n}")) for n in range(4)]
+        while authenticator.stats["hashes"] < 4:       # every check handed to the threads before any ends
+            await asyncio.sleep(0)
+        go.set()
+        return await asyncio.gather(*logins)
 
     assert [found.name for found in run(all_at_once())] == ["u0", "u1", "u2", "u3"]
-    assert threads == {"tlskit-hash_0", "tlskit-hash_1"}
+    assert used == {f"tlskit-hash_{n}" for n in range(threads)}
     authenticator.close()
-    one = Authenticator(Store(user("x", password="pw")), clock=clock, hash_workers=0)
-    monkeypatch.setattr(auth_module, "verify_password", lambda stored, password: True)
-    assert login(one, basic("x", "pw")).name == "x"          # at least one thread, whatever was asked
-    one.close()
 
 
 def test_a_failing_check_fails_every_waiter_and_the_next_attempt_hashes_again(clock, slept, costs, monkeypatch):
@@ -473,6 +478,7 @@ def test_concurrent_failures_share_one_measurement(clock, slept, costs):
 
     assert run(both()) == [WRONG, WRONG]
     assert costs.measured == [sha("x")]
+    assert costs.threads == {"tlskit-hash_0"}          # measuring costs what a check costs: on the hash threads
 
 
 def test_without_any_password_hash_a_failure_takes_the_minimum_floor(clock, slept, costs):
@@ -555,6 +561,16 @@ def test_a_signed_mode_key_needs_its_secret_to_have_signed_this_request(clock, s
     unknown, unknown_request = signed("AKIDUNKNOWN", "the-secret", signer)
     assert login(authenticator, unknown, request=unknown_request) is WRONG
     assert slept == []
+
+
+def test_a_v4_signature_covers_the_body_it_declares():
+    clock = Clock()
+    owner = user("owner", s3_keys={"AKIDSIGNED": "the-secret"})
+    authenticator = make(Store(owner), clock)
+    credential, request = signed("AKIDSIGNED", "the-secret")
+    assert login(authenticator, credential, request=request) is owner
+    tampered = dataclasses.replace(request, body=b"not the signed body")
+    assert login(authenticator, credential, request=tampered) is WRONG
 
 
 def test_a_signed_key_whose_user_went_away_is_401(clock, slept):
@@ -649,10 +665,25 @@ def test_a_locked_database_keeps_the_snapshot_without_503(clock, slept, costs, c
     assert caplog.records == []
     store.fail = RuntimeError("file is not\n   a database")
     with caplog.at_level(logging.WARNING, logger="tlskit.serve"):
+        assert authenticator.refresh() is False
         assert login(authenticator, basic("nobody", "pw")) == UNAVAILABLE
     assert [record.getMessage() for record in caplog.records] == [
         "users database unreadable (file is not a database): answering 503 for what the last good copy does not "
         "hold, and for everything after 60 s"]
+
+
+def test_a_database_locked_at_start_serves_an_empty_snapshot_until_it_can_be_read(clock, slept, costs):
+    alice = user("alice", password="pw", tokens=[TOKEN], s3_keys={"AKIDSIGNED": "s"})
+    store = Store(alice)
+    store.fail = RuntimeError("database is locked")
+    authenticator = make(store, clock, refresh_interval=0)
+    assert login(authenticator, token()) is WRONG
+    assert login(authenticator, basic("alice", "pw")) is WRONG
+    assert login(authenticator, Credential(FINGERPRINT, "alice", "certificate")) is WRONG
+    assert not authenticator.is_signed_key(token("AKIDSIGNED"))
+    store.fail = None
+    assert login(authenticator, token()) is alice
+    assert authenticator.is_signed_key(token("AKIDSIGNED"))
 
 
 def test_the_grace_counts_from_the_first_failed_read(clock, slept):
@@ -670,9 +701,33 @@ def test_the_grace_counts_from_the_first_failed_read(clock, slept):
     assert login(authenticator, token()) == UNAVAILABLE
 
 
-def test_after_close_no_password_is_hashed(clock, slept, costs):
-    authenticator = make(Store(user("alice", password="pw"), user("bob", tokens=[TOKEN])), clock)
-    authenticator.close()
+def test_close_waits_for_no_running_hash_and_cancels_the_queued_ones(clock, slept, costs, monkeypatch):
+    started, go, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def verify(stored: str, password: str) -> bool:
+        started.set()
+        go.wait(1)
+        finished.set()
+        return True
+
+    monkeypatch.setattr(auth_module, "verify_password", verify)
+    authenticator = make(Store(user("alice", password="pw"), user("bob", password="pw"), user("carol", tokens=[TOKEN])),
+                         clock)
+
+    async def scenario():
+        running = asyncio.ensure_future(authenticator.authenticate(basic("alice", "pw"), "a"))
+        queued = asyncio.ensure_future(authenticator.authenticate(basic("bob", "pw"), "b"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        authenticator.close()
+        closed_before_the_hash_ended = not finished.is_set()
+        go.set()
+        outcomes = await asyncio.gather(running, queued, return_exceptions=True)
+        return closed_before_the_hash_ended, outcomes
+
+    closed_before_the_hash_ended, (running, queued) = run(scenario())
+    assert closed_before_the_hash_ended
+    assert running.name == "alice"
+    assert isinstance(queued, asyncio.CancelledError)
     with pytest.raises(RuntimeError, match="shutdown"):
-        login(authenticator, basic("alice", "pw"))
-    assert login(authenticator, token()).name == "bob"       # tokens need no thread
+        login(authenticator, basic("bob", "pw"))                # no hashing after close
+    assert login(authenticator, token()).name == "carol"       # tokens need no thread

@@ -102,6 +102,7 @@ def test_check_raises_exactly_when_the_server_must_refuse_the_query():
     (b"", b""),
     (b"a=1&b=2", b"a=1&b=2"),
     (b"a=%41&b=+", b"a=%41&b=+"),                       # mentions nothing that decodes to the token
+    (b"a=\xff&b=2", b"a=\xff&b=2"),                     # cannot spell the token: kept even if not UTF-8
     (b"a=%zz&token", b"[ambiguous query]"),
     (b"authtoken=secret", b"authtoken=REDACTED"),
     (b"a=1;AUTHTOKEN=secret&&b=2&", b"a=1;authtoken=REDACTED&&b=2&"),
@@ -118,6 +119,7 @@ def test_redact_replaces_every_token_part_and_keeps_the_rest_byte_for_byte(raw, 
     (b"", b""),
     (b"a=1;b=2", b"a=1;b=2"),
     (b"a=%41+b", b"a=%41+b"),
+    (b"a=\xff;b=2", b"a=\xff;b=2"),
     (b"a=%zz&token", b""),
     (b"authtoken=secret", b""),
     (b"a=1;authtoken=secret;b=%41", b"a=1&b=%41"),

@@ -214,6 +214,19 @@ def test_released_slots_leave_nothing_behind():
     asyncio.run(scenario())
 
 
+def test_a_release_frees_exactly_one_of_the_running_slots():
+    async def scenario():
+        limiter = LoginThrottle(ThrottleSettings(per_address=3, queued=0))
+        assert [await limiter.acquire("a") for _ in range(4)] == [True, True, True, False]
+        limiter.release("a")
+        assert [await limiter.acquire("a") for _ in range(2)] == [True, False]
+        limiter.release("a")
+        limiter.release("a")
+        assert [await limiter.acquire("a") for _ in range(3)] == [True, True, False]
+
+    asyncio.run(scenario())
+
+
 def test_a_cancelled_waiter_gives_up_its_place_in_the_queue():
     async def scenario():
         limiter = LoginThrottle(ThrottleSettings(per_address=1, queued=1))
