@@ -290,6 +290,13 @@ def test_the_cache_tells_name_and_password_apart(clock, slept, costs):
     assert authenticator.stats["hashes"] == 3
 
 
+def test_the_first_read_takes_every_user_even_from_a_store_that_says_nothing_changed(clock, slept):
+    alice = user("alice", tokens=[TOKEN])
+    store = Store(alice)
+    assert store.changed() is True and store.changed() is False     # read once already (another reader)
+    assert login(make(store, clock, refresh_interval=3600), token()) is alice
+
+
 def test_the_caches_are_per_process_keyed(clock, slept, costs):
     store = Store(user("alice", password="pw"))
     first, second = make(store, clock), make(store, clock)
