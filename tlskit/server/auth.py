@@ -232,7 +232,7 @@ class Authenticator:
         if ok and user is not None:
             if len(self._good) >= CACHE_LIMIT:
                 self._good.clear()
-            self._good[cache_key] = (user.name, user.password_hash or "")
+            self._good[cache_key] = (user.name, user.password_hash)
             return user
         if len(self._bad) >= CACHE_LIMIT:
             self._bad.clear()

@@ -106,7 +106,7 @@ class LoginThrottle:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release(key)       # the slot was handed over just as we were cancelled
-            else:
+            elif waiter in slots.waiting:   # a release in the same tick may have passed it by already
                 slots.waiting.remove(waiter)
             raise
         return True
