@@ -129,3 +129,12 @@ def assert_one_line_error(run: Run, code: int = 2, contains: str | None = None) 
 @pytest.fixture
 def tlskit():
     return run_tlskit
+
+
+# Under `make mutation` (mutmut sets MUTANT_UNDER_TEST) a test must give the same answer for every mutant:
+# hypothesis then replays a fixed sequence of examples instead of searching anew on each run.
+if "MUTANT_UNDER_TEST" in os.environ:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("mutation", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("mutation")

@@ -218,7 +218,7 @@ def parse_san(text: str) -> x509.GeneralName:
         if kind_lower in ("ip", "ip address"):
             return x509.IPAddress(_ip(value))
         if kind_lower in ("email", "rfc822"):
-            return x509.RFC822Name(_email(value))
+            return _email(value)
         return x509.UniformResourceIdentifier(_uri(value))
     if not raw:
         raise InputError("a SAN is empty", fix="write e.g. --san example.com")
@@ -229,7 +229,7 @@ def parse_san(text: str) -> x509.GeneralName:
     if "://" in raw:
         return x509.UniformResourceIdentifier(_uri(raw))
     if "@" in raw:
-        return x509.RFC822Name(_email(raw))
+        return _email(raw)
     return x509.DNSName(dns_name(raw))
 
 
@@ -310,11 +310,17 @@ def _ip(value: str):
         raise InputError(f"{value!r} is not an IP address", fix="write e.g. IP:192.0.2.1 or IP:2001:db8::1") from None
 
 
-def _email(value: str) -> str:
+def _email(value: str) -> x509.RFC822Name:
+    from cryptography import x509
+
     local, at, domain = value.rpartition("@")
+    refusal = InputError(f"{value!r} is not an e-mail address", fix="write e.g. email:admin@example.com")
     if not at or not local or not domain or not value.isascii() or any(c.isspace() for c in value):
-        raise InputError(f"{value!r} is not an e-mail address", fix="write e.g. email:admin@example.com")
-    return value
+        raise refusal
+    try:
+        return x509.RFC822Name(value)   # cryptography also checks the domain part (``0@:`` is refused there)
+    except ValueError:
+        raise refusal from None
 
 
 def _uri(value: str) -> str:

@@ -75,6 +75,7 @@ def test_accepted_subject_round_trips_through_openssl_slash_form(text):
 @example("IP:[::1]")
 @example("ä" * 64 + ".example")
 @example("URI:a:")
+@example("0@:")
 def test_parse_san_returns_a_name_or_input_error(text):
     from cryptography import x509
 
