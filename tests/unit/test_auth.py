@@ -823,3 +823,27 @@ def test_close_closes_the_store_when_it_can_be_closed(clock):
     bare = Store()
     bare.close = None
     make(bare, clock).close()
+
+
+def test_past_the_grace_no_password_is_hashed_at_all(clock, slept, costs):
+    store = Store(user("alice", "pw"))
+    authenticator = make(store, clock, refresh_interval=0)
+    store.fail = StoreUnavailable("gone")
+    authenticator.refresh()
+    clock.now += 61
+    assert login(authenticator, basic("alice", "pw")) == UNAVAILABLE
+    assert authenticator.stats["hashes"] == 0
+
+
+def test_a_store_that_polls_on_its_own_schedule_sets_the_refresh_interval(clock):
+    store = Store()
+    store.refresh_interval = 0.25
+    assert make(store, clock, refresh_interval=7).refresh_interval == 0.25
+    assert make(Store(), clock, refresh_interval=7).refresh_interval == 7
+
+
+def test_close_works_for_a_store_without_close(clock):
+    class Closeless(Store):
+        close = property(lambda self: (_ for _ in ()).throw(AttributeError("close")))
+
+    make(Closeless(), clock).close()
