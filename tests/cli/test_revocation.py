@@ -1,5 +1,5 @@
-"""`tlskit ca revoke` and `tlskit ca crl`: the record in the CA directory, CRLs that openssl accepts, and a
-running `tlskit serve --client-ca --crl` that refuses a revoked certificate seconds after `ca crl`."""
+"""`tlskit ca revoke` and `tlskit ca crl`: the record in the CA directory and CRLs that openssl accepts (a
+running server that reads them: tests/integration/test_serve_mtls.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from cryptography import x509
 
-from conftest import assert_one_line_error, openssl, require_binary, run_tlskit
+from conftest import assert_one_line_error, openssl, run_tlskit
 
 
 @pytest.fixture
@@ -102,41 +101,3 @@ def test_concurrent_revocations_are_all_recorded(ca):
     assert all(proc.wait(timeout=60) == 0 for proc in procs)
     record = json.loads((ca / "ca" / "revoked.json").read_text())
     assert len({entry["serial"] for entry in record["revoked"]}) == 6
-
-
-def test_a_running_server_refuses_a_revoked_certificate_seconds_after_ca_crl(ca):
-    from peers_serve import start_serve
-
-    curl = require_binary("curl")
-    (ca / "pw").write_text("for the p12\n")
-    assert run_tlskit("ca", "client", "carol", "--ca-dir", "ca", "--pkcs12", "carol.p12", "--passphrase-file", "pw",
-                      cwd=ca).returncode == 0
-    assert run_tlskit("ca", "crl", "--ca-dir", "ca", "--out", "ca.crl", cwd=ca).returncode == 0
-    server = start_serve(ca, "--client-ca", str(ca / "ca" / "ca.pem"), "--crl", str(ca / "ca.crl"),
-                         "--reload-interval", "0.2")
-    try:
-        for name in ("alice", "bob", "carol"):
-            server.add_token_user(name)
-
-        def status(*args: str) -> int:
-            done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
-                                   "--resolve", f"localhost:{server.port}:127.0.0.1", "--cacert", str(server.ca),
-                                   *args, f"https://localhost:{server.port}/api/me"],
-                                  cwd=ca, capture_output=True, text=True, timeout=60)
-            return int(done.stdout or 0)
-
-        assert status("--cert", "alice.pem", "--key", "alice.key") == 200
-        assert status("--cert-type", "P12", "--cert", "carol.p12:for the p12") == 200
-        assert run_tlskit("ca", "revoke", "alice.pem", "--ca-dir", "ca", "--reason", "keyCompromise",
-                          cwd=ca).returncode == 0
-        # Recorded, not yet published: the server still has the old CRL.
-        assert status("--cert", "alice.pem", "--key", "alice.key") == 200
-        assert run_tlskit("ca", "crl", "--ca-dir", "ca", "--out", "ca.crl", cwd=ca).returncode == 0
-        started = time.monotonic()
-        while status("--cert", "alice.pem", "--key", "alice.key") != 0:   # 0: the handshake is refused
-            assert time.monotonic() - started < 8, "the revoked certificate is still accepted"
-            time.sleep(0.2)
-        assert status("--cert", "bob.pem", "--key", "bob.key") == 200
-        assert status("--cert-type", "P12", "--cert", "carol.p12:for the p12") == 200
-    finally:
-        server.stop()
