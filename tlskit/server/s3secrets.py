@@ -1,18 +1,19 @@
-"""The secrets of S3 key pairs, encrypted at rest with a key kept in the state directory.
+"""The secrets of S3 key pairs, encrypted at rest with a key file of their own.
 
 A signed-mode S3 request is checked by computing its HMAC, so the server needs each pair's secret
-itself, not a hash of it. The users database holds the secret encrypted with AES-256-GCM under a key in
-``STATE_DIR/s3-secrets.key`` (32 random bytes, base64, mode 0600, made on first use): a copy of the
-database alone (a backup, a PostgreSQL dump, a read-only SQL injection) reveals no secret.
+itself, not a hash of it. The users database holds the secret encrypted with AES-256-GCM under the key
+in ``s3-secrets.key`` (32 random bytes, base64, mode 0600, made on first use): a copy of the database
+alone (a dump, a stolen backup of that one file, a read-only SQL injection) reveals no secret. Where the
+file lives is :func:`tlskit.server.users_credentials.with_secrets`'s rule: beside an SQLite users
+database (the state directory, by default), in the state directory for PostgreSQL.
 
 Each sealed secret reads ``v1:<key id>:<base64 nonce+ciphertext>``; the key id (the first 8 bytes of
-the key's SHA-256) says which key file sealed it, so a server started with another state directory
-says so instead of refusing good signatures for no visible reason. The access key id is the
-associated data: a sealed secret copied onto another key id does not open.
+the key's SHA-256) says which key file sealed it, so a server given another key file says so instead of
+refusing good signatures for no visible reason. The access key id is the associated data: a sealed
+secret copied onto another key id does not open.
 
-Every instance that checks signatures (several `tlskit serve` sharing a PostgreSQL users database) needs
-the same key file, and `tlskit users add --s3-key` must use the same state directory as the server
-(``--state-dir``). Losing the file loses the secrets: make new pairs (`tlskit users set NAME --s3-key`).
+Every instance that checks signatures against one PostgreSQL users database needs the same key file in
+its state directory. Losing the file loses the secrets: make new pairs (`tlskit users set NAME --s3-key`).
 
 Example::
 
