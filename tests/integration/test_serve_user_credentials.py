@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import assert_one_line_error, require_binary, run_tlskit
+from peers_postgres import pg_url, postgres  # noqa: F401 (fixtures)
 from peers_serve import start_serve
 
 
@@ -159,3 +160,30 @@ def test_users_why_reads_a_shared_limits_store_without_spending_it(served, tmp_p
     import sqlite3
 
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM admitted").fetchone()[0] == 3
+
+
+# --- the same over PostgreSQL (the server's background feed) -------------------------------------------
+
+def test_pins_and_signed_keys_on_postgresql(pg_url, tmp_path):
+    state = tmp_path / "state"
+    assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "PG CA", cwd=tmp_path).returncode == 0
+    assert run_tlskit("ca", "client", "hana", "--ca-dir", "ca", cwd=tmp_path).returncode == 0
+    users = ("users", "--db", pg_url, "--state-dir", str(state))
+    added = run_tlskit(*users[:1], "add", "ivan", *users[1:], "--s3-key", "--json")
+    assert added.returncode == 0, added.stderr
+    assert (state / "s3-secrets.key").stat().st_mode & 0o777 == 0o600
+    pair = added.json["access_key_id"], added.json["secret_access_key"]
+    import psycopg
+
+    with psycopg.connect(pg_url) as db:
+        assert pair[1] not in str(db.execute("SELECT * FROM tlskit.s3_keys").fetchall())
+    server = start_serve(tmp_path, "--db", pg_url, "--client-ca", str(tmp_path / "ca" / "ca.pem"), state_dir=state)
+    server.extra["work"] = tmp_path
+    try:
+        assert _until(lambda: _signed(server, "v4", *pair)[0] == 200)
+        assert _signed(server, "v2", pair[0], "not the secret")[0] == 401
+        # A pin added while serving reaches the feed through the triggers.
+        assert run_tlskit(*users[:1], "add", "hana", *users[1:], "--cert", str(tmp_path / "hana.pem")).returncode == 0
+        assert _until(lambda: _curl(server, "--cert", "hana.pem", "--key", "hana.key")[0] == 200)
+    finally:
+        server.stop()
