@@ -227,7 +227,7 @@ def revoke(
     Example: tlskit ca revoke alice.pem --ca-dir ./ca --reason keyCompromise && tlskit ca crl --ca-dir ./ca --out ca.crl
     """
     from tlskit.files import load_certificates
-    from tlskit.revocation import revoke as record_revocation
+    from tlskit.revocation.local_ca import revoke as record_revocation
 
     revocation = record_revocation(ca_dir, load_certificates(cert_file)[0], reason)
     if json_output:
@@ -265,7 +265,7 @@ def crl(
     Example: tlskit ca crl --ca-dir ./ca --out ca.crl --days 7   (tlskit serve --crl ca.crl reloads it)
     """
     from tlskit.files import read_passphrase
-    from tlskit.revocation import publish_crl
+    from tlskit.revocation.local_ca import publish_crl
 
     published = publish_crl(ca_dir, out, days, read_passphrase(passphrase_file), force)
     next_update = published.crl.next_update_utc.isoformat()

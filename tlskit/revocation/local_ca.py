@@ -1,4 +1,5 @@
-"""Revoking certificates of a local CA and publishing its certificate revocation list (CRL).
+"""The local CA's side of revocation: revoking what it issued and publishing its CRL (checking them is
+:mod:`tlskit.revocation.crl`'s job).
 
 What the CA revoked is recorded in ``CA_DIR/revoked.json``, with the number of the last CRL issued. Each
 change holds an exclusive lock on ``CA_DIR/.revocation.lock`` for its read-modify-write and lands by an
@@ -181,16 +182,12 @@ def publish_crl(ca_dir: Path, out: Path, days: int = DEFAULT_CRL_DAYS, passphras
 
 
 def _is_crl_of(path: Path, ca_cert: x509.Certificate) -> bool:
-    from cryptography import x509
+    from tlskit.revocation.crl import parse_crls
 
     try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    try:
-        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-        return crl.issuer == ca_cert.subject and crl.is_signature_valid(ca_cert.public_key())
-    except Exception:
+        crls = parse_crls(path.read_bytes(), str(path))
+        return len(crls) == 1 and crls[0].issuer == ca_cert.subject and crls[0].is_signature_valid(ca_cert.public_key())
+    except (OSError, InputError, ValueError, TypeError):
         return False
 
 
