@@ -7,27 +7,17 @@ from __future__ import annotations
 import subprocess
 import time
 
-import pytest
-
 from conftest import openssl, require_binary, run_tlskit
 from peers_serve import start_serve
 
 
-@pytest.fixture
-def ca(tmp_path):
-    assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "Revoking CA", cwd=tmp_path).returncode == 0
-    for name in ("alice", "bob"):
-        assert run_tlskit("ca", "client", name, "--ca-dir", "ca", cwd=tmp_path).returncode == 0
-    return tmp_path
-
-
-def test_a_running_server_refuses_a_revoked_certificate_seconds_after_ca_crl(ca):
-    from peers_serve import start_serve
-
+def test_a_running_server_refuses_a_revoked_certificate_seconds_after_ca_crl(tmp_path):
+    ca = tmp_path
     curl = require_binary("curl")
     (ca / "pw").write_text("for the p12\n")
-    assert run_tlskit("ca", "client", "carol", "--ca-dir", "ca", "--pkcs12", "carol.p12", "--passphrase-file", "pw",
-                      cwd=ca).returncode == 0
+    assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "Serving CA", cwd=ca).returncode == 0
+    for name, p12 in (("alice", ()), ("bob", ()), ("carol", ("--pkcs12", "carol.p12", "--passphrase-file", "pw"))):
+        assert run_tlskit("ca", "client", name, "--ca-dir", "ca", *p12, cwd=ca).returncode == 0
     assert run_tlskit("ca", "crl", "--ca-dir", "ca", "--out", "ca.crl", cwd=ca).returncode == 0
     server = start_serve(ca, "--client-ca", str(ca / "ca" / "ca.pem"), "--crl", str(ca / "ca.crl"),
                          "--reload-interval", "0.2")

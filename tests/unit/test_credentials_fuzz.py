@@ -31,11 +31,8 @@ class _Users:
 
     def __init__(self) -> None:
         self.users = [User("alice", frozenset({"GET", "POST"}), password_hash=hash_password("right"),
-                           s3_keys={KEY_ID: SECRET}),
+                           s3_keys={KEY_ID: SECRET}, s3_key_ids=[KEY_ID]),
                       User("certuser", frozenset({"GET"}), cert_fingerprints=["ab" * 32])]
-        for user in self.users:
-            if hasattr(user, "s3_key_ids"):
-                user.s3_key_ids[:] = list(user.s3_keys)
 
     def set_busy_timeout(self, milliseconds: int) -> None:
         pass
@@ -185,3 +182,32 @@ def test_any_certificate_subject_is_its_user_or_a_wrong_password(gate, issuer, c
         assert isinstance(outcome, Passed) and outcome.user.name == "alice"
     else:                      # certuser is pinned to another fingerprint; the rest are nobody
         assert _is_wrong_password(gate, outcome), (common_names, outcome)
+
+
+# --- what users type: pins and revocation reasons -----------------------------------------------------
+
+@FAST
+@given(text=st.one_of(st.text(max_size=300), st.text("0123456789abcdefABCDEF:", max_size=100)))
+@example(text="x" * 300)
+def test_a_pin_is_a_fingerprint_or_one_input_error(text):
+    from tlskit.errors import InputError
+    from tlskit.server.users_credentials import pin_of
+
+    try:
+        pin = pin_of(text)
+    except InputError as exc:
+        assert "\n" not in exc.message
+        return
+    assert len(pin.fingerprint) == 64 and set(pin.fingerprint) <= set("0123456789abcdef")
+
+
+@FAST
+@given(text=st.text(max_size=40))
+def test_a_revocation_reason_is_known_or_one_input_error(text):
+    from tlskit.errors import InputError
+    from tlskit.revocation.local_ca import REASONS, parse_reason
+
+    try:
+        assert parse_reason(text) in REASONS
+    except InputError as exc:
+        assert "use one of" in exc.message

@@ -86,7 +86,11 @@ def pin_of(text: str | Path) -> Pin:
     from tlskit.server.client_certs import fingerprint_of
 
     path = Path(text)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):      # a name too long for the file system: not a file, maybe a fingerprint
+        is_file = False
+    if is_file:
         import hashlib
 
         from cryptography.hazmat.primitives.serialization import Encoding
