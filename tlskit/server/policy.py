@@ -141,7 +141,7 @@ class Gate:
         user = await self.authenticator.authenticate(credential, address_key(ip), signed)
         if isinstance(user, Refused):
             return self._refusal(user)
-        passed = await self.authorize(scope, user)
+        passed = await self._privileges_and_limits(scope, user)
         if isinstance(passed, Passed):
             passed.source = credential.source
             if body is not None:
@@ -175,9 +175,7 @@ class Gate:
         new_scope, new_body = bodies.without_body_credential(scope, fields)
         return Credential(token, None, "form"), new_scope, new_body
 
-    async def authorize(self, scope, user) -> Passed | Denial:
-        """Whether an authenticated ``user`` may send this request: its methods, then its limits (what
-        `tlskit users why` asks too)."""
+    async def _privileges_and_limits(self, scope, user) -> Passed | Denial:
         method = scope["method"]
         if scope["path"] == METRICS_PATH and METRICS_PRIVILEGE in user.methods and method in ("GET", "HEAD"):
             return Passed(user, [], False)       # a scrape needs no GET privilege and spends no quota

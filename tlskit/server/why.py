@@ -1,8 +1,8 @@
 """What the server would decide for a user's request, and why: `tlskit users why NAME METHOD PATH`.
 
 The answer comes from the server's own code: the address from :meth:`tlskit.server.policy.Gate.ip_allowed`
-over the same ``--allow`` networks, the method and the limits from :meth:`Gate.authorize` (method
-overrides included), and the limits rule from :func:`tlskit.server.limits._refusal` over the counts a
+over the same ``--allow`` networks, the method and the limits from the gate's step after authentication
+(method overrides included), and the limits rule from :func:`tlskit.server.limits._refusal` over the counts a
 shared limits store holds. Nothing is counted: the limiter here only reads.
 
 What cannot be seen from outside the server is said, not guessed: a single-worker server counts in its
@@ -102,7 +102,9 @@ def explain(user, name: str, method: str, path: str, ip: str, networks, default_
     headers = [(b"x-http-method-override", override.encode("latin-1"))] if override else []
     scope = {"type": "http", "method": method.upper(), "path": path, "raw_path": path.encode("latin-1", "replace"),
              "query_string": b"", "headers": headers}
-    outcome = asyncio.run(gate.authorize(scope, user))
+    # The gate's own method-and-limits step, by its private name: tests/unit/MUTANTS.md tracks the
+    # mutation survivors of that method under it.
+    outcome = asyncio.run(gate._privileges_and_limits(scope, user))
     if isinstance(outcome, Denial):
         if outcome.reason == "method":
             steps.append(Step("method", False, f"{name} may {','.join(_ordered(user.methods))}, not "
