@@ -44,6 +44,11 @@ def test_a_revoked_certificate_is_in_the_next_crl_and_openssl_refuses_it(ca):
     refused = openssl("verify", "-crl_check", "-CAfile", "trust.pem", "alice.pem", cwd=ca, check=False)
     assert refused.returncode != 0 and b"certificate revoked" in refused.stdout + refused.stderr
     openssl("verify", "-crl_check", "-CAfile", "trust.pem", "bob.pem", cwd=ca)
+    # tlskit's own verdict engine reads the CRL the same way.
+    checked = run_tlskit("chain", "alice.pem", "--ca-file", "ca/ca.pem", "--purpose", "client", "--crl", "ca.crl", cwd=ca)
+    assert checked.returncode == 1 and "revoked" in checked.stderr and "key_compromise" in checked.stderr, checked.stderr
+    assert run_tlskit("chain", "bob.pem", "--ca-file", "ca/ca.pem", "--purpose", "client", "--crl", "ca.crl",
+                      cwd=ca).returncode == 0
     # Each CRL gets the next number, and replaces the earlier one without --force.
     again = run_tlskit("ca", "crl", "--ca-dir", "ca", "--out", "ca.crl", "--json", cwd=ca)
     assert again.returncode == 0 and again.json["number"] == 2, again.stderr
