@@ -64,6 +64,7 @@ def _certificate(
     not_before: dt.datetime | None = None,
     hours: int | None = None,
     name_constraints: NameConstraintsSpec | None = None,
+    client_only: bool = False,
 ) -> x509.Certificate:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -103,14 +104,17 @@ def _certificate(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                # RSA key exchange (TLS 1.2 non-ECDHE suites) encrypts to the key; EC keys never do.
-                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+                # RSA key exchange (TLS 1.2 non-ECDHE suites) encrypts to the server's key; EC keys never
+                # do, and a client only ever signs the handshake.
+                key_encipherment=isinstance(public_key, rsa.RSAPublicKey) and not client_only,
                 data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                 encipher_only=False, decipher_only=False,
             ),
             critical=True,
         ).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            # A client certificate is clientAuth only: a stolen one cannot pose as a server.
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH] if client_only
+                                  else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
     if sans:
@@ -265,11 +269,48 @@ class LocalCA:
             signing_key=self.key, days=days, is_ca=False, sans=names,
             issuer_public_key=self.certificate.public_key(), hours=hours,
         )
-        warnings = (_validity_warnings(days) if hours is None else []) + _san_warnings(names)
-        if cert.not_valid_after_utc > self.certificate.not_valid_after_utc:
-            warnings.append("the certificate outlives its CA; it stops verifying when the CA expires on "
-                            f"{self.certificate.not_valid_after_utc:%Y-%m-%d}")
+        warnings = (_validity_warnings(days) if hours is None else []) + _san_warnings(names) + self._outlives(cert)
         return Issued(cert, warnings)
+
+    def sign_client_csr(self, csr: x509.CertificateSigningRequest, days: int = 365,
+                        hours: int | None = None) -> Issued:
+        """Sign a CSR as a client certificate (mutual TLS): clientAuth only, the CSR's subject, whose CN
+        names the user, and only its e-mail and URI SANs.
+
+        Host names and addresses are dropped (with a warning): a client certificate identifies a person
+        or a service, not a host, and `tlskit serve` finds the user by the CN alone.
+        """
+        from cryptography import x509
+
+        from tlskit.names import common_name
+
+        check_csr(csr)
+        if not common_name(csr.subject):
+            raise InputError("the CSR has no CN", "a client certificate names its user by its CN",
+                             "make the request with the user's name as CN (tlskit csr --cn alice)")
+        kept, dropped = [], []
+        for name in csr_sans(csr):
+            (kept if isinstance(name, (x509.RFC822Name, x509.UniformResourceIdentifier)) else dropped).append(name)
+        self._check_names(_client_names(csr.subject, kept))
+        cert = _certificate(
+            subject=csr.subject, issuer=self.certificate.subject, public_key=csr.public_key(),
+            signing_key=self.key, days=days, is_ca=False, sans=kept,
+            issuer_public_key=self.certificate.public_key(), hours=hours, client_only=True,
+        )
+        warnings = []
+        if dropped:
+            from tlskit.names import san_to_text
+
+            warnings.append("left out of the client certificate (only e-mail and URI names are kept): "
+                            + ", ".join(san_to_text(name) for name in dropped))
+        warnings += self._outlives(cert)
+        return Issued(cert, warnings)
+
+    def _outlives(self, cert: x509.Certificate) -> list[str]:
+        if cert.not_valid_after_utc > self.certificate.not_valid_after_utc:
+            return ["the certificate outlives its CA; it stops verifying when the CA expires on "
+                    f"{self.certificate.not_valid_after_utc:%Y-%m-%d}"]
+        return []
 
     def issue(self, subject: Subject, sans: list[x509.GeneralName], key: PrivateKeyTypes, days: int = 90) -> Issued:
         """Issue for a key we hold (no CSR round trip): used for the server's own localhost cert."""
@@ -297,6 +338,9 @@ class LocalCA:
         cn_name = san_from_common_name(common_name(csr.subject))
         if cn_name is not None and cn_name not in checked:
             checked.append(cn_name)
+        self._check_names(checked)
+
+    def _check_names(self, checked: list[x509.GeneralName]) -> None:
         for ca in (self.certificate, *self.chain):
             spec = NameConstraintsSpec.of(ca)
             if spec:
@@ -315,6 +359,25 @@ class LocalCA:
 
         constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         return None if constraints.path_length is None else constraints.path_length - 1
+
+
+def _client_names(subject: x509.Name, sans: list[x509.GeneralName]) -> list[x509.GeneralName]:
+    """The names a verifier checks against name constraints in a client certificate: its SANs, and its
+    CN when that has a dot (OpenSSL checks a CN as a host name only then, and only without DNS SANs)."""
+    from cryptography import x509
+
+    from tlskit.names import common_name
+
+    cn = common_name(subject) or ""
+    checked = list(sans)
+    if "." in cn.strip("."):
+        try:
+            from tlskit.names import dns_name
+
+            checked.append(x509.DNSName(dns_name(cn)))
+        except InputError:
+            pass    # not host-name-shaped: OpenSSL skips it too
+    return checked
 
 
 # --- workflows: key, certificate and files, as the CLI commands do them --------------------------------
@@ -383,13 +446,15 @@ def sign_csr_file(
     out: Path | None = None,
     fullchain: bool = False,
     force: bool = False,
+    client: bool = False,
 ) -> CertificateFile:
     """Sign the CSR in ``csr_path`` with the CA in ``ca_dir`` (its key decrypted with ``passphrase``) and
     write the certificate to ``out`` (default: the CSR's name with ``.pem``), followed by the CA's
-    :attr:`LocalCA.chain_to_send` when ``fullchain``: what `tlskit ca sign` does."""
+    :attr:`LocalCA.chain_to_send` when ``fullchain``: what `tlskit ca sign` does; with ``client``, a
+    client certificate (:meth:`LocalCA.sign_client_csr`)."""
     request, cert_path = _request_and_target(csr_path, out, force)
     ca = LocalCA.load(ca_dir, passphrase)
-    issued = ca.sign_csr(request, days, hours)
+    issued = ca.sign_client_csr(request, days, hours) if client else ca.sign_csr(request, days, hours)
     chain = ca.chain_to_send if fullchain else []
     write_outputs([Output.of(cert_path, to_pem(issued.certificate, *chain))], force)
     return CertificateFile(issued, cert_path, chain)

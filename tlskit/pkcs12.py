@@ -16,6 +16,7 @@ from tlskit.errors import InputError
 from tlskit.keys import check_supported, key_matches_certificate
 
 if TYPE_CHECKING:
+    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
     from tlskit.chain import ChainReport
@@ -41,19 +42,25 @@ def load_key_for_chain(path: str | os.PathLike[str], passphrase: bytes | None) -
 
 
 def pkcs12_bytes(report: ChainReport, key: PrivateKeyTypes, passphrase: bytes) -> bytes:
-    """A PKCS#12 file (Java keystores, Windows) with the key, the leaf and the rest of the chain.
+    """A PKCS#12 file (Java keystores, Windows) with the key, the leaf and the rest of the chain."""
+    if not key_matches_certificate(key, report.leaf):
+        raise ChainError("the key does not match the leaf", fix="pass the leaf's own private key with --key",
+                         report=report)
+    return pkcs12_of(report.leaf, key, report.fullchain()[1:], passphrase)
 
-    Encrypted with PBES2/AES-256 and a SHA-256 MAC: OpenSSL 3, Java 8u301+ and Windows 10+ read it;
-    the old RC2/3DES default is crackable and OpenSSL 3 no longer reads it without the legacy provider.
+
+def pkcs12_of(leaf: x509.Certificate, key: PrivateKeyTypes, chain: list[x509.Certificate], passphrase: bytes) -> bytes:
+    """A PKCS#12 file of ``key``, ``leaf`` and the certificates above it, named by the leaf's CN.
+
+    Encrypted with PBES2/AES-256 and a SHA-256 MAC: OpenSSL 3 (curl), Java 8u301+, Windows 10+,
+    Firefox and Chrome read it; the old RC2/3DES default is crackable and OpenSSL 3 no longer reads it
+    without the legacy provider.
     """
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     from tlskit.names import common_name
 
-    if not key_matches_certificate(key, report.leaf):
-        raise ChainError("the key does not match the leaf", fix="pass the leaf's own private key with --key",
-                         report=report)
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(50000)
@@ -61,5 +68,5 @@ def pkcs12_bytes(report: ChainReport, key: PrivateKeyTypes, passphrase: bytes) -
         .hmac_hash(hashes.SHA256())
         .build(passphrase)
     )
-    name = (common_name(report.leaf.subject) or "tlskit").encode()
-    return pkcs12.serialize_key_and_certificates(name, key, report.leaf, report.fullchain()[1:] or None, encryption)
+    name = (common_name(leaf.subject) or "tlskit").encode()
+    return pkcs12.serialize_key_and_certificates(name, key, leaf, chain or None, encryption)

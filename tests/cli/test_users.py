@@ -35,7 +35,7 @@ def test_add_token_user_shows_the_token_once_and_stores_its_hash(db):
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     listed = users(db, "list", "--json").json["users"]
     assert listed == [{"name": "alice", "methods": ["GET", "POST"], "password": None, "tokens": 1,
-                       "max_requests": 100, "max_concurrent": 4}]
+                       "max_requests": 100, "max_concurrent": 4, "certificates": 0, "s3_keys": []}]
     assert doc["token"] not in users(db, "list").stdout
 
 

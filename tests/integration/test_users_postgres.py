@@ -33,7 +33,7 @@ def test_every_users_command_works_on_postgresql(pg_url, tmp_path):
     assert users(pg_url, "import-htpasswd", str(tmp_path / "ht")).returncode == 0
     listed = {u["name"]: u for u in users(pg_url, "list", "--json").json["users"]}
     assert listed["alice"] == {"name": "alice", "methods": ["GET", "POST"], "password": None, "tokens": 2,
-                               "max_requests": 7, "max_concurrent": 2}
+                               "max_requests": 7, "max_concurrent": 2, "certificates": 0, "s3_keys": []}
     assert listed["bob"]["password"] == "argon2" and listed["carol"]["password"] == "sha1"
     assert_one_line_error(users(pg_url, "add", "alice", "--token"), 2, "already exists")
     assert users(pg_url, "remove", "bob", "--json").json == {"removed": "bob"}

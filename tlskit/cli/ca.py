@@ -1,4 +1,4 @@
-"""`tlskit ca`: a local certificate authority in a directory (init, sign, install, uninstall)."""
+"""`tlskit ca`: a local certificate authority in a directory (init, sign, client, revoke, crl, install, uninstall)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 
 from tlskit.cli import params
 
-app = typer.Typer(help="A local CA: create it, sign CSRs with it (SANs kept), install it into trust stores.",
+app = typer.Typer(help="A local CA: create it, sign CSRs (SANs kept), make client certificates, revoke, publish "
+                       "CRLs, install it into trust stores.",
                   no_args_is_help=True)
 
 CaDir = Annotated[Path, typer.Option("--ca-dir", help="The CA's directory (holds ca.pem and ca.key).")]
@@ -113,10 +114,15 @@ def sign(
         "--fullchain", help="Write the certificate followed by the CA's intermediates (what servers send).")] = False,
     passphrase_file: Annotated[Optional[Path], typer.Option(
         "--passphrase-file", help="File whose first line decrypts the CA key.")] = None,
+    client: Annotated[bool, typer.Option(
+        "--client", help="A client certificate (mutual TLS): clientAuth only, the CN names the user, only e-mail "
+                         "and URI SANs kept.")] = False,
     force: params.Force = False,
     json_output: params.Json = False,
 ) -> None:
     """Sign a CSR: keeps its subject and SANs, CA:FALSE, serverAuth+clientAuth, SKI/AKI.
+
+    With --client it is a client certificate for `tlskit serve --client-ca`: the CSR's CN is the user.
 
     Example: tlskit ca sign www.csr --ca-dir ./ca --days 90 --out www.pem
     """
@@ -126,7 +132,7 @@ def sign(
     from tlskit.issue import sign_csr_file
 
     written = sign_csr_file(ca_dir, csr_file, days=days, hours=hours, passphrase=read_passphrase(passphrase_file),
-                            out=out, fullchain=fullchain, force=force)
+                            out=out, fullchain=fullchain, force=force, client=client)
     issued, cert_path = written.issued, written.path
     for warning in issued.warnings:
         warn(warning)
@@ -137,13 +143,143 @@ def sign(
         print_json({"certificate": str(cert_path), "subject": info["subject"], "issuer": info["issuer"],
                     "sans": info["sans"], "serial": info["serial"], "not_after": info["not_after"],
                     "fingerprint_sha256": info["fingerprints"]["sha256"], "chain_length": 1 + len(written.chain),
-                    "warnings": issued.warnings})
+                    "client": client, "warnings": issued.warnings})
         return
     from tlskit.cli.output import console, escape
 
-    console().print(f"[green]Signed[/] [bold]{escape(str(cert_path))}[/] for "
-                    f"{escape(', '.join(info['sans']) or info['subject'])} by {escape(info['issuer'])}, "
+    named = info["subject"] if client else ", ".join(info["sans"]) or info["subject"]
+    console().print(f"[green]Signed[/] {'client certificate ' if client else ''}[bold]{escape(str(cert_path))}[/] for "
+                    f"{escape(named)} by {escape(info['issuer'])}, "
                     f"valid until {info['not_after'][:16].replace('T', ' ') + ' UTC' if hours else info['not_after'][:10]}")
+
+
+@app.command("client")
+def client(
+    name: Annotated[str, typer.Argument(help="The user's name (its CN), as in tlskit users add.", metavar="NAME")],
+    ca_dir: CaDir,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Certificate file [default: NAME.pem].")] = None,
+    key_out: params.KeyOut = None,
+    email: Annotated[Optional[str], typer.Option("--email", help="An e-mail SAN (rfc822Name).")] = None,
+    uri: Annotated[Optional[str], typer.Option("--uri", help="A URI SAN, e.g. a SPIFFE ID.")] = None,
+    key_type: params.KeyType = None,
+    days: params.Days = 365,
+    pkcs12: Annotated[Optional[Path], typer.Option(
+        "--pkcs12", help="Also write key and certificate as PKCS#12, for browsers and curl --cert-type P12.")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File whose first line encrypts the --pkcs12 file.")] = None,
+    ca_passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--ca-passphrase-file", help="File whose first line decrypts the CA key.")] = None,
+    force: params.Force = False,
+    json_output: params.Json = False,
+) -> None:
+    """Make a user's client certificate in one step: key (0600), certificate, and PKCS#12 for browsers.
+
+    The certificate is clientAuth only and names the user by CN, as `tlskit serve --client-ca` reads it.
+
+    Example: tlskit ca client alice --ca-dir ./ca --email alice@example.test --pkcs12 alice.p12 --passphrase-file pw
+    """
+    from tlskit.cli.common import spinner_unless
+    from tlskit.cli.output import warn
+    from tlskit.clientcert import write_client_certificate
+    from tlskit.files import read_passphrase
+    from tlskit.inspect import describe_certificate
+
+    made = write_client_certificate(ca_dir, name, out=out, key_out=key_out, email=email, uri=uri, key_type=key_type,
+                                    days=days, pkcs12=pkcs12, pkcs12_passphrase=read_passphrase(passphrase_file),
+                                    ca_passphrase=read_passphrase(ca_passphrase_file), force=force,
+                                    slow_work=spinner_unless(json_output))
+    for warning in made.issued.warnings:
+        warn(warning)
+    info = describe_certificate(made.issued.certificate)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"user": name, "certificate": str(made.cert_path), "key": str(made.key_path),
+                    "pkcs12": str(made.pkcs12_path) if made.pkcs12_path else None, "subject": info["subject"],
+                    "issuer": info["issuer"], "sans": info["sans"], "serial": info["serial"],
+                    "not_after": info["not_after"], "fingerprint_sha256": info["fingerprints"]["sha256"],
+                    "warnings": made.issued.warnings})
+        return
+    from tlskit.cli.output import console, escape
+
+    out_console = console()
+    extra = f", {escape(str(made.pkcs12_path))} (PKCS#12)" if made.pkcs12_path else ""
+    out_console.print(f"[green]Made[/] a client certificate for [bold]{escape(name)}[/]: {escape(str(made.cert_path))}, "
+                      f"key {escape(str(made.key_path))} (mode 0600){extra}; valid until {info['not_after'][:10]}")
+    out_console.print(f"  SHA-256 {info['fingerprints']['sha256']}")
+    out_console.print(f"Use it: curl --cert {escape(str(made.cert_path))} --key {escape(str(made.key_path))} "
+                      f"https://HOST/api/me   (the server runs with --client-ca {escape(str(ca_dir / 'ca.pem'))})")
+
+
+@app.command("revoke")
+def revoke(
+    cert_file: Annotated[Path, typer.Argument(help="The certificate to revoke (PEM or DER).", metavar="CERT")],
+    ca_dir: CaDir,
+    reason: Annotated[Optional[str], typer.Option(
+        "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn, "
+                         "cACompromise or unspecified.", show_default=False)] = None,
+    json_output: params.Json = False,
+) -> None:
+    """Revoke a certificate this CA issued: recorded in CA_DIR/revoked.json, listed by the next `ca crl`.
+
+    Revoking it again changes nothing (the first date and reason stand) and says so; exit 0.
+
+    Example: tlskit ca revoke alice.pem --ca-dir ./ca --reason keyCompromise && tlskit ca crl --ca-dir ./ca --out ca.crl
+    """
+    from tlskit.files import load_certificates
+    from tlskit.revocation.local_ca import revoke as record_revocation
+
+    revocation = record_revocation(ca_dir, load_certificates(cert_file)[0], reason)
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"certificate": str(cert_file), **revocation.record(), "already_revoked": revocation.already})
+        return
+    from tlskit.cli.output import console, escape
+
+    out = console()
+    if revocation.already:
+        out.print(f"{escape(revocation.subject)} (serial {revocation.serial}) was already revoked on "
+                  f"{revocation.revoked_at[:10]} ({revocation.reason}); nothing changed")
+        return
+    out.print(f"[green]Revoked[/] {escape(revocation.subject)} (serial {revocation.serial}, {revocation.reason})")
+    out.print(f"Next: publish it, servers refuse it once they read the new CRL: "
+              f"tlskit ca crl --ca-dir {escape(str(ca_dir))} --out ca.crl")
+
+
+@app.command("crl")
+def crl(
+    ca_dir: CaDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The CRL file (PEM); an earlier CRL of this CA is "
+                                                           "replaced.")],
+    days: Annotated[int, typer.Option("--days", help="Days until the CRL's next update; publish again before.")] = 7,
+    passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--passphrase-file", help="File whose first line decrypts the CA key.")] = None,
+    force: params.Force = False,
+    json_output: params.Json = False,
+) -> None:
+    """Publish the CA's certificate revocation list: signed, numbered, with a next update.
+
+    Servers refuse every certificate once the next update has passed: run it again before (cron, a timer).
+
+    Example: tlskit ca crl --ca-dir ./ca --out ca.crl --days 7   (tlskit serve --crl ca.crl reloads it)
+    """
+    from tlskit.files import read_passphrase
+    from tlskit.revocation.local_ca import publish_crl
+
+    published = publish_crl(ca_dir, out, days, read_passphrase(passphrase_file), force)
+    next_update = published.crl.next_update_utc.isoformat()
+    if json_output:
+        from tlskit.cli.output import print_json
+
+        print_json({"crl": str(out), "number": published.number, "revoked": published.revoked,
+                    "this_update": published.crl.last_update_utc.isoformat(), "next_update": next_update})
+        return
+    from tlskit.cli.output import console, escape
+
+    console().print(f"[green]Wrote[/] CRL number {published.number} to [bold]{escape(str(out))}[/] "
+                    f"({published.revoked} revoked); next update {next_update[:16].replace('T', ' ')} UTC: "
+                    f"publish again before then")
 
 
 InstallCaDir = Annotated[Path, typer.Option("--ca-dir", help="The root CA's directory (holds ca.pem).")]

@@ -15,7 +15,9 @@ COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("csr", "tlskit.cli.csr", "csr", False, "Make a private key and a certificate signing request (CSR)."),
     ("selfsign", "tlskit.cli.selfsign", "selfsign", False,
      "Make a self-signed certificate (serverAuth, SAN always present, SKI/AKI)."),
-    ("ca", "tlskit.cli.ca", "app", True, "A local CA: create it, sign CSRs with it (SANs kept), install it into trust stores."),
+    ("ca", "tlskit.cli.ca", "app", True,
+     "A local CA: create it, sign CSRs (SANs kept), make client certificates, revoke, publish CRLs, install it into "
+     "trust stores."),
     ("inspect", "tlskit.cli.inspect", "inspect", False,
      "Show subject, issuer, validity (days left), SANs, key, fingerprints and extensions."),
     ("chain", "tlskit.cli.chain", "chain", False,

@@ -137,7 +137,7 @@ def build_app(prepared: Prepared, log_stream=None):
     from tlskit.server.users import open_user_source
 
     config = prepared.config
-    authenticator = Authenticator(open_user_source(prepared.db), throttle=LoginThrottle(config.throttle),
+    authenticator = Authenticator(open_user_source(prepared.db, prepared.state_dir), throttle=LoginThrottle(config.throttle),
                                   hash_workers=config.hash_workers, auth_cache_ttl=config.auth_cache_ttl)
     gate = Gate(authenticator, CredentialReader(config.key_headers, config.allow_query_token),
                 config.networks(), config.realm, make_limiter(prepared),

@@ -31,6 +31,7 @@ from pathlib import Path
 from tlskit.errors import InputError
 from tlskit.server.passwords import apr1_md5, hash_password, password_scheme, verify_password  # noqa: F401
 from tlskit.server.stores import PostgresUrl, is_postgres
+from tlskit.server.users_credentials import Added, CredentialSql, Pin, attach_credentials, new_s3_key_pair, with_secrets
 # Re-exported: the schema's names are read through this module too.
 from tlskit.server.users_schema import (MIGRATIONS, SCHEMA_VERSION, SELECT_ALL_TOKENS,  # noqa: F401
                                         SELECT_ALL_USERS, USER_COLUMNS, Migration, _Transaction, migrate_sqlite)
@@ -56,6 +57,7 @@ class User:
     max_concurrent: int | None = None
     cert_fingerprints: list[str] = field(default_factory=list)   # pinned client certificates (SHA-256 hex)
     s3_keys: dict[str, str] = field(default_factory=dict)        # S3 access key id -> secret (decrypted)
+    s3_key_ids: list[str] = field(default_factory=list)          # every S3 access key id, opened or not
 
     def may(self, method: str) -> bool:
         # HEAD and OPTIONS read nothing that GET could not.
@@ -72,6 +74,8 @@ class User:
             "tokens": len(self.token_hashes),
             "max_requests": self.max_requests,
             "max_concurrent": self.max_concurrent,
+            "certificates": len(self.cert_fingerprints),
+            "s3_keys": list(self.s3_key_ids),
         }
 
 
@@ -114,13 +118,16 @@ class NewUser:
     methods: frozenset[str] = frozenset(DEFAULT_METHODS)
     max_requests: int | None = None
     max_concurrent: int | None = None
+    certificates: tuple[Pin, ...] = ()   # pinned client certificates: enough on their own
+    s3_key: bool = False         # make an S3 key pair (returned once by UserStore.create)
 
     def __post_init__(self) -> None:
         check_name(self.name)
         check_limit(self.max_requests, "--max-requests")
         check_limit(self.max_concurrent, "--max-concurrent")
-        if self.password is None and not self.token:
-            raise InputError(f"user {self.name!r} would have no credential", fix="give --password-file F or --token")
+        if self.password is None and not self.token and not self.certificates and not self.s3_key:
+            raise InputError(f"user {self.name!r} would have no credential",
+                             fix="give --password-file F, --token, --cert FILE or --s3-key")
 
 
 def token_sha256(token: str) -> str:
@@ -154,7 +161,7 @@ class StoreUnavailable(Exception):
     """The users database cannot be read right now (corrupt, missing, unreadable): answer 503, not 500."""
 
 
-class SqlUsers:
+class SqlUsers(CredentialSql):
     """The users' SQL, one copy for both engines: DB-API connections, ``?`` placeholders.
 
     A subclass opens ``_db``, names itself in ``location`` and says which exception a duplicate key
@@ -180,10 +187,11 @@ class SqlUsers:
         if row is None:
             return None
         tokens = [r[0] for r in self._execute("SELECT token_sha256 FROM tokens WHERE name = ?", (name,)).fetchall()]
-        return _user(row, tokens)
+        return attach_credentials([_user(row, tokens)], *self.credential_rows(name), self.opener())[0]
 
     def all(self) -> list[User]:
-        return users_from_rows(self._execute(SELECT_ALL_USERS).fetchall(), self._execute(SELECT_ALL_TOKENS).fetchall())
+        return users_from_rows(self._execute(SELECT_ALL_USERS).fetchall(), self._execute(SELECT_ALL_TOKENS).fetchall(),
+                               *self.credential_rows(), self.opener())
 
     def require(self, name: str) -> User:
         user = self.get(name)
@@ -195,19 +203,24 @@ class SqlUsers:
 
     def add(self, user: NewUser) -> str | None:
         """Create a user; returns the new token (to show once) when ``user.token`` is set."""
+        return self.create(user).token
+
+    def create(self, user: NewUser) -> Added:
+        """Create a user with all its credentials in one transaction; returns what is shown once."""
         if self.get(user.name) is not None:
             raise _exists(user.name)
         password_hash = hash_password(user.password) if user.password is not None else None
-        new = new_token() if user.token else None
+        added = Added(new_token() if user.token else None, new_s3_key_pair() if user.s3_key else None)
         try:
             with self._transaction():
                 self._insert_user(user.name, password_hash, ",".join(sorted(user.methods)), user.max_requests,
                                   user.max_concurrent, time.time())
-                if new:
-                    self._insert_token(token_sha256(new), user.name, time.time())
+                if added.token:
+                    self._insert_token(token_sha256(added.token), user.name, time.time())
+                self.insert_credentials(user.name, user.certificates, added.s3_key)
         except self._duplicate:
             raise _exists(user.name) from None       # added by someone else a moment ago
-        return new
+        return added
 
     def _insert_user(self, name, password_hash, methods, max_requests, max_concurrent, created) -> None:
         self._execute("INSERT INTO users (name, password_hash, methods, max_requests, max_concurrent, created)"
@@ -244,8 +257,7 @@ class SqlUsers:
     def remove(self, name: str) -> None:
         self.require(name)
         with self._transaction():
-            self._execute("DELETE FROM tokens WHERE name = ?", (name,))
-            self._execute("DELETE FROM users WHERE name = ?", (name,))
+            self.delete_rows_of(name)
 
     def import_htpasswd(self, text: str, methods: frozenset[str] | None = None) -> ImportReport:
         """Import ``name:hash`` lines as nginx reads them; existing users get the file's password hash."""
@@ -299,6 +311,7 @@ class SqlUsers:
         A user that exists here already is left as it is, unless ``replace``. One transaction: all or nothing.
         """
         users, tokens = source.export()
+        credentials = source.export_credentials()
         tokens_of: dict[str, list[tuple]] = {}
         for row in tokens:
             tokens_of.setdefault(row[1], []).append(row)
@@ -311,8 +324,7 @@ class SqlUsers:
                     report.skipped.append(name)
                     continue
                 if exists:
-                    self._execute("DELETE FROM tokens WHERE name = ?", (name,))
-                    self._execute("DELETE FROM users WHERE name = ?", (name,))
+                    self.delete_rows_of(name)
                     report.replaced.append(name)
                 else:
                     report.copied.append(name)
@@ -324,6 +336,7 @@ class SqlUsers:
                                          f"in {self.location}", fix="remove that user here first; nothing was copied")
                     self._insert_token(digest, name, created)
                     report.tokens += 1
+                self.import_credentials(name, credentials)
         return report
 
 
@@ -431,20 +444,22 @@ def schema_version(store: SqlUsers) -> int:
     return store._execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 
 
-def open_user_store(location: Path | PostgresUrl, create: bool = True) -> SqlUsers:
-    """The store ``--db`` names: an SQLite file (``create=False``: only one that exists) or PostgreSQL.
+def open_user_store(location: Path | PostgresUrl, create: bool = True, state_dir: Path | None = None) -> SqlUsers:
+    """The store ``--db`` names: an SQLite file (``create=False``: only one that exists) or PostgreSQL;
+    it seals S3 secrets with the key file :func:`~.users_credentials.with_secrets` finds.
 
     Raises InputError for a bad file, NetworkError when PostgreSQL cannot be reached.
     """
     if is_postgres(location):
         from tlskit.server.users_pg import PostgresUserStore
 
-        return PostgresUserStore(location)
-    return UserStore(Path(location), create=create)
+        return with_secrets(PostgresUserStore(location), location, state_dir)
+    return with_secrets(UserStore(Path(location), create=create), location, state_dir)
 
 
-def open_user_source(location: Path | PostgresUrl):
-    """What the server reads users through: ``changed()``, ``all()``, ``location``, ``close()``.
+def open_user_source(location: Path | PostgresUrl, state_dir: Path | None = None):
+    """What the server reads users through: ``changed()``, ``all()``, ``location``, ``close()`` (S3 secrets
+    opened as :func:`~.users_credentials.with_secrets` says).
 
     SQLite answers on the spot (a local file, cheap to ask); PostgreSQL is read by a background task into
     a snapshot (:class:`tlskit.server.users_pg.PostgresUserFeed`), so no request ever waits on the network.
@@ -452,8 +467,8 @@ def open_user_source(location: Path | PostgresUrl):
     if is_postgres(location):
         from tlskit.server.users_pg import PostgresUserFeed
 
-        return PostgresUserFeed(location)
-    return UserStore(Path(location))
+        return PostgresUserFeed(location, secret_box=with_secrets(None, location, state_dir))
+    return with_secrets(UserStore(Path(location)), location, state_dir, open_secrets=True)
 
 
 def _file_state(path: Path) -> tuple[int, int, int, int] | None:
@@ -471,12 +486,12 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def users_from_rows(user_rows, token_rows) -> list[User]:
-    """Users from the rows of SELECT_ALL_USERS and SELECT_ALL_TOKENS (either engine)."""
+def users_from_rows(user_rows, token_rows, pin_rows=(), key_rows=(), box=None) -> list[User]:
+    """Users from the rows of SELECT_ALL_USERS, SELECT_ALL_TOKENS, SELECT_ALL_PINS and SELECT_ALL_S3_KEYS."""
     tokens: dict[str, list[str]] = {}
     for digest, name in token_rows:
         tokens.setdefault(name, []).append(digest)
-    return [_user(row, tokens.get(row[0], [])) for row in user_rows]
+    return attach_credentials([_user(row, tokens.get(row[0], [])) for row in user_rows], pin_rows, key_rows, box)
 
 
 def _user(row: tuple, tokens: list[str]) -> User:

@@ -25,6 +25,7 @@ from tlskit.errors import InputError, NetworkError
 from tlskit.server.stores import PostgresUrl
 from tlskit.server.users import (MIGRATIONS, SCHEMA_VERSION, SELECT_ALL_TOKENS, SELECT_ALL_USERS, SqlUsers,
                                  StoreUnavailable, User, users_from_rows)
+from tlskit.server.users_credentials import SELECT_ALL_PINS, SELECT_ALL_S3_KEYS
 
 CHANNEL = "tlskit_users"
 # pg_advisory_lock key of schema migrations: two instances starting on an empty database migrate in turn.
@@ -149,12 +150,14 @@ class PostgresUserFeed:
     refresh_interval = 0.0
 
     def __init__(self, url: PostgresUrl, poll_interval: float = POLL_INTERVAL,
-                 query_timeout: float = QUERY_TIMEOUT) -> None:
+                 query_timeout: float = QUERY_TIMEOUT, secret_box=None) -> None:
         self.url = url
         self.location = str(url)
         self.poll_interval = poll_interval
         self.query_timeout = query_timeout
+        self.secret_box = secret_box        # opens the S3 secrets (tlskit.server.s3secrets)
         store = PostgresUserStore(url)      # creates the schema on first use; NetworkError when unreachable
+        store.secret_box, store.open_secrets = secret_box, secret_box is not None
         try:
             self._version = store.change_version()
             self._users = store.all()
@@ -241,7 +244,9 @@ class PostgresUserFeed:
                 version = await _fetch_version(connection)
                 users = await (await connection.execute(SELECT_ALL_USERS)).fetchall()
                 tokens = await (await connection.execute(SELECT_ALL_TOKENS)).fetchall()
-            self._users = users_from_rows(users, tokens)
+                pins = await (await connection.execute(SELECT_ALL_PINS)).fetchall()
+                keys = await (await connection.execute(SELECT_ALL_S3_KEYS)).fetchall()
+            self._users = users_from_rows(users, tokens, pins, keys, self.secret_box)
             self._version = version
             self._fresh = True
             self.reloads += 1

@@ -8,6 +8,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from tlskit.server import users_credentials
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the users schema, written for each engine.
@@ -60,6 +62,8 @@ MIGRATIONS = (
             "CREATE TRIGGER tokens_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tlskit.tokens"
             " FOR EACH STATEMENT EXECUTE FUNCTION tlskit.users_changed()",
         )),
+    Migration(4, users_credentials.DESCRIPTION, sqlite=users_credentials.SQLITE_MIGRATION,
+              postgresql=users_credentials.POSTGRESQL_MIGRATION),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # The columns every reader selects, in the order _user() takes them.
