@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from cryptography import x509
 
 from tlskit.certificates import fingerprint
 from tlskit.chain.build import build_chain
@@ -326,3 +327,48 @@ def test_expiry_warnings(pki):
     assert message(report, "intermediate_expires_before_leaf") == (
         f"the intermediate /CN=Short Int expires on {short_int.cert.not_valid_after_utc:%Y-%m-%d}, before the leaf "
         f"({later.cert.not_valid_after_utc:%Y-%m-%d}); the chain stops verifying then")
+
+
+def test_verification_uses_the_host_purpose_time_and_leniency_asked_for(pki, four):
+    root, int1, int2, leaf, _ = four
+    trust = TrustStore("test roots", [root.cert])
+    pile = inputs(leaf, int2, int1)
+    with pytest.raises(ChainError) as caught:
+        build_chain(pile, trust, now=NOW, host="www.other.test")
+    assert caught.value.what == "the leaf is not valid for www.other.test: it names DNS:www.example.test"
+    report = caught.value.report
+    assert report.verdict is not None and report.verified is False
+    assert [(f.level, f.code, f.openssl_code) for f in report.findings] == [("error", "hostname_mismatch", 62)]
+    with pytest.raises(ChainError) as caught:
+        build_chain(pile, trust, purpose="client")  # now: the current time
+    assert [f.code for f in caught.value.report.findings] == ["leaf_eku_wrong_purpose"]
+    assert caught.value.report.purpose == "client"
+    with pytest.raises(ChainError) as caught:
+        build_chain(pile, trust, now=NOW - 3 * DAY)
+    assert [f.code for f in caught.value.report.findings] == ["not_yet_valid"] * 4
+    # A Web PKI finding fails the chain unless lenient makes it a warning.
+    odd = pki.issue("cn-leaf", "cn.example.test", int2, ca=False, sans=[x509.DNSName("www.example.test")])
+    with pytest.raises(ChainError):
+        build_chain(inputs(odd, int2, int1), trust, now=NOW)
+    lenient = build_chain(inputs(odd, int2, int1), trust, now=NOW, lenient=True)
+    assert lenient.verified and [(f.level, f.code) for f in lenient.findings] == [("warning", "cn_not_in_sans"),
+                                                                                   ("info", "root_left_out")]
+
+
+def test_a_pile_of_cas_verifies_as_a_ca_chain(four):
+    root, int1, int2, _, _ = four
+    report = build_chain(inputs(int2, int1), TrustStore("test roots", [root.cert]), now=NOW)
+    assert report.verified and codes(report) == ["leaf_is_ca", "root_left_out"]
+
+
+def test_errors_say_what_to_do(four):
+    root, int1, int2, leaf, _ = four
+    with pytest.raises(InputError) as caught:
+        build_chain(inputs(leaf), None, host="www.example.test", purpose="client")
+    assert caught.value.fix == "drop --host, or drop --purpose client"
+    with pytest.raises(ChainError) as caught:
+        build_chain(inputs(leaf, int2, int1, root), None, now=NOW, key=role_key("nobody"))
+    assert caught.value.fix == "pass the private key this certificate was issued for"
+    assert caught.value.report.links[0].certificate == leaf.cert
+    report = build_chain(inputs(leaf, int2, int1, root), None, now=NOW, ignored_keys=1, include_root=True)
+    assert [(f.level, f.code) for f in report.findings] == [("info", "keys_ignored")]
