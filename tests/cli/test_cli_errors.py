@@ -112,7 +112,8 @@ def test_prompts_end_in_one_colon(tmp_path):
 def test_group_help_shows_whole_summaries():
     run = run_tlskit("users", "--help", env={"COLUMNS": "80"})
     text = " ".join(run.stdout.split())
-    assert "Add a user with a password (hashed with argon2id) and/or a random token (stored as a hash)." in text
+    assert ("Add a user with a password (argon2id), a token (stored as a hash), pinned client certificates and/or "
+            "an S3 key pair (its secret sealed with STATE_DIR/s3-secrets.key); any one of them is enough.") in text
     assert "..." not in run.stdout.partition("Commands:")[2]
 
 
