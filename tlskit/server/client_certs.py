@@ -20,7 +20,6 @@ SHA-256 fingerprints.
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlskit.errors import InputError
+from tlskit.server.reload import FileState
 
 MODES = ("optional", "required")
 
@@ -54,8 +54,12 @@ class ClientVerifier:
     """tlskit's verdict on each client certificate OpenSSL accepted, remembered per certificate.
 
     A client reconnecting with the same certificate costs a dictionary lookup; a verdict is redone after
-    ``ttl`` seconds (so expiry and a new CRL count) and whenever the CA or CRL file changes on disk.
+    ``ttl`` seconds (so expiry and a new CRL count) and whenever the CA or CRL file changes on disk, which is
+    looked at no more than once per ``recheck`` seconds (as the certificate reloader does) rather than on
+    every handshake.
     """
+
+    recheck = 1.0
 
     def __init__(self, ca_file: Path, crl_file: Path | None = None, ttl: float = 300.0, size: int = 4096) -> None:
         self.ca_file = Path(ca_file)
@@ -64,12 +68,15 @@ class ClientVerifier:
         self.size = size
         self._verdicts: OrderedDict[bytes, tuple[float, ClientCertificate]] = OrderedDict()
         self._inputs: tuple = ()
+        self._inputs_checked = float("-inf")
         self._trust = None
         self._crls: list = []
 
     def __call__(self, der: bytes) -> ClientCertificate:
         now = time.monotonic()
-        self._refresh_inputs()
+        if now - self._inputs_checked >= self.recheck:
+            self._inputs_checked = now
+            self._refresh_inputs()
         remembered = self._verdicts.get(der)
         if remembered is not None and remembered[0] > now:
             self._verdicts.move_to_end(der)
@@ -90,7 +97,7 @@ class ClientVerifier:
 
     def _refresh_inputs(self) -> None:
         files = [self.ca_file] + ([self.crl_file] if self.crl_file else [])
-        inputs = tuple(_signature(path) for path in files)
+        inputs = tuple(FileState.of(path) for path in files)
         if inputs == self._inputs and self._trust is not None:
             return
         from tlskit.errors import TlskitError
@@ -107,14 +114,6 @@ class ClientVerifier:
             raise
         self._trust, self._crls, self._inputs = trust, crls, inputs
         self._verdicts.clear()
-
-
-def _signature(path: Path) -> tuple:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return (str(path), None)
-    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def fingerprint_of(text: str) -> str:
