@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +48,85 @@ class Run:
 
 
 def run_tlskit(*args: str, cwd: Path | str | None = None, input: str | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None) -> Run:
-    """Run the CLI in a subprocess exactly as a user would (no stdin unless ``input`` is given)."""
+               env: dict[str, str] | None = None, isolated: bool = False) -> Run:
+    """Run the CLI as a user would: the same entry point, arguments, environment, working directory and
+    exit code, with stdout and stderr captured and no stdin unless ``input`` is given.
+
+    It runs inside the test process (a new interpreter costs ~0.3 s of CPU, and the suite runs the CLI
+    hundreds of times), except where only a process of its own behaves like the real thing: text on
+    stdin (prompts may read the terminal), a call from a thread other than the main one (the process's
+    streams, environment and working directory are swapped for the call), and ``isolated=True``.
+    TLSKIT_TEST_SUBPROCESS=1 runs every call in a process of its own, to compare.
+    """
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
-    completed = subprocess.run(
-        [sys.executable, "-m", "tlskit", *args], cwd=cwd, input=input, capture_output=True, text=True,
-        timeout=timeout, env=full_env, stdin=None if input is not None else subprocess.DEVNULL,
-    )
-    return Run(completed.returncode, completed.stdout, completed.stderr)
+    isolated = isolated or os.environ.get("TLSKIT_TEST_SUBPROCESS") == "1"
+    if isolated or input is not None or threading.current_thread() is not threading.main_thread():
+        completed = subprocess.run(
+            [sys.executable, "-m", "tlskit", *args], cwd=cwd, input=input, capture_output=True, text=True,
+            timeout=timeout, env=full_env, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        return Run(completed.returncode, completed.stdout, completed.stderr)
+    return _run_in_process(list(args), cwd, full_env)
+
+
+_SIGNALS_A_COMMAND_MAY_HANDLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGPIPE)
+
+
+def _run_in_process(args: list[str], cwd: Path | str | None, env: dict[str, str]) -> Run:
+    import io
+    import traceback
+    import warnings
+
+    from tlskit.cli.entry import main
+
+    def stream() -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
+
+    def text(wrapper: io.TextIOWrapper) -> str:
+        wrapper.flush()
+        return wrapper.buffer.getvalue().decode("utf-8", errors="replace")
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr, sys.argv
+    saved_handlers = {number: signal.getsignal(number) for number in _SIGNALS_A_COMMAND_MAY_HANDLE}
+    out, err = stream(), stream()
+    returncode = 0
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8"), out, err
+        sys.argv = [sys.executable, *args]
+        with warnings.catch_warnings():
+            # The filters of a fresh interpreter (not pytest's), so a warning the user would see on
+            # stderr is on stderr here too.
+            warnings.resetwarnings()
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            # pytest records warnings through a hook that catch_warnings leaves in place: print them instead.
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: err.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                main(args)
+            except SystemExit as exit_:
+                if exit_.code is None or isinstance(exit_.code, int):
+                    returncode = exit_.code or 0
+                else:
+                    err.write(f"{exit_.code}\n")
+                    returncode = 1
+            except Exception:  # what the interpreter would print before exiting with 1
+                err.write(traceback.format_exc())
+                returncode = 1
+    finally:
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for number, handler in saved_handlers.items():
+            if handler is not None:  # None: set outside Python, and so never changed by a command
+                signal.signal(number, handler)
+    return Run(returncode, text(out), text(err))
 
 
 def openssl(*args: str, input: bytes | None = None, check: bool = True, cwd: Path | str | None = None) -> subprocess.CompletedProcess:

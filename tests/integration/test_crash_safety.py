@@ -148,7 +148,7 @@ def test_kill_at_random_moments_never_tears_a_file(tmp_path):
     directory = _fresh(tmp_path, "random")
     old = _make_old_files(directory)
     start = time.perf_counter()
-    assert run_tlskit(*CSR_ARGS, cwd=directory).returncode == 0
+    assert run_tlskit(*CSR_ARGS, cwd=directory, isolated=True).returncode == 0
     duration = time.perf_counter() - start
     old = {name: (directory / name).read_bytes() for name in (KEY, CSR)}
 
