@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from conftest import run_tlskit
-from peers_verdicts import Pki, der_extension, der_oid, der_sequence, der_validity, openssl_verify, resign
+from peers_verdicts import DAY, NOW, Pki, der_extension, der_oid, der_sequence, der_validity, openssl_verify, resign
 
 ANY_POLICY = "2.5.29.32.0"
 
@@ -59,6 +60,25 @@ def test_a_path_longer_than_ten_certificates_is_22(pki):
     # OpenSSL's default depth is 100, so it accepts the path; with a depth of 8 intermediates it gives the same 22.
     assert openssl_code(leaf, cas, root) == 0
     assert openssl_code(leaf, cas, root, "-verify_depth", "8") == 22
+
+
+def test_more_than_sixteen_candidate_paths_end_the_search(pki):
+    # Seventeen expired copies of the intermediate (same name, same key), each a complete path to the root:
+    # tlskit evaluates sixteen, reports the best failure and says that it stopped.
+    root = pki.root()
+    key = ec.generate_private_key(ec.SECP256R1())
+    copies = [pki.issue(f"copy{i}", "Shared CA", root, ca=True, key=key, not_before=NOW - 90 * DAY,
+                        not_after=NOW - (10 + i) * DAY) for i in range(17)]
+    leaf = pki.issue("leaf", "www.example.test", copies[0], ca=False)
+    for lenient in ((), ("--lenient",)):
+        run = chain(leaf, copies, root, *lenient)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert problems(run)[0] == ("expired", 10, 1)
+        bounded = run.json["problems"][-1]
+        assert (bounded["rule"], bounded["code"], bounded["depth"]) == ("path_search_bounded", 1, None)
+        assert bounded["detail"].startswith("gave up after 16 candidate paths")
+        assert run.json["candidates"] == 16
+    assert openssl_code(leaf, copies, root) == 10
 
 
 # ------------------------------------------------------------------------------------ the form of a certificate
@@ -181,3 +201,20 @@ def test_policy_mappings_that_map_any_policy_or_do_not_parse_are_42(pki, mapping
     # tlskit processes policies on every path; OpenSSL only with -policy_check, and then says 42 too.
     assert openssl_code(leaf, [inter], root) == 0
     assert openssl_code(leaf, [inter], root, "-policy_check") == 42
+
+
+# ------------------------------------------------------------------------------------ the second opinion
+
+
+def test_what_only_cryptography_refuses_is_cryptography_refused(pki):
+    # A dNSName constraint with a leading dot is not RFC 5280's form (that is for URIs and e-mail): tlskit's
+    # own rules read it as "under example.test" and OpenSSL accepts it, but cryptography's verifier calls it
+    # malformed. The second opinion's refusal stands, with the nearest OpenSSL number (47).
+    root = pki.root()
+    inter = pki.issue("int", "Dot CA", root, ca=True, extensions=[
+        (x509.NameConstraints([x509.DNSName(".example.test")], None), True)])
+    leaf = pki.issue("leaf", "www.example.test", inter, ca=False)
+    assert_error(leaf, [inter], root, [("cryptography_refused", 47, 0)])
+    run = chain(leaf, [inter], root)
+    assert "malformed DNS name constraint" in run.json["problems"][0]["detail"]
+    assert openssl_code(leaf, [inter], root) == 0
