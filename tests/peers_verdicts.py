@@ -1,8 +1,9 @@
 """Certificates for the verdict rules, built with cryptography's builder, and the peers that judge them too.
 
 :class:`Pki` issues CAs and leaves with every extension visible and overridable, so each test makes
-exactly the fault it is about. :func:`resign` edits a signed TBS (a serial of 0, a negative one, 21
-octets: what the builder refuses to write) and signs it again. :func:`openssl_verify` runs
+exactly the fault it is about. :func:`resign` and :func:`resign_crl` edit a signed TBS (a serial of 0,
+a duplicated extension, GeneralizedTime before 2050, a version 1 certificate: what the builder refuses
+to write) and sign it again. :func:`openssl_verify` runs
 `openssl verify -x509_strict` on the same files; :func:`ocsp_responder` serves `openssl ocsp`'s answers
 (the openssl binary builds and signs them from an index file) over HTTP on 127.0.0.1; :func:`make_crl` a CRL.
 """
@@ -152,25 +153,101 @@ def _elements(data: bytes) -> list[bytes]:
     return [data[start:end] for _, start, _, end in _children(data, 0, len(data))]
 
 
-def resign(cert: x509.Certificate, signer_key, *, serial_bytes: bytes | None = None) -> x509.Certificate:
-    """``cert`` with its serial INTEGER content replaced by ``serial_bytes``, signed again by ``signer_key``."""
+def resign(cert: x509.Certificate, signer_key, *, serial_bytes: bytes | None = None, signature: bytes | None = None,
+           validity: bytes | None = None, extra_extensions: list[bytes] = (),
+           version_1: bool = False) -> x509.Certificate:
+    """``cert`` with DER the builder refuses to write, signed again by ``signer_key`` (an EC key).
+
+    ``serial_bytes`` replaces the serial INTEGER's content; ``signature`` (an AlgorithmIdentifier) and
+    ``validity`` (a Validity) replace those TBS fields whole; ``extra_extensions``
+    (each an Extension) are appended to the extensions; ``version_1`` drops the version and the
+    extensions, as a version 1 certificate has neither. The outer signatureAlgorithm stays as it was.
+    """
     from tlskit.verdict.der import _read
 
     tbs = cert.tbs_certificate_bytes
     _, start, end = _read(tbs, 0)
     fields = _elements(tbs[start:end])
-    index = 1 if fields[0][0] == 0xA0 else 0
-    if serial_bytes is not None:
-        fields[index] = _tlv(0x02, serial_bytes)
-    new_tbs = _tlv(0x30, b"".join(fields))
-    der = cert.public_bytes(serialization.Encoding.DER)
-    _, outer_start, outer_end = _read(der, 0)
-    algorithm = _elements(der[outer_start:outer_end])[1]
-    signature = signer_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    at = 1 if fields[0][0] == 0xA0 else 0  # fields[at:] are serial, signature, issuer, validity, subject, spki
+    for offset, replacement in ((0, _tlv(0x02, serial_bytes) if serial_bytes is not None else None), (1, signature),
+                                (3, validity)):
+        if replacement is not None:
+            fields[at + offset] = replacement
+    if extra_extensions:
+        fields[-1] = _more_extensions(fields[-1], 0xA3, extra_extensions)
+    if version_1:
+        fields = fields[at:at + 6]
     from tlskit.certificates import quiet_parsing
 
     with quiet_parsing():  # a serial of 0 is what the caller asked for
-        return x509.load_der_x509_certificate(_tlv(0x30, new_tbs + algorithm + _tlv(0x03, b"\x00" + signature)))
+        return x509.load_der_x509_certificate(_signed_again(cert.public_bytes(serialization.Encoding.DER), fields,
+                                                            signer_key))
+
+
+def resign_crl(crl: x509.CertificateRevocationList, signer_key,
+               extra_extensions: list[bytes]) -> x509.CertificateRevocationList:
+    """``crl`` with ``extra_extensions`` (each an Extension) appended to its crlExtensions, signed again."""
+    from tlskit.verdict.der import _read
+
+    tbs = crl.tbs_certlist_bytes
+    _, start, end = _read(tbs, 0)
+    fields = _elements(tbs[start:end])
+    fields[-1] = _more_extensions(fields[-1], 0xA0, extra_extensions)
+    return x509.load_der_x509_crl(_signed_again(crl.public_bytes(serialization.Encoding.DER), fields, signer_key))
+
+
+def _more_extensions(explicit: bytes, tag: int, extra: list[bytes]) -> bytes:
+    """The EXPLICIT-tagged Extensions ``explicit`` with ``extra`` appended."""
+    from tlskit.verdict.der import _read
+
+    _, inner_start, _ = _read(explicit, 0)
+    _, list_start, list_end = _read(explicit, inner_start)
+    return _tlv(tag, _tlv(0x30, explicit[list_start:list_end] + b"".join(extra)))
+
+
+def _signed_again(der: bytes, tbs_fields: list[bytes], signer_key) -> bytes:
+    """A certificate or CRL of ``tbs_fields``, with ``der``'s outer signatureAlgorithm, signed (ECDSA SHA-256)."""
+    from tlskit.verdict.der import _read
+
+    tbs = _tlv(0x30, b"".join(tbs_fields))
+    _, outer_start, outer_end = _read(der, 0)
+    algorithm = _elements(der[outer_start:outer_end])[1]
+    return _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+
+
+def der_extension(oid: str, value: bytes, critical: bool = False) -> bytes:
+    """One DER Extension (what the builder will not write twice, or with contents of our choosing)."""
+    body = der_oid(oid) + (_tlv(0x01, b"\xff") if critical else b"") + _tlv(0x04, value)
+    return _tlv(0x30, body)
+
+
+def der_sequence(*elements: bytes) -> bytes:
+    return _tlv(0x30, b"".join(elements))
+
+
+def der_oid(oid: str) -> bytes:
+    parts = [int(p) for p in oid.split(".")]
+    body = bytes([40 * parts[0] + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        body += bytes(reversed(chunk))
+    return _tlv(0x06, body)
+
+
+def der_time(when: dt.datetime, generalized: bool) -> bytes:
+    """``when`` as UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ)."""
+    return _tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode()) if generalized else _tlv(
+        0x17, when.strftime("%y%m%d%H%M%SZ").encode())
+
+
+def der_validity(cert: x509.Certificate, *, generalized_before: bool = False, generalized_after: bool = False) -> bytes:
+    """``cert``'s Validity with either time encoded as GeneralizedTime."""
+    return _tlv(0x30, der_time(cert.not_valid_before_utc, generalized_before)
+                + der_time(cert.not_valid_after_utc, generalized_after))
 
 
 # ---------------------------------------------------------------------------------- openssl verify
@@ -279,8 +356,13 @@ def ocsp_responder(directory: Path, entries: list[tuple[Issued, str]], ca: Issue
 
 
 def make_crl(pki: Pki, file: str, issuer: Issued, revoked: list[Issued] = (), *, last_update: dt.datetime | None = None,
-             next_update: dt.datetime | None = None, signer_key=None, der: bool = False) -> Path:
-    """A CRL of ``issuer`` listing ``revoked`` (revoked a day ago, keyCompromise), signed by ``signer_key``."""
+             next_update: dt.datetime | None = None, signer_key=None, der: bool = False,
+             extensions: list[tuple[x509.ExtensionType, bool]] = (),
+             entry_extensions: list[tuple[x509.ExtensionType, bool]] = ()) -> Path:
+    """A CRL of ``issuer`` listing ``revoked`` (revoked a day ago, keyCompromise), signed by ``signer_key``.
+
+    ``extensions`` are added to the CRL's own (after its number and AKI), ``entry_extensions`` to every entry.
+    """
     builder = (x509.CertificateRevocationListBuilder()
                .issuer_name(issuer.cert.subject)
                .last_update(last_update or NOW - DAY)
@@ -288,10 +370,14 @@ def make_crl(pki: Pki, file: str, issuer: Issued, revoked: list[Issued] = (), *,
                .add_extension(x509.CRLNumber(1), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
                               critical=False))
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
     for issued in revoked:
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(issued.cert.serial_number).revocation_date(NOW - DAY)
-            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False).build())
+        entry = (x509.RevokedCertificateBuilder().serial_number(issued.cert.serial_number).revocation_date(NOW - DAY)
+                 .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False))
+        for extension, critical in entry_extensions:
+            entry = entry.add_extension(extension, critical=critical)
+        builder = builder.add_revoked_certificate(entry.build())
     crl = builder.sign(signer_key or issuer.key, hashes.SHA256())
     path = pki.dir / f"{file}.{'der' if der else 'pem'}"
     path.write_bytes(crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))

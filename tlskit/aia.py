@@ -45,7 +45,7 @@ def ca_issuer_urls(cert: x509.Certificate) -> list[str]:
 
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return []
     return [d.access_location.value for d in aia
             if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS

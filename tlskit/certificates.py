@@ -161,7 +161,7 @@ def certificate_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
 
     try:
         return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return []
 
 

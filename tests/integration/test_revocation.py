@@ -17,7 +17,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from conftest import assert_one_line_error, free_port, openssl, run_tlskit
 from peers_chain import serve_http
 from peers_tls import s_server
-from peers_verdicts import DAY, NOW, Pki, http_peer, make_crl, ocsp_responder, openssl_verify
+from peers_verdicts import (DAY, NOW, Pki, der_extension, http_peer, make_crl, ocsp_responder, openssl_verify,
+                            resign_crl)
 
 
 @pytest.fixture
@@ -107,12 +108,18 @@ def test_a_file_that_is_no_crl_is_an_input_error(tmp_path, pki):
                           "is not a CRL")
 
 
-def test_fetch_reads_the_distribution_point(tmp_path, pki):
-    port = free_port()
+def cdp_chain(pki, port: int):
+    """root -> intermediate -> leaf whose CRL distribution point is http://127.0.0.1:PORT/int.crl."""
     root = pki.root()
     inter = pki.issue("int", "Verdict Intermediate", root, ca=True)
     leaf = pki.issue("leaf", "www.example.test", inter, ca=False,
                      extensions=[cdp(f"http://127.0.0.1:{port}/int.crl")])
+    return root, inter, leaf
+
+
+def test_fetch_reads_the_distribution_point(tmp_path, pki):
+    port = free_port()
+    root, inter, leaf = cdp_chain(pki, port)
     revoked = make_crl(pki, "revoked", inter, [leaf], der=True)
     clean = make_crl(pki, "clean", inter, [], der=True)
     routes = {"/int.crl": (revoked.read_bytes(), "application/pkix-crl")}
@@ -130,6 +137,91 @@ def test_fetch_reads_the_distribution_point(tmp_path, pki):
         assert_one_line_error(gone, 3, "HTTP 404")
     # Without --fetch the distribution point is not asked.
     assert run_tlskit(*chain_args(root, inter, leaf), cwd=tmp_path).returncode == 0
+
+
+def crl_problems(run) -> list[tuple[str, int, int]]:
+    return [(p["rule"], p["code"], p["depth"]) for p in run.json["problems"]]
+
+
+def assert_crl_refused(tmp_path, root, inter, leaf, crl, expected) -> None:
+    """The verdict fails with exactly ``expected``, ``--lenient`` or not (revocation rules are no findings)."""
+    for lenient in ((), ("--lenient",)):
+        run = run_tlskit(*chain_args(root, inter, leaf), "--crl", str(crl), *lenient, cwd=tmp_path)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert crl_problems(run) == expected
+
+
+_ODD = "1.3.6.1.4.1.99999.3"  # an extension nobody processes
+
+
+def test_a_delta_crl_is_no_complete_list(tmp_path, pki):
+    root, inter, leaf = pki.chain()
+    delta = make_crl(pki, "delta", inter, [leaf], extensions=[(x509.DeltaCRLIndicator(1), True)])
+    # A delta CRL lists only the changes since its base (crl_delta): it does not cover the leaf on its own.
+    assert_crl_refused(tmp_path, root, inter, leaf, delta, [("crl_missing", 3, 0)])
+    # OpenSSL 3.0 takes the delta as if it were complete, even without -use_deltas.
+    assert openssl_crl_code(root, inter, leaf, delta) == 23
+    full = make_crl(pki, "full", inter, [leaf])
+    run = run_tlskit(*chain_args(root, inter, leaf), "--crl", str(delta), "--crl", str(full), cwd=tmp_path)
+    assert run.returncode == 1 and crl_problems(run) == [("revoked", 23, 0)]
+
+
+def test_a_crl_for_ca_certificates_only_does_not_cover_a_leaf(tmp_path, pki):
+    root, inter, leaf = pki.chain()
+    only_cas = make_crl(pki, "only-cas", inter, [leaf], extensions=[(x509.IssuingDistributionPoint(
+        None, None, only_contains_user_certs=False, only_contains_ca_certs=True, only_some_reasons=None,
+        indirect_crl=False, only_contains_attribute_certs=False), True)])
+    # Out of its scope (crl_scope) the CRL says nothing about the leaf, which is then not covered at all.
+    assert_crl_refused(tmp_path, root, inter, leaf, only_cas, [("crl_missing", 3, 0)])
+    assert openssl_crl_code(root, inter, leaf, only_cas) == 44  # "Different CRL scope"
+    only_users = make_crl(pki, "only-users", inter, [leaf], extensions=[(x509.IssuingDistributionPoint(
+        None, None, only_contains_user_certs=True, only_contains_ca_certs=False, only_some_reasons=None,
+        indirect_crl=False, only_contains_attribute_certs=False), True)])
+    run = run_tlskit(*chain_args(root, inter, leaf), "--crl", str(only_users), cwd=tmp_path)
+    assert run.returncode == 1 and crl_problems(run) == [("revoked", 23, 0)]
+    assert openssl_crl_code(root, inter, leaf, only_users) == 23
+
+
+@pytest.mark.parametrize("scope", ["indirect", "some-reasons"])
+def test_indirect_and_partial_crls_are_36(tmp_path, pki, scope):
+    root, inter, leaf = pki.chain()
+    point = x509.IssuingDistributionPoint(
+        None, None, only_contains_user_certs=False, only_contains_ca_certs=False,
+        only_some_reasons=frozenset({x509.ReasonFlags.key_compromise}) if scope == "some-reasons" else None,
+        indirect_crl=scope == "indirect", only_contains_attribute_certs=False)
+    crl = make_crl(pki, scope, inter, [leaf], extensions=[(point, True)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_scope_unsupported", 36, 0)])
+    # OpenSSL leaves such CRLs out without -extended_crl, so for it the leaf has no CRL (3).
+    assert openssl_crl_code(root, inter, leaf, crl) == 3
+
+
+def test_a_crl_with_an_unknown_critical_extension_is_36(tmp_path, pki):
+    root, inter, leaf = pki.chain()
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier(_ODD), b"\x05\x00")
+    crl = make_crl(pki, "critical", inter, [], extensions=[(odd, True)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_critical_extension", 36, 0)])
+    assert openssl_crl_code(root, inter, leaf, crl) == 36
+
+
+def test_a_crl_entry_with_an_unknown_critical_extension_is_36(tmp_path, pki):
+    root, inter, leaf = pki.chain()
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier(_ODD), b"\x05\x00")
+    crl = make_crl(pki, "entry", inter, [leaf], entry_extensions=[(odd, True)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_entry_extension", 36, 0)])
+    assert openssl_crl_code(root, inter, leaf, crl) == 36
+
+
+def test_a_crl_with_a_duplicated_extension_is_36(tmp_path, pki):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root, inter, leaf = pki.chain()
+    built = x509.load_pem_x509_crl(make_crl(pki, "built", inter, [leaf]).read_bytes())
+    number = built.extensions.get_extension_for_class(x509.CRLNumber).value.public_bytes()
+    crl = pki.dir / "duplicated.pem"
+    crl.write_bytes(resign_crl(built, inter.key, [der_extension("2.5.29.20", number)]).public_bytes(Encoding.PEM))
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_malformed", 36, 0)])
+    # RFC 5280 4.2: an extension appears at most once; OpenSSL 3.0 reads the CRL anyway and applies it.
+    assert openssl_crl_code(root, inter, leaf, crl) == 23
 
 
 class _Dripping(http.server.BaseHTTPRequestHandler):
@@ -264,6 +356,37 @@ def test_probe_ocsp_crl_and_at_against_s_server(tmp_path, pki):
     assert "23 certificate revoked" in text.stdout
 
 
+def test_probe_fetch_reads_the_crl_distribution_point(tmp_path, pki):
+    port = free_port()
+    root, inter, leaf = cdp_chain(pki, port)
+    revoked = make_crl(pki, "revoked", inter, [leaf], der=True).read_bytes()
+    asked: list[str] = []
+
+    def serve_crl(body):
+        asked.append("GET")
+        return revoked, "application/pkix-crl"
+
+    with s_server(leaf.path, leaf.path.with_suffix(".key"), inter.path) as server, \
+            http_peer({"/int.crl": serve_crl}, port) as base:
+        unfetched = run_tlskit(*probe_args(server, root), cwd=tmp_path)
+        assert unfetched.returncode == 0, unfetched.stdout + unfetched.stderr
+        assert asked == [] and unfetched.json["verification"]["revocation"] == []
+        run = run_tlskit(*probe_args(server, root), "--fetch", cwd=tmp_path)
+        text = run_tlskit(*probe_args(server, root)[:-1], "--fetch", cwd=tmp_path)
+        says = openssl("s_client", "-connect", server.target, "-servername", "www.example.test", "-CAfile",
+                       str(root.path), "-crl_check", "-crl_download", input=b"", check=False).stdout.decode()
+    assert run.returncode == 1, run.stdout + run.stderr
+    verification = run.json["verification"]
+    assert [(p["code"], p["rule"], p["depth"]) for p in verification["problems"]] == [(23, "revoked", 0)]
+    assert (verification["code"], verification["reason"]) == (23, "certificate revoked")
+    assert [(r["depth"], r["method"], r["status"], r["source"]) for r in verification["revocation"]] == [
+        (0, "crl", "revoked", f"{base}/int.crl")]
+    assert text.returncode == 1 and "23 certificate revoked" in text.stdout
+    assert len(asked) >= 2
+    # s_client with -crl_download fetches the same distribution point and says the same number.
+    assert "Verify return code: 23 (certificate revoked)" in says, says
+
+
 def crafted_ocsp(inter, leaf, *, this_update, next_update, nonce: bytes | None = b"", status="good"):
     """A route answering every request with a response signed by the issuer, dated as asked; ``nonce`` b"" echoes
     the request's, None leaves it out, other bytes replace it (a replayed answer)."""
@@ -305,6 +428,28 @@ def test_ocsp_freshness_and_nonce(tmp_path, pki, case, fault):
         assert run.returncode == 1
         assert [(p["code"], p["rule"]) for p in run.json["problems"]] == [(74, "ocsp_unreliable")]
         assert fault in run.json["problems"][0]["detail"]
+
+
+def test_ocsp_freshness_is_judged_on_the_real_clock_even_with_at(tmp_path, pki):
+    port = free_port()
+    early = NOW - 10 * DAY
+    root = pki.root(not_before=early)
+    inter = pki.issue("int", "Verdict Intermediate", root, ca=True, not_before=early)
+    leaf = pki.issue("leaf", "www.example.test", inter, ca=False, not_before=early,
+                     extensions=[aia_ocsp(f"http://127.0.0.1:{port}")])
+    at = (NOW - 3 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Current at --at, stale now: the responder speaks about the present, so it is stale.
+    routes = {"/": crafted_ocsp(inter, leaf, this_update=NOW - 4 * DAY, next_update=NOW - 2 * DAY)}
+    with http_peer(routes, port):
+        then = run_tlskit(*chain_args(root, inter, leaf), "--ocsp", "--at", at, cwd=tmp_path)
+        routes["/"] = crafted_ocsp(inter, leaf, this_update=NOW - DAY / 24, next_update=NOW + DAY)
+        now = run_tlskit(*chain_args(root, inter, leaf), "--ocsp", "--at", at, cwd=tmp_path)
+    assert then.returncode == 1
+    assert [(p["code"], p["rule"]) for p in then.json["problems"]] == [(74, "ocsp_unreliable")]
+    assert "nextUpdate" in then.json["problems"][0]["detail"]
+    # Fresh now, dated after --at: relied on.
+    assert now.returncode == 0, now.stdout + now.stderr
+    assert now.json["revocation"][0]["status"] == "good"
 
 
 def test_a_redirect_away_from_http_is_not_followed():

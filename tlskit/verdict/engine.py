@@ -111,19 +111,21 @@ def _verify(leaf: x509.Certificate, untrusted: list[x509.Certificate], trust: Tr
                         fetcher=issuer_fetcher(options.fetch_issuers, network_errors) if options.fetch else None)
     best: Verdict | None = None
     best_rank: tuple | None = None
+    tried = 0
     for index, candidate in enumerate(search.candidates(leaf)):
+        tried = index + 1
         verdict = _evaluate(list(candidate.certs), candidate.end, context, options, trust, network_errors)
-        verdict.candidates = index + 1
         if verdict.verified:
             best = verdict
             break
         rank = (0 if verdict.anchored else 1, len(verdict.problems), index)
         if best_rank is None or rank < best_rank:
             best, best_rank = verdict, rank
-        if index + 1 >= MAX_CANDIDATES:
+        if tried >= MAX_CANDIDATES:
             search.exhausted = True
             break
     assert best is not None  # the search yields at least the leaf itself
+    best.candidates = tried  # the paths tried, not the position of the one reported
     best.exhausted = search.exhausted
     best.fetched = dict(search.fetched)
     if not best.verified and network_errors:

@@ -37,7 +37,11 @@ def _mappings(cert: x509.Certificate) -> list[tuple[str, str]] | None | bool:
     """The policyMappings pairs; None when absent; False when present but malformed."""
     from cryptography import x509
 
-    for ext in cert.extensions:
+    try:
+        extensions = list(cert.extensions)
+    except (x509.DuplicateExtension, ValueError):
+        return None  # refused as extensions_malformed by the path's rules
+    for ext in extensions:
         if ext.oid.dotted_string == _POLICY_MAPPINGS:
             value = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else None
             pairs = policy_mappings(value) if value is not None else None

@@ -137,9 +137,6 @@ def _leaf_rules(cert, exts, depth, label, context: PathContext, is_anchor: bool)
         problems.append(cert_problem("leaf_is_ca", 37, depth, label, cert,
                                  f"{me} is a CA certificate (basicConstraints CA:TRUE), used as a {context.purpose} "
                                  "certificate", "use the certificate issued for the site, not its CA"))
-    elif bc is not None and bc.value.path_length is not None:
-        problems.append(cert_problem("path_length_without_ca", 80, depth, label, cert,
-                                 f"{me} has a pathLenConstraint without CA:TRUE", "have it reissued"))
     ku = exts.get("2.5.29.15")
     if ku is not None and ku.value.key_cert_sign and not (bc is not None and bc.value.ca):
         problems.append(cert_problem("leaf_key_cert_sign", 82, depth, label, cert,
