@@ -44,7 +44,7 @@ def describe_certificate(cert: x509.Certificate, now: dt.datetime | None = None)
             "sha256": fingerprint(cert),
             "sha1": fingerprint(cert, "sha1"),
         },
-        "extensions": describe_extensions(cert.extensions),
+        **_extensions_of(cert),
     }
 
 
@@ -60,7 +60,7 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
         "key": KeySummary.of(csr.public_key()).as_dict(),
         "signature_algorithm": _signature_name(csr),
         "signature_valid": signature_valid,
-        "extensions": describe_extensions(csr.extensions),
+        **_extensions_of(csr),
     }
 
 
@@ -87,6 +87,17 @@ def describe_bundle(bundle: Bundle) -> list[dict[str, Any]]:
     items += [describe_private_key(k) for k in bundle.private_keys]
     items += [describe_public_key(k) for k in bundle.public_keys]
     return items
+
+
+def _extensions_of(item: x509.Certificate | x509.CertificateSigningRequest) -> dict[str, Any]:
+    """``extensions`` and, when they cannot be parsed (an extension twice, a value that is not DER),
+    ``extensions_error`` saying why: the rest of the item is still worth showing."""
+    from cryptography import x509
+
+    try:
+        return {"extensions": describe_extensions(item.extensions), "extensions_error": None}
+    except (x509.DuplicateExtension, ValueError) as exc:
+        return {"extensions": [], "extensions_error": str(exc)}
 
 
 def describe_extensions(extensions: x509.Extensions) -> list[dict[str, Any]]:

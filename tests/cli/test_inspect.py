@@ -119,3 +119,24 @@ def test_a_root_with_serial_zero_prints_no_python_warning(tmp_path):
         run = run_tlskit(*args, cwd=tmp_path)
         assert "CryptographyDeprecationWarning" not in run.stderr and "Warning" not in run.stderr, run.stderr
     assert run_tlskit("inspect", str(zero.path), "--json", cwd=tmp_path).json["items"][0]["serial"] in ("0", "00")
+
+
+def test_a_certificate_with_an_extension_twice_is_shown_with_the_reason(tmp_path):
+    """RFC 5280 4.2 allows an extension once; cryptography then refuses all of them. inspect still shows
+    the rest of the certificate and says why there are no extensions, instead of crashing."""
+    from peers_verdicts import Pki, der_extension, resign
+
+    pki = Pki(tmp_path / "pki")
+    root, inter, built = pki.chain()
+    san = next(e for e in built.cert.extensions if e.oid.dotted_string == "2.5.29.17").value.public_bytes()
+    twice = pki.write("twice", resign(built.cert, inter.key, extra_extensions=[der_extension("2.5.29.17", san)]),
+                      built.key)
+    run = run_tlskit("inspect", str(twice.path), "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (item,) = run.json["items"]
+    assert item["extensions"] == [] and item["extensions_error"] == "Duplicate 2.5.29.17 extension found"
+    assert item["subject"] == "/CN=www.example.test"
+    text = run_tlskit("inspect", str(twice.path), cwd=tmp_path)
+    assert text.returncode == 0 and "Extensions cannot be parsed: Duplicate 2.5.29.17 extension found" in text.stdout
+    good = run_tlskit("inspect", str(built.path), "--json", cwd=tmp_path).json["items"][0]
+    assert good["extensions_error"] is None and good["extensions"]

@@ -73,6 +73,8 @@ def _render(items: list[dict]) -> None:
         for label, value in rows:
             shown = value if label == "" or "[/]" in value else escape(value)
             out.print(f"  {label:<15} {shown}")
+        if item.get("extensions_error"):
+            out.print(f"  [red]Extensions cannot be parsed[/]: {escape(item['extensions_error'])}")
         for ext in item.get("extensions", []):
             critical = " (critical)" if ext["critical"] else ""
             out.print(f"  {escape(ext['name'])}{critical}: {escape(ext['value'])}")
