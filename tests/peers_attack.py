@@ -168,6 +168,10 @@ class SloppyUpstream:
     requests: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
     connections: int = 0
     stopping: bool = False
+    # The targets answered, once each answer is written or the write failed ("late /x" for /late-twice's
+    # second answer): on loopback a finished write is in the proxy's receive buffer, or the proxy had
+    # closed the connection already; either is what a test waits for.
+    sent: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls) -> SloppyUpstream:
@@ -235,10 +239,16 @@ class SloppyUpstream:
                         buffer += chunk
                     buffer = buffer[length:]
                 try:
-                    conn.sendall(self._answer(target))
+                    try:
+                        conn.sendall(self._answer(target))
+                    finally:
+                        self.sent.append(target)
                     if target.startswith("/late-twice"):
-                        time.sleep(0.1)
-                        conn.sendall(_response(200, b"answer for an unrequested late response"))
+                        time.sleep(0.1)     # late: the proxy has pooled the connection as idle by then
+                        try:
+                            conn.sendall(_response(200, b"answer for an unrequested late response"))
+                        finally:
+                            self.sent.append(f"late {target}")
                 except OSError:
                     return
 
@@ -263,6 +273,12 @@ class SloppyUpstream:
             return (_response(200, f"answer for {target}".encode())
                     + _response(200, b"answer for an unrequested second response"))
         return None
+
+    def wait_sent(self, target: str, count: int, timeout: float = 10.0) -> None:
+        """Return once the answer to ``target`` has been written (or failed to be) ``count`` times."""
+        from peers_serve import poll_until
+
+        poll_until(lambda: self.sent.count(target), lambda written: written >= count, timeout, interval=0.01)
 
     def stop(self) -> None:
         self.stopping = True

@@ -26,7 +26,8 @@ def http_request(url: str, what: str, *, limit: int, timeout: float, schemes: tu
     if content_type:
         headers["Content-Type"] = content_type
     request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
-    opener = urllib.request.build_opener(_redirects_within(what, schemes, fix))
+    opener = urllib.request.build_opener(_redirects_within(what, schemes, fix),
+                                         urllib.request.HTTPSHandler(context=_tls_context()))
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
@@ -57,6 +58,17 @@ def http_request(url: str, what: str, *, limit: int, timeout: float, schemes: tu
     return b"".join(chunks)
 
 
+def _tls_context():
+    """What ssl.create_default_context() makes (verified, the system's roots), without its SSLKEYLOGFILE
+    handling: it creates that file and appends every session's secrets to it, and a probe or chain run
+    must never write them."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_default_certs()
+    return context
+
+
 def _check_scheme(url: str, what: str, schemes: tuple[str, ...], fix: str) -> None:
     scheme = url.split(":", 1)[0].lower()
     if scheme not in schemes:
@@ -65,11 +77,18 @@ def _check_scheme(url: str, what: str, schemes: tuple[str, ...], fix: str) -> No
 
 def _redirects_within(what: str, schemes: tuple[str, ...], fix: str):
     import urllib.request
+    from urllib.parse import urljoin
 
     class Redirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            _check_scheme(newurl, what, schemes, fix)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
+        # Checked before urllib's own scheme check, which refuses file: with a bare "HTTP 302" but
+        # follows ftp:.
+        def http_error_302(self, req, fp, code, msg, headers):
+            location = headers.get("location") or headers.get("uri")
+            if location:
+                _check_scheme(urljoin(req.full_url, location), what, schemes, fix)
+            return super().http_error_302(req, fp, code, msg, headers)
+
+        http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     return Redirects()
 

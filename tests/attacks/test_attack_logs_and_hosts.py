@@ -8,7 +8,7 @@ import json
 import pytest
 
 from peers_attack import RawConnection
-from peers_serve import start_serve
+from peers_serve import poll_until, start_serve
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,8 @@ def served(tmp_path_factory):
 
 
 def wait_for_log_lines(served, count: int) -> list[str]:
-    import time
-
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [line for line in served.stdout_path.read_text().splitlines() if line.strip()]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
+    return poll_until(lambda: [line for line in served.stdout_path.read_text().splitlines() if line.strip()],
+                      lambda lines: len(lines) >= count)
 
 
 @pytest.mark.parametrize("query", [

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import require_binary
 from peers_attack import RawConnection, cpu_seconds, peak_rss
-from peers_serve import start_serve
+from peers_serve import poll_until, start_serve
 
 ARGON2_PASSWORD = "argon2-user-password"
 
@@ -124,7 +124,8 @@ def test_forty_guessing_clients_do_not_starve_a_real_login_or_the_memory(tmp_pat
         for thread in guessers:
             thread.start()
         try:
-            time.sleep(2)                         # the attack is in full swing
+            # The attack is in full swing once every guesser has had answers.
+            poll_until(lambda: len(statuses), lambda answered: answered >= 3 * len(guessers), 30)
             waits = []
             with RawConnection(served.port, served.ca) as conn:
                 for i in range(3):

@@ -14,16 +14,12 @@ import time
 import pytest
 
 from conftest import run_tlskit
-from peers_serve import start_serve
+from peers_serve import poll_until, start_serve
 
 
 def wait_for_status(served, token: str, wanted: int, seconds: float = 4.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        reply = served.curl("/api/products/1", "-H", f"Authorization: Bearer {token}")
-        if reply.status == wanted or time.monotonic() > deadline:
-            return reply
-        time.sleep(0.1)
+    return poll_until(lambda: served.curl("/api/products/1", "-H", f"Authorization: Bearer {token}"),
+                      lambda reply: reply.status == wanted, seconds, interval=0.1)
 
 
 @pytest.fixture

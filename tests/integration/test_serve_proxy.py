@@ -362,3 +362,33 @@ def test_upstream_connections_are_closed_at_shutdown(proxied, upstream):
     served.stop()
     assert served.process.returncode == 0
     assert "Unclosed" not in served.stderr() and "Traceback" not in served.stderr(), served.stderr()
+
+
+def test_exactly_the_end_to_end_headers_of_a_chunked_upload_reach_the_application(tmp_path, upstream):
+    """Every hop-by-hop header of RFC 9110 7.6.1 at once, on a chunked upload that also names a Trailer,
+    with both an Authorization and a --key-header credential: the application receives exactly the
+    client's end-to-end headers, our forwarding headers and our own framing, and the body intact."""
+    require_binary("curl")
+    state = tmp_path / "state"
+    token = add_user(state, "alice", "--methods", "GET,POST")
+    with start_serve(state, "--upstream", upstream.url, "--key-header", "X-Custom-Key") as served:
+        sent = ["-H", "Connection: keep-alive, X-Listed-One, x-listed-two", "-H", "X-Listed-One: 1",
+                "-H", "X-Listed-Two: 2", "-H", "Keep-Alive: timeout=300", "-H", "Proxy-Authorization: Basic YTpi",
+                "-H", "TE: trailers", "-H", "Trailer: X-Checksum", "-H", "Transfer-Encoding: chunked",
+                "-H", "Upgrade: websocket", "-H", f"Authorization: Bearer {token}", "-H", f"X-Custom-Key: {token}",
+                "-H", "User-Agent:", "-H", "Accept:", "-H", "Content-Type: text/plain", "-H", "X-Kept: yes"]
+        done = curl("-k", "-X", "POST", *sent, "--data-binary", "chunked body", f"{served.url}/echo/hop-by-hop")
+        assert done.returncode == 0, done.stderr
+        seen = upstream.last()
+    assert seen.path == "/echo/hop-by-hop"
+    assert sorted((name.lower(), value) for name, value in seen.headers) == sorted([
+        ("host", f"127.0.0.1:{upstream.port}"),
+        ("content-type", "text/plain"),
+        ("x-kept", "yes"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", f"127.0.0.1:{served.port}"),
+        ("x-forwarded-user", "alice"),
+        ("transfer-encoding", "chunked"),    # our own framing of the streamed body, not the client's header
+    ])
+    assert (seen.body_length, seen.body_sha256) == (12, hashlib.sha256(b"chunked body").hexdigest())

@@ -9,12 +9,12 @@ import asyncio
 import logging
 import ssl
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import free_port, openssl, require_binary
+from peers_serve import poll_until
 from tlskit.certificates import to_pem
 from tlskit.issue import self_signed_certificate
 from tlskit.keys import KeySpec, generate_key, private_key_pem
@@ -43,12 +43,7 @@ def served_serial(port: int) -> str:
 
 
 def wait_for_serial(port: int, expected: str, timeout: float = 15.0) -> str:
-    deadline = time.monotonic() + timeout
-    seen = served_serial(port)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-        seen = served_serial(port)
-    return seen
+    return poll_until(lambda: served_serial(port), lambda seen: seen == expected, timeout, interval=0.1)
 
 
 def build_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -117,18 +112,14 @@ def test_bad_new_pair_is_refused_and_old_certificate_kept(listener, caplog):
     other_cert, _other_key, _ = make_pair()
     with caplog.at_level(logging.WARNING, logger="tlskit.serve"):
         replace(cert, other_cert)  # its key is not key.pem
-        deadline = time.monotonic() + 15
-        while reloader.refusals == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll_until(lambda: reloader.refusals, lambda refusals: refusals > 0, 15)
     assert reloader.refusals == 1
     assert served_serial(port) == first
     refusal = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert refusal and f"still serving serial {first}" in refusal[0]
     # Garbage is refused too; then a good pair still goes in.
     replace(cert, b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
-    deadline = time.monotonic() + 15
-    while reloader.refusals < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: reloader.refusals, lambda refusals: refusals >= 2, 15)
     assert reloader.refusals == 2 and served_serial(port) == first
     cert_pem, key_pem, third = make_pair()
     replace(key, key_pem)

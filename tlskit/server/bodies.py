@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from tlskit.server import query
 
+# The one request-body limit (nginx's client_max_body_size default): the dataset's JSON bodies and
+# the bodies the gate reads for a credential. The reverse proxy streams other bodies unbounded.
 MAX_BODY = 1024 * 1024
 FORM = b"application/x-www-form-urlencoded"
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from tlskit.errors import InputError
+from tlskit.server import bodies
 from tlskit.server.dataset_stream import JSON_HEADERS, RowStream, _encode_json  # noqa: F401 (RowStream re-exported)
 
-MAX_BODY = 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # One encoder for every answer: json.dumps with options builds a new encoder per call.
@@ -291,21 +291,14 @@ class RestDataset:
                 raise _error(400, "bad request", "the form has no fields besides authtoken")
             return dict(form)
         _require_json(scope)
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _error(400, "bad request", "the client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise _error(413, "payload too large", f"the body is over {MAX_BODY} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
         try:
-            document = json.loads(b"".join(chunks), parse_float=self.parse_float)
+            body = await bodies.read_body(receive)
+        except bodies.TooLarge:
+            raise _error(413, "payload too large", f"the body is over {bodies.MAX_BODY} bytes") from None
+        except bodies.ClientGone:
+            raise _error(400, "bad request", "the client went away") from None
+        try:
+            document = json.loads(body, parse_float=self.parse_float)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _error(400, "bad json", f"the body is not valid JSON ({exc})") from None
         except RecursionError:
