@@ -49,13 +49,11 @@ def test_a_request_smuggled_in_a_get_body_never_answers_another_user(proxy):
     _smuggle_then_ask_as_b(proxy, "GET", "/ignore-body")
 
 
-@pytest.mark.xfail(strict=False, reason="the answer to a smuggled request, written just before the next user's "
-                                       "request is sent on the pooled connection, is delivered to that user")
 def test_a_request_smuggled_in_a_post_body_never_answers_another_user(tmp_path):
-    """A POST's body was all sent before the answer, so its connection may be pooled, and the smuggled
-    answer that then arrives on it must close it. This fails when the next request follows the smuggled
-    answer at once (a fixed 0.2 s wait used to give the proxy time to notice it first). Its own server:
-    a poisoned pool would answer the module's other tests with stale bytes."""
+    """The application answers the POST before reading its body, then reads the body as its next request;
+    that answer reaches the proxy only once the proxy writes again on the connection (Nagle holds the
+    application's second small write until the first is acknowledged). So a connection that carried a
+    body is never pooled. Its own server: a poisoned pool would answer the module's other tests."""
     with SloppyUpstream.start() as upstream:
         server = start_serve(tmp_path, "--upstream", upstream.origin, "--upstream-timeout", "5")
         try:

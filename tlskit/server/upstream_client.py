@@ -10,9 +10,12 @@ own rules on top:
 - a pooled connection is handed out only if nothing is waiting on it: bytes the application sent
   while the connection sat idle (an answer to a request smuggled in an unread body, or a second,
   unrequested answer) poison it, and it is closed instead of answering the next user;
-- a connection whose request body the application may not have read is never pooled again: a GET,
-  HEAD, DELETE, OPTIONS or TRACE that carried a body, or any request answered before its body was
-  all sent;
+- a connection that carried a request body is never pooled again. Whether the application read the
+  body cannot be known: one that answers first may then read the body as its next request, and the
+  answer to that can reach us after the next user's request went out on the connection (TCP holds a
+  small second write back until its first is acknowledged, and our next request is that
+  acknowledgement), so no check for waiting bytes can catch it. A new connection per upload costs
+  a TCP handshake; a client-written request answering another user costs far more;
 - interim answers 100, 102 and 103 are skipped; 101 or any other 1xx is refused (the proxy does not
   switch protocols and never asked for anything else);
 - the request head is ours, byte for byte (the raw path is never re-quoted, no default headers).
@@ -57,9 +60,6 @@ from yarl import URL
 __all__ = ["ClientGone", "UpstreamClient", "UpstreamFailed", "UpstreamOptions", "UpstreamResponse",
            "UpstreamTimeout"]
 
-# Methods whose body has no meaning to most applications, so many never read it: what follows on the
-# connection would be taken as the next request.
-BODY_UNEXPECTED = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 # RFC 9110 9.2.2: a request that may be sent again when a pooled connection turns out to be closed.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # RFC 9110 15.2: interim answers a proxy may pass over (Continue, Processing, Early Hints). We never
@@ -198,9 +198,8 @@ class UpstreamClient:
             if isinstance(exc, _Stale):  # a body was consumed: it cannot be sent again
                 raise UpstreamFailed("the upstream closed the connection without answering") from None
             raise
-        # An answer before the whole body went out: the application may never read the rest, and
-        # whatever of it we still send would be parsed as its next request.
-        reusable = not (writer is not None and (method in BODY_UNEXPECTED or not writer.done()))
+        # Only a connection that carried no body goes back to the pool (see the module's docstring).
+        reusable = writer is None
         return UpstreamResponse(status, headers, connection, payload, writer, reusable)
 
     async def _final_head(self, protocol: ResponseHandler):
