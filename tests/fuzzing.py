@@ -7,8 +7,8 @@ import base64
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# Each CLI example starts a Python process (~0.3 s); a handful per test keeps the file bounded.
+FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each CLI example runs a whole command, keys and files included; a handful per test keeps the file bounded.
 CLI = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                      HealthCheck.function_scoped_fixture])
 
