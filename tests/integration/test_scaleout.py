@@ -17,7 +17,7 @@ import pytest
 
 from conftest import require_binary, run_tlskit
 from peers_postgres import pg_url, postgres, wait_until  # noqa: F401 (fixtures)
-from peers_redis import redis_server  # noqa: F401 (fixture)
+from peers_redis import RedisServer, redis_server, redis_tls  # noqa: F401 (fixtures)
 from peers_serve import start_serve
 from peers_upstream import UpstreamApp
 
@@ -136,6 +136,85 @@ def test_user_changes_reach_every_instance_within_two_seconds(tmp_path, pg_url):
         with psycopg.connect(postgres_url, autocommit=True) as db:
             db.execute("UPDATE tlskit.users SET methods = 'POST' WHERE name = 'carol'")
         assert wait_until(lambda: [status(s, carol) for s in servers] == [403, 403, 403], 5)
+
+
+def within_two_seconds(servers, token: str, expected: int) -> float:
+    """Seconds until every instance answers ``expected`` for the token (polled; fails past 2 s)."""
+    since = time.monotonic()
+    seen = wait_until(lambda: [status(s, token) for s in servers] == [expected] * len(servers), 2.0, step=0.05)
+    took = time.monotonic() - since
+    assert seen and took <= 2.0, (took, [status(s, token) for s in servers])
+    return took
+
+
+def test_a_new_token_and_a_revocation_reach_every_instance_within_two_seconds(tmp_path, pg_url):
+    first = add_user(pg_url, "tess")
+    with instances(tmp_path, 2, "--db", pg_url) as servers:
+        assert [status(s, first) for s in servers] == [200, 200]
+        made = run_tlskit("users", "set", "tess", "--new-token", "--db", pg_url, "--json")
+        assert made.returncode == 0, made.stderr
+        second = made.json["token"]
+        within_two_seconds(servers, second, 200)
+        assert [status(s, first) for s in servers] == [200, 200]        # older tokens stay valid
+        assert run_tlskit("users", "set", "tess", "--revoke-tokens", "--db", pg_url).returncode == 0
+        within_two_seconds(servers, second, 401)
+        assert [status(s, first) for s in servers] == [401, 401]
+
+
+def test_ten_an_hour_over_two_instances_through_rediss(tmp_path, pg_url, redis_tls):
+    """Redis over TLS, its certificate from a CA named in the URL: limits as exact as over plain TCP."""
+    token = add_user(pg_url, "tina", "--max-requests", "10")
+    with instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_tls.url) as servers:
+        urls = [f"{servers[i % 2].url}/api/me?n={i}" for i in range(20)]
+        assert parallel(urls, token) == [200] * 10 + [429] * 10
+        assert [status(s, token) for s in servers] == [429, 429]
+        for served in servers:
+            assert "unreachable" not in served.stderr()
+        assert redis_tls.client().zcard("tlskit:limits:tina:hour") == 10
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_rediss_certificate_from_another_ca_fails_as_told_with_one_line(tmp_path, pg_url, redis_tls, mode):
+    token = add_user(pg_url, "uma", "--max-requests", "100")
+    with instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_tls.url, "--limits-fail", mode) as servers:
+        assert [status(s, token) for s in servers] == [200, 200]
+        redis_tls.stop()
+        redis_tls.reissue()                 # the same server, now with a certificate the URL's CA did not issue
+        redis_tls.restart()
+        expected = 200 if mode == "open" else 503
+        for served in servers:
+            assert [status(served, token) for _ in range(4)] == [expected] * 4
+            lines = [line for line in served.stderr().splitlines() if "limits store" in line]
+            assert len(lines) == 1 and "its certificate is not trusted" in lines[0], lines
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_redis_password_right_limits_hold_changed_fails_as_told_never_logged(tmp_path, pg_url, mode):
+    secret = "s3cret-" + os.urandom(6).hex()
+    server = RedisServer.start(password=secret)
+    try:
+        token = add_user(pg_url, "vic", "--max-requests", "4")
+        shown = run_tlskit("serve", "--print-config", "--db", pg_url, "--limits-store", server.url)
+        assert shown.returncode == 0 and "limits_store" in shown.stdout
+        assert secret not in shown.stdout + shown.stderr
+        with instances(tmp_path, 2, "--db", pg_url, "--limits-store", server.url, "--limits-fail", mode) as servers:
+            urls = [f"{servers[i % 2].url}/api/me?n={i}" for i in range(8)]
+            assert parallel(urls, token) == [200] * 4 + [429] * 4
+            # The password changes under the running instances (and their connections are dropped).
+            admin = server.client()
+            admin.config_set("requirepass", "another-" + secret)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            server.password = "another-" + secret
+            expected = 200 if mode == "open" else 503
+            for served in servers:
+                assert [status(served, token) for _ in range(4)] == [expected] * 4
+                lines = [line for line in served.stderr().splitlines() if "limits store" in line]
+                assert len(lines) == 1 and "refused the password" in lines[0], lines
+                action = "without limits" if mode == "open" else "answering 503"
+                assert action in lines[0]
+                assert secret not in served.stderr() and secret not in served.stdout_path.read_text()
+    finally:
+        server.destroy()
 
 
 def test_an_instance_killed_mid_request_holds_no_slot_beyond_its_lease(tmp_path, pg_url, redis_server):
