@@ -318,3 +318,58 @@ def test_postgresql_that_hangs_costs_a_request_seconds_not_minutes(tmp_path, pos
             assert wait_until(lambda: status(served, alice, "/api/notes") == 200, 15, step=0.3)
         finally:
             served.stop()
+
+
+def test_postgresql_that_hangs_mid_list_cuts_the_answer_off_in_seconds(tmp_path, postgres):
+    """PostgreSQL stops in the middle of a streamed list: the client's answer ends (the connection closes
+    before the last chunk, so it cannot pass for the whole list) within seconds, and the instance goes on
+    serving everything that does not need the dataset."""
+    import http.client
+    import ssl
+
+    import psycopg
+
+    url = postgres.new_database()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE blobs (id serial PRIMARY KEY, body text)")
+        # 64 KiB a row as sent (TOAST keeps it small on disk): 64 MiB, more than every buffer on the way holds.
+        db.execute("INSERT INTO blobs (body) SELECT repeat(md5(g::text), 2048) FROM generate_series(1, 1000) g")
+    alice = add_user(url, "alice")
+    served = start_serve(tmp_path, "--db", url, "--dataset", url)
+    pids = []
+    try:
+        assert status(served, alice, "/api/blobs?limit=2") == 200
+        context = ssl.create_default_context(cafile=str(served.ca))
+        context.check_hostname = False
+        client = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=30)
+        client.request("GET", "/api/blobs?limit=1000", headers={"Authorization": f"Bearer {alice}"})
+        reply = client.getresponse()
+        assert reply.status == 200 and reply.getheader("transfer-encoding") == "chunked"
+        assert reply.read(256 * 1024).startswith(b'{"table":"blobs","rows":[{')
+        # The client reads no further: the instance stops reading PostgreSQL, whose backend then waits
+        # to write the rest. Stopped there, it is a server that hangs mid-answer.
+        assert wait_until(lambda: postgres.superuser(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite'")[0][0] == 1, 15, step=0.1)
+        pids = postgres.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            while reply.read(1024 * 1024):
+                pass
+        assert time.monotonic() - started < 12
+        client.close()
+        assert status(served, alice) == 200          # verified a moment ago; no wait on the users feed
+        quick = time.monotonic()
+        assert status(served, alice, "/api/blobs?limit=1") == 503 and time.monotonic() - quick < 8
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        try:
+            assert wait_until(lambda: status(served, alice, "/api/blobs?limit=2") == 200, 20, step=0.3)
+            log = served.stderr()
+            assert "Traceback" not in log and "application failed" not in log, log
+            assert "list of blobs cut off after" in log, log
+        finally:
+            served.stop()
