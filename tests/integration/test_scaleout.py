@@ -303,17 +303,13 @@ def test_postgresql_that_hangs_costs_a_request_seconds_not_minutes(tmp_path, pos
     pids = []
     try:
         assert status(served, alice, "/api/notes") == 200
-        pids = postgres.processes()         # now with the backends of the instance's connections
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = postgres.pause()             # now with the backends of the instance's connections
         started = time.monotonic()
         reply = served.curl("/api/notes", "-H", f"Authorization: Bearer {alice}")
         assert reply.status == 503 and time.monotonic() - started < 8
         assert status(served, alice) == 200          # verified a moment ago; the users feed is not waited on
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        postgres.resume(pids)
         try:
             assert wait_until(lambda: status(served, alice, "/api/notes") == 200, 15, step=0.3)
         finally:
@@ -350,9 +346,7 @@ def test_postgresql_that_hangs_mid_list_cuts_the_answer_off_in_seconds(tmp_path,
         # to write the rest. Stopped there, it is a server that hangs mid-answer.
         assert wait_until(lambda: postgres.superuser(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite'")[0][0] == 1, 15, step=0.1)
-        pids = postgres.processes()
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = postgres.pause()
         started = time.monotonic()
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             while reply.read(1024 * 1024):
@@ -363,9 +357,7 @@ def test_postgresql_that_hangs_mid_list_cuts_the_answer_off_in_seconds(tmp_path,
         quick = time.monotonic()
         assert status(served, alice, "/api/blobs?limit=1") == 503 and time.monotonic() - quick < 8
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        postgres.resume(pids)
         try:
             assert wait_until(lambda: status(served, alice, "/api/blobs?limit=2") == 200, 20, step=0.3)
             log = served.stderr()
