@@ -243,6 +243,8 @@ def test_rediss_with_its_ca_decides_as_plain_redis_does(redis_tls):
     ("redis://127.0.0.1:1/0?ssl_ca_certs=/etc/hostname", "is a TLS option"),
     ("rediss://127.0.0.1:1/0?ssl_ca_certs=/nonexistent/ca.pem", "does not exist"),
     ("rediss://:pw@127.0.0.1:1/0?socket_timeout=9", "unknown parameter 'socket_timeout'"),
+    ("redis://127.0.0.1:1/0?password=query-secret", "unknown parameter 'password'"),
+    ("rediss://127.0.0.1:1/0?ssl_ca_certs=", "does not exist"),
     ("rediss://127.0.0.1:1/0?ssl_cert_reqs=maybe", "ssl_cert_reqs=maybe"),
 ])
 def test_bad_limits_store_is_one_line(tmp_path, value, message):
@@ -250,4 +252,5 @@ def test_bad_limits_store_is_one_line(tmp_path, value, message):
 
     run = run_tlskit("serve", "--state-dir", str(tmp_path / "s"), "--limits-store", value)
     assert_one_line_error(run, 2, message)
+    assert "secret" not in run.stderr and ":pw@" not in run.stderr
 

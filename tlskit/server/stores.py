@@ -128,18 +128,21 @@ def parse_limits_store(value) -> LimitsStore | None:
 
 
 def _check_redis_options(text: str, options: dict) -> None:
+    from urllib.parse import parse_qs
+
     shown = redact_url(text)
-    known = {"host", "port", "db", "username", "password", "connection_class"}
-    for name, value in options.items():
-        if name in known:
-            continue
+    # Only the query's names: redis-py would also take a password or db from it, which the URL's
+    # masking (it masks the password before the host) would then show.
+    for name in parse_qs(urlsplit(text).query, keep_blank_values=True):
+        value = options.get(name, "")
         if name not in REDIS_TLS_FILES and name not in REDIS_TLS_OPTIONS:
-            raise InputError(f"--limits-store {shown}: unknown parameter {name!r}",
+            bare = redact_url(urlunsplit(urlsplit(text)._replace(query="")))     # its value may be a secret
+            raise InputError(f"--limits-store {bare}: unknown parameter {name!r}",
                              fix=f"the URL takes {', '.join((*REDIS_TLS_FILES, *REDIS_TLS_OPTIONS))} (with rediss://)")
         if not text.startswith("rediss://"):
             raise InputError(f"--limits-store {shown}: {name} is a TLS option",
                              fix="use rediss:// for Redis over TLS")
-        if name in REDIS_TLS_FILES and not Path(value).exists():
+        if name in REDIS_TLS_FILES and not (value and Path(value).exists()):
             raise InputError(f"--limits-store {shown}: {name} {value} does not exist",
                              fix="give the path of the PEM file (ssl_ca_certs: the CA that issued Redis's certificate)")
         allowed = REDIS_TLS_OPTIONS.get(name)
