@@ -4,6 +4,10 @@ one machine's SQLite (users file + ``--limits-store sqlite:``): what the shared 
 - req/s: authenticated keep-alive GETs (``/api/me``, a Bearer user with an hourly and a concurrent limit,
   so every request is one limits decision), one wrk per instance at once, summed. Target: >= 0.8x the
   SQLite figure (the shared stores must not be the bottleneck).
+- the same load against nginx with ``worker_processes 2`` serving the same bytes as a static file behind
+  ``auth_basic`` (an apr1 user; nginx re-hashes it on every request): two wrk at once on its one port,
+  the same connections each, summed. What two instances with shared stores give next to what a C server
+  with two workers and no store at all gives on the same cores.
 - latency Redis adds: wrk ``--latency`` p50 and p99 of one instance, a limited user against an
   unlimited one (which never asks Redis), one connection.
 - dataset: p50 of ``GET /api/events?kind=...&limit=10`` on a 1,000,000-row PostgreSQL table with an
@@ -28,8 +32,9 @@ import sys
 import threading
 from pathlib import Path
 
+from bench.bench_serve import NGINX_HTTP_HEAD, NGINX_SERVER
 from bench.common import ROOT, TLSKIT, Result, need, workdir
-from bench.servers import start_tlskit, stop
+from bench.servers import free_port, start_nginx, start_tlskit, stop
 
 # The engines are started by the same code as in the tests, so the bench and the tests agree on them.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -45,8 +50,8 @@ def _users(db: str, name: str, *limits: str) -> str:
     return json.loads(done.stdout)["token"]
 
 
-def _wrk(port: int, token: str, path: str, connections: int, latency: bool = False) -> str:
-    command = [need("wrk"), "-t1", f"-c{connections}", f"-d{DURATION}s", "-H", f"Authorization: Bearer {token}"]
+def _wrk(port: int, token: str, path: str, connections: int, latency: bool = False, header: str | None = None) -> str:
+    command = [need("wrk"), "-t1", f"-c{connections}", f"-d{DURATION}s", "-H", header or f"Authorization: Bearer {token}"]
     if latency:
         command.append("--latency")
     command.append(f"https://127.0.0.1:{port}{path}")
@@ -65,16 +70,39 @@ def _percentile_ms(out: str, which: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def _together(ports: list[int], token: str) -> float:
-    """Summed req/s of one wrk per instance, run at the same time."""
+def _together(ports: list[int], token: str, header: str | None = None) -> float:
+    """Summed req/s of one wrk per port, run at the same time."""
     outputs: list[str] = []
-    threads = [threading.Thread(target=lambda p=p: outputs.append(_wrk(p, token, "/api/me", CONNECTIONS)))
+    threads = [threading.Thread(target=lambda p=p: outputs.append(_wrk(p, token, "/api/me", CONNECTIONS, header=header)))
                for p in ports]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return sum(_rate(out) for out in outputs)
+
+
+def _nginx_two_workers(work: Path, state: Path, body: bytes) -> float:
+    """Summed req/s of two wrk at once against nginx (2 workers, auth_basic, the same bytes as a file)."""
+    import base64
+
+    root = work / "nginx-root"
+    (root / "api").mkdir(parents=True, exist_ok=True)
+    (root / "api" / "me").write_bytes(body)
+    apr1 = subprocess.run(["openssl", "passwd", "-apr1", "bench-pass"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (work / "htpasswd").write_text(f"bench:{apr1}\n")
+    port = free_port()
+    # bench_serve's nginx: a file through try_files (a `return 200` runs before auth_basic and would skip it).
+    server = NGINX_SERVER.format(port=port, cert=state / "localhost.pem", key=state / "localhost.key", root=root,
+                                 htpasswd=work / "htpasswd")
+    proc = start_nginx(work, "nginx-scaleout", server, port, cpu=None, workers=2, user="root",
+                       http_head=NGINX_HTTP_HEAD.format(work=work))
+    try:
+        basic = base64.b64encode(b"bench:bench-pass").decode()
+        return _together([port, port], "", header=f"Authorization: Basic {basic}")
+    finally:
+        stop(proc)
 
 
 def _instances(work: Path, count: int, *args: str) -> list[tuple[subprocess.Popen, int]]:
@@ -130,9 +158,12 @@ def run() -> list[Result]:
             limited = _wrk(port, shared["pg"], "/api/me", 1, latency=True)
             free = _wrk(port, shared["free"], "/api/me", 1, latency=True)
             dataset_pg = _wrk(port, shared["free"], "/api/events?kind=k4242&limit=10", 1, latency=True)
+            me = subprocess.run(["curl", "-sSk", "-H", f"Authorization: Bearer {shared['pg']}",
+                                 f"https://127.0.0.1:{port}/api/me"], capture_output=True, check=True).stdout
         finally:
             for proc, _ in on_shared:
                 stop(proc)
+        nginx_rate = _nginx_two_workers(work, work / "state0", me)
         on_sqlite = _instances(work, 2, "--db", sqlite_db, "--dataset", str(events),
                                "--limits-store", f"sqlite:{work / 'limits.sqlite'}")
         try:
@@ -155,6 +186,15 @@ def run() -> list[Result]:
                tlskit_command=f"2x tlskit serve --db postgresql://... --limits-store redis://...; {wrk_text}",
                peer_command=f"2x tlskit serve --db users.sqlite --limits-store sqlite:limits.sqlite; {wrk_text}",
                target=">= 0.8x"),
+        Result(work="2 instances (users in PostgreSQL + limits in Redis, limited Bearer user) vs nginx 2 workers, "
+                    "static file + auth_basic apr1: req/s (all unpinned, sharing the 2 cores)",
+               tlskit=round(shared_rate, 1), peer=round(nginx_rate, 1), unit="req/s", better="higher",
+               peer_name="nginx 2 workers auth_basic",
+               tlskit_command=f"2x tlskit serve --db postgresql://... --limits-store redis://...; {wrk_text}",
+               peer_command=("nginx (worker_processes 2, auth_basic + try_files, the same /api/me bytes and cert); "
+                             f"2x wrk -t1 -c{CONNECTIONS} -d{DURATION}s -H 'Authorization: Basic <apr1 user>' "
+                             "https://127.0.0.1:PORT/api/me at once"),
+               target=">= 0.5x"),
         Result(work="latency Redis limits add per request: p50 (limited user vs unlimited)",
                tlskit=round(_percentile_ms(limited, "50"), 3), peer=round(_percentile_ms(free, "50"), 3), unit="ms",
                better="lower", peer_name="same instance, unlimited user",

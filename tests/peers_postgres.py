@@ -7,6 +7,7 @@ a password (scram-sha-256), as a deployment's would; the Unix socket sits in the
     server = PostgresServer.start()
     url = server.new_database()        # postgresql://tlskit:...@127.0.0.1:PORT/t_...
     server.stop_server(); server.start_server()     # an outage, and the server back on the same port
+    pids = server.pause(); server.resume(pids)       # a server that hangs (SIGSTOP), and continues
     server.destroy()
 
 Outside CI a missing PostgreSQL skips the test; in CI (CI=true) it fails (`make test` installs it).
@@ -14,10 +15,12 @@ Outside CI a missing PostgreSQL skips the test; in CI (CI=true) it fails (`make 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -97,6 +100,20 @@ class PostgresServer:
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
         return [pid, *map(int, children)]
+
+    def pause(self) -> list[int]:
+        """Stop every process of the server (SIGSTOP): one that hangs, its connections open. Give the
+        list to ``resume``, in a ``finally``: a stopped cluster outlives the test otherwise."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def url(self, database: str, user: str = ROLE, password: str | None = None) -> str:
         secret = self.password if password is None else password

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from peers_redis import RedisServer, redis_server  # noqa: F401 (fixture)
+from peers_redis import RedisServer, redis_server, redis_tls  # noqa: F401 (fixtures)
 from tlskit.server.limits import Decision, Limits, MemoryLimiter
 from tlskit.server.limits_redis import RedisLimiter
 from tlskit.server.stores import RedisUrl
@@ -215,13 +215,42 @@ def test_serve_refuses_a_wrong_redis_password(tmp_path):
         server.destroy()
 
 
+def test_serve_refuses_a_rediss_server_its_url_does_not_trust(tmp_path, redis_tls):
+    """Without ssl_ca_certs rediss:// trusts the system's store, which did not issue this certificate: that
+    will not mend itself, so serve says so at start (exit 2), naming the parameter that fixes it."""
+    from conftest import assert_one_line_error
+
+    run = run_tlskit("serve", "--state-dir", str(tmp_path / "s"), "--limits-store", redis_tls.plain_url,
+                     "--port", str(free_port()))
+    assert_one_line_error(run, 2, "is not the server tlskit trusts")
+    assert "ssl_ca_certs=" in run.stderr and "certificate" in run.stderr
+
+
+def test_rediss_with_its_ca_decides_as_plain_redis_does(redis_tls):
+    async def main():
+        limiter = limiter_for(redis_tls)
+        decisions = [await decide(limiter, "tls", Limits(max_requests=3)) for _ in range(4)]
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert limiter._down is None
+        await limiter.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("value,message", [
     ("memcached://x", "bad --limits-store"),
     ("sqlite:", "names no file"),
+    ("redis://127.0.0.1:1/0?ssl_ca_certs=/etc/hostname", "is a TLS option"),
+    ("rediss://127.0.0.1:1/0?ssl_ca_certs=/nonexistent/ca.pem", "does not exist"),
+    ("rediss://:pw@127.0.0.1:1/0?socket_timeout=9", "unknown parameter 'socket_timeout'"),
+    ("redis://127.0.0.1:1/0?password=query-secret", "unknown parameter 'password'"),
+    ("rediss://127.0.0.1:1/0?ssl_ca_certs=", "does not exist"),
+    ("rediss://127.0.0.1:1/0?ssl_cert_reqs=maybe", "ssl_cert_reqs=maybe"),
 ])
 def test_bad_limits_store_is_one_line(tmp_path, value, message):
     from conftest import assert_one_line_error
 
     run = run_tlskit("serve", "--state-dir", str(tmp_path / "s"), "--limits-store", value)
     assert_one_line_error(run, 2, message)
+    assert "secret" not in run.stderr and ":pw@" not in run.stderr
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import require_binary, run_tlskit
 from peers_postgres import pg_url, postgres, wait_until  # noqa: F401 (fixtures)
-from peers_redis import redis_server  # noqa: F401 (fixture)
+from peers_redis import RedisServer, redis_server, redis_tls  # noqa: F401 (fixtures)
 from peers_serve import start_serve
 from peers_upstream import UpstreamApp
 
@@ -138,6 +138,85 @@ def test_user_changes_reach_every_instance_within_two_seconds(tmp_path, pg_url):
         assert wait_until(lambda: [status(s, carol) for s in servers] == [403, 403, 403], 5)
 
 
+def within_two_seconds(servers, token: str, expected: int) -> float:
+    """Seconds until every instance answers ``expected`` for the token (polled; fails past 2 s)."""
+    since = time.monotonic()
+    seen = wait_until(lambda: [status(s, token) for s in servers] == [expected] * len(servers), 2.0, step=0.05)
+    took = time.monotonic() - since
+    assert seen and took <= 2.0, (took, [status(s, token) for s in servers])
+    return took
+
+
+def test_a_new_token_and_a_revocation_reach_every_instance_within_two_seconds(tmp_path, pg_url):
+    first = add_user(pg_url, "tess")
+    with instances(tmp_path, 2, "--db", pg_url) as servers:
+        assert [status(s, first) for s in servers] == [200, 200]
+        made = run_tlskit("users", "set", "tess", "--new-token", "--db", pg_url, "--json")
+        assert made.returncode == 0, made.stderr
+        second = made.json["token"]
+        within_two_seconds(servers, second, 200)
+        assert [status(s, first) for s in servers] == [200, 200]        # older tokens stay valid
+        assert run_tlskit("users", "set", "tess", "--revoke-tokens", "--db", pg_url).returncode == 0
+        within_two_seconds(servers, second, 401)
+        assert [status(s, first) for s in servers] == [401, 401]
+
+
+def test_ten_an_hour_over_two_instances_through_rediss(tmp_path, pg_url, redis_tls):
+    """Redis over TLS, its certificate from a CA named in the URL: limits as exact as over plain TCP."""
+    token = add_user(pg_url, "tina", "--max-requests", "10")
+    with instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_tls.url) as servers:
+        urls = [f"{servers[i % 2].url}/api/me?n={i}" for i in range(20)]
+        assert parallel(urls, token) == [200] * 10 + [429] * 10
+        assert [status(s, token) for s in servers] == [429, 429]
+        for served in servers:
+            assert "unreachable" not in served.stderr()
+        assert redis_tls.client().zcard("tlskit:limits:tina:hour") == 10
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_rediss_certificate_from_another_ca_fails_as_told_with_one_line(tmp_path, pg_url, redis_tls, mode):
+    token = add_user(pg_url, "uma", "--max-requests", "100")
+    with instances(tmp_path, 2, "--db", pg_url, "--limits-store", redis_tls.url, "--limits-fail", mode) as servers:
+        assert [status(s, token) for s in servers] == [200, 200]
+        redis_tls.stop()
+        redis_tls.reissue()                 # the same server, now with a certificate the URL's CA did not issue
+        redis_tls.restart()
+        expected = 200 if mode == "open" else 503
+        for served in servers:
+            assert [status(served, token) for _ in range(4)] == [expected] * 4
+            lines = [line for line in served.stderr().splitlines() if "limits store" in line]
+            assert len(lines) == 1 and "its certificate is not trusted" in lines[0], lines
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_redis_password_right_limits_hold_changed_fails_as_told_never_logged(tmp_path, pg_url, mode):
+    secret = "s3cret-" + os.urandom(6).hex()
+    server = RedisServer.start(password=secret)
+    try:
+        token = add_user(pg_url, "vic", "--max-requests", "4")
+        shown = run_tlskit("serve", "--print-config", "--db", pg_url, "--limits-store", server.url)
+        assert shown.returncode == 0 and "limits_store" in shown.stdout
+        assert secret not in shown.stdout + shown.stderr
+        with instances(tmp_path, 2, "--db", pg_url, "--limits-store", server.url, "--limits-fail", mode) as servers:
+            urls = [f"{servers[i % 2].url}/api/me?n={i}" for i in range(8)]
+            assert parallel(urls, token) == [200] * 4 + [429] * 4
+            # The password changes under the running instances (and their connections are dropped).
+            admin = server.client()
+            admin.config_set("requirepass", "another-" + secret)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            server.password = "another-" + secret
+            expected = 200 if mode == "open" else 503
+            for served in servers:
+                assert [status(served, token) for _ in range(4)] == [expected] * 4
+                lines = [line for line in served.stderr().splitlines() if "limits store" in line]
+                assert len(lines) == 1 and "refused the password" in lines[0], lines
+                action = "without limits" if mode == "open" else "answering 503"
+                assert action in lines[0]
+                assert secret not in served.stderr() and secret not in served.stdout_path.read_text()
+    finally:
+        server.destroy()
+
+
 def test_an_instance_killed_mid_request_holds_no_slot_beyond_its_lease(tmp_path, pg_url, redis_server):
     token = add_user(pg_url, "dora", "--max-concurrent", "2")
     lease = 3.0
@@ -224,18 +303,65 @@ def test_postgresql_that_hangs_costs_a_request_seconds_not_minutes(tmp_path, pos
     pids = []
     try:
         assert status(served, alice, "/api/notes") == 200
-        pids = postgres.processes()         # now with the backends of the instance's connections
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = postgres.pause()             # now with the backends of the instance's connections
         started = time.monotonic()
         reply = served.curl("/api/notes", "-H", f"Authorization: Bearer {alice}")
         assert reply.status == 503 and time.monotonic() - started < 8
         assert status(served, alice) == 200          # verified a moment ago; the users feed is not waited on
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        postgres.resume(pids)
         try:
             assert wait_until(lambda: status(served, alice, "/api/notes") == 200, 15, step=0.3)
+        finally:
+            served.stop()
+
+
+def test_postgresql_that_hangs_mid_list_cuts_the_answer_off_in_seconds(tmp_path, postgres):
+    """PostgreSQL stops in the middle of a streamed list: the client's answer ends (the connection closes
+    before the last chunk, so it cannot pass for the whole list) within seconds, and the instance goes on
+    serving everything that does not need the dataset."""
+    import http.client
+    import ssl
+
+    import psycopg
+
+    url = postgres.new_database()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE blobs (id serial PRIMARY KEY, body text)")
+        # 64 KiB a row as sent (TOAST keeps it small on disk): 64 MiB, more than every buffer on the way holds.
+        db.execute("INSERT INTO blobs (body) SELECT repeat(md5(g::text), 2048) FROM generate_series(1, 1000) g")
+    alice = add_user(url, "alice")
+    served = start_serve(tmp_path, "--db", url, "--dataset", url)
+    pids = []
+    try:
+        assert status(served, alice, "/api/blobs?limit=2") == 200
+        context = ssl.create_default_context(cafile=str(served.ca))
+        context.check_hostname = False
+        client = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=30)
+        client.request("GET", "/api/blobs?limit=1000", headers={"Authorization": f"Bearer {alice}"})
+        reply = client.getresponse()
+        assert reply.status == 200 and reply.getheader("transfer-encoding") == "chunked"
+        assert reply.read(256 * 1024).startswith(b'{"table":"blobs","rows":[{')
+        # The client reads no further: the instance stops reading PostgreSQL, whose backend then waits
+        # to write the rest. Stopped there, it is a server that hangs mid-answer.
+        assert wait_until(lambda: postgres.superuser(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite'")[0][0] == 1, 15, step=0.1)
+        pids = postgres.pause()
+        started = time.monotonic()
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            while reply.read(1024 * 1024):
+                pass
+        assert time.monotonic() - started < 12
+        client.close()
+        assert status(served, alice) == 200          # verified a moment ago; no wait on the users feed
+        quick = time.monotonic()
+        assert status(served, alice, "/api/blobs?limit=1") == 503 and time.monotonic() - quick < 8
+    finally:
+        postgres.resume(pids)
+        try:
+            assert wait_until(lambda: status(served, alice, "/api/blobs?limit=2") == 200, 20, step=0.3)
+            log = served.stderr()
+            assert "Traceback" not in log and "application failed" not in log, log
+            assert "list of blobs cut off after" in log, log
         finally:
             served.stop()

@@ -19,6 +19,9 @@ The API is :class:`~tlskit.server.dataset.RestDataset`'s, as over SQLite. What P
 - **Large tables**: every filter compares a column with a parameter cast to the column's type, so an
   index on that column is used; ``limit`` is in the SQL; list rows are streamed to the client as they
   arrive from the server. Only parameters and quoted identifiers from the catalog go into SQL.
+- **A server that stops mid-list** (hangs, or goes away after the first rows): once no row has come for
+  ``query_timeout``, the answer is cut off (the connection closes before the last chunk), with one log
+  line; the connection is given up in the background, so the request never waits on psycopg's cancel.
 
 Driver: psycopg 3 (``psycopg_pool.AsyncConnectionPool``), the same as the users store's.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import logging
 import math
@@ -36,6 +40,7 @@ from decimal import Decimal
 
 from tlskit.errors import InputError, NetworkError
 from tlskit.server.dataset import HttpError, RestDataset, RowStream, Table, _error, _ident, check_value
+from tlskit.server.dataset_stream import RowsBrokeOff
 from tlskit.server.stores import PostgresUrl
 
 log = logging.getLogger("tlskit.serve")
@@ -46,6 +51,8 @@ DOWN_FOR = 1.0             # after a failure, seconds during which requests get 
 LOG_EVERY = 10.0
 POOL_SIZE = 8              # connections per instance
 RETRY_AFTER = b"2"
+READ_AHEAD = 200           # rows of a list read from PostgreSQL ahead of what the client has taken
+_END = object()
 
 # One row per column of every table of the schema: name, type as shown, the type to cast parameters to
 # (no modifier: a cast to varchar(5) would cut text), NOT NULL, part of the primary key, the type's category.
@@ -241,14 +248,14 @@ class PostgresDataset(RestDataset):
             self._down = None
             log.warning("dataset %s reachable again", self.url)
 
-    def _unreachable(self, exc: BaseException) -> None:
+    def _unreachable(self, exc: BaseException, action: str = "answering 503") -> None:
         from tlskit.server.users_pg import describe
 
         self._down = describe(exc)
         self._down_until = time.monotonic() + DOWN_FOR
         if time.monotonic() - self._logged_at >= LOG_EVERY:
             self._logged_at = time.monotonic()
-            log.warning("dataset %s unreachable (%s): answering 503", self.url, self._down)
+            log.warning("dataset %s unreachable (%s): %s", self.url, self._down, action)
 
     # --- what RestDataset asks ------------------------------------------------------------------------
 
@@ -330,16 +337,69 @@ class PostgresDataset(RestDataset):
 
         manager, rows, first, names = await self._within(start(), late=give_back)
         self._reachable()
+        rest, done = self._rest_of_list(table, manager, rows, names)
+        return RowStream(table.name, limit, offset, None if first is None else _row(names, first), rest, done)
+
+    def _rest_of_list(self, table: Table, manager, rows, names):
+        """The rows after the first, and what gives the connection back once they are sent.
+
+        A task of its own reads them (up to READ_AHEAD ahead), so that waiting for the next one can stop
+        after ``query_timeout`` without cancelling psycopg in the request: its cancel of a query on a
+        server that does not answer takes seconds of its own.
+        """
+        queue: asyncio.Queue = asyncio.Queue(READ_AHEAD)
+        reader: asyncio.Task | None = None
+        whole = False
+
+        async def read() -> None:
+            try:
+                async for values in rows:
+                    await queue.put(_row(names, values))
+            except Exception as exc:        # OperationalError: the server went away mid-list
+                await queue.put(exc)
+                return
+            await queue.put(_END)
 
         async def rest():
-            async for values in rows:
-                yield _row(names, values)
+            nonlocal reader, whole
+            reader = asyncio.get_running_loop().create_task(read(), name="tlskit-dataset-rows")
+            sent = 1
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:  # waits only when PostgreSQL is behind: one timer, not one a row
+                    try:
+                        item = await asyncio.wait_for(queue.get(), self.query_timeout)
+                    except asyncio.TimeoutError as exc:
+                        item = exc
+                if item is _END:
+                    whole = True
+                    return
+                if isinstance(item, BaseException):
+                    self._unreachable(item, f"list of {table.name} cut off after {sent} rows")
+                    raise RowsBrokeOff from None
+                sent += 1
+                yield item
 
-        async def done() -> None:
-            await rows.aclose()
+        async def give_back() -> None:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
+            with contextlib.suppress(Exception):
+                await rows.aclose()
             await _leave(manager, None)
 
-        return RowStream(table.name, limit, offset, None if first is None else _row(names, first), rest(), done)
+        async def done() -> None:
+            if reader is None or whole:
+                await give_back()           # all read, or none asked for (HEAD): quick
+                return
+            # Cut off, or the client went away: the query may still run on a server that does not answer.
+            task = asyncio.get_running_loop().create_task(give_back(), name="tlskit-dataset-give-back")
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+
+        return rest(), done
 
     def _item(self, table: Table, key: str) -> str:
         if not table.key:

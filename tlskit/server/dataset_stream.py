@@ -8,6 +8,12 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+class RowsBrokeOff(Exception):
+    """Raised by a RowStream's rows when the rest cannot be read (the database stopped answering or went
+    away mid-list). The stream then ends without its last chunk: the server closes the connection, so the
+    client sees a cut-off answer, never a short list that passes for the whole one."""
+
+
 class RowStream:
     """A list answer sent while it is read: ``{"table": ..., "rows": [`` then each row, then the rest.
 
@@ -33,12 +39,15 @@ class RowStream:
             buffer = bytearray(self.head)
             if self.first is not None:
                 buffer += _encode_json(self.first).encode()
-                async for row in self.rows:
-                    buffer += b","
-                    buffer += _encode_json(row).encode()
-                    if len(buffer) >= self.CHUNK:
-                        await send({"type": "http.response.body", "body": bytes(buffer), "more_body": True})
-                        buffer.clear()
+                try:
+                    async for row in self.rows:
+                        buffer += b","
+                        buffer += _encode_json(row).encode()
+                        if len(buffer) >= self.CHUNK:
+                            await send({"type": "http.response.body", "body": bytes(buffer), "more_body": True})
+                            buffer.clear()
+                except RowsBrokeOff:
+                    return
             buffer += self.tail
             await send({"type": "http.response.body", "body": bytes(buffer)})
         finally:

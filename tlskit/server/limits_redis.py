@@ -20,7 +20,9 @@ taken in order), with the releases and renewals that are due: one round trip for
 When Redis cannot be reached (refused, or no answer within ``timeout``), requests are admitted without
 limits (``fail="open"``, as Kong's ``fault_tolerant`` and Envoy's rate limit filter do) or answered 503
 with Retry-After (``fail="closed"``), with one log line per 10 s; a probe every second brings the
-limits back as soon as Redis answers again.
+limits back as soon as Redis answers again. A Redis that turns tlskit away while serving (its password
+changed, its certificate no longer one the URL's CA issued) is the same outage, with a line that says so.
+At start the same two are input to fix instead (:func:`check_redis`): they will not mend themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import itertools
 import logging
 import math
 import secrets
+import ssl
 import time
 
 from tlskit.server.limits import WINDOW_SECONDS, Decision, Limits, _decision, _refusal
@@ -248,10 +251,15 @@ class RedisLimiter:
     def _connect(self):
         if self._script is None:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
+            # One retry at once, on a new connection: a pooled one that a Redis restart (or a CLIENT KILL)
+            # left dead is not an outage, and the error after it is the one to log (a refused password,
+            # a certificate not trusted). redis-py's own backoff would outlast the timeout.
             self._client = aioredis.Redis.from_url(
                 self.url.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                health_check_interval=0, retry_on_timeout=False, max_connections=64)
+                health_check_interval=0, retry_on_timeout=False, retry=Retry(NoBackoff(), 1), max_connections=64)
             self._script = self._client.register_script(DECIDE)
         return self._script
 
@@ -269,7 +277,7 @@ class RedisLimiter:
 
     def _went_down(self, exc: BaseException) -> None:
         if self._down is None:
-            self._down = " ".join(str(exc).split()) or type(exc).__name__
+            self._down = describe(exc)
             if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
                 self._down = f"no answer within {self.timeout:g} s"
             self._logged_at = -math.inf         # say so now, whatever was said before
@@ -298,9 +306,33 @@ class RedisLimiter:
             await self._client.aclose()
 
 
+def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a redis-py connection error, if that is what it is."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """Why Redis cannot be used, in a few words for the log (redis-py's texts never quote the password)."""
+    import redis
+
+    untrusted = _untrusted(exc)
+    if untrusted is not None:
+        return f"its certificate is not trusted: {untrusted.verify_message or untrusted.reason}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, redis.AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
+        return f"it refused the password in --limits-store: {text}"
+    return text
+
+
 def check_redis(url: RedisUrl, timeout: float = 2.0) -> None:
-    """At start: a wrong password or a bad database number is input to fix (InputError). An unreachable
-    server is not: the limiter fails open or closed, as configured, until it answers."""
+    """At start: a wrong password, a bad database number or a certificate the URL does not trust is
+    input to fix (InputError). An unreachable server is not: the limiter fails open or closed, as
+    configured, until it answers."""
     import redis
 
     from tlskit.errors import InputError
@@ -311,7 +343,12 @@ def check_redis(url: RedisUrl, timeout: float = 2.0) -> None:
     except (redis.AuthenticationError, redis.ResponseError) as exc:
         raise InputError(f"the limits store {url} refused tlskit", " ".join(str(exc).split()),
                          "check the password and database number in --limits-store") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        pass
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        untrusted = _untrusted(exc)
+        if untrusted is not None:
+            raise InputError(f"the limits store {url} is not the server tlskit trusts",
+                             f"its certificate: {untrusted.verify_message or untrusted.reason}",
+                             "name the CA that issued Redis's certificate with ?ssl_ca_certs=/path/ca.pem "
+                             "(without it rediss:// trusts the system's store)") from None
     finally:
         client.close()

@@ -4,7 +4,8 @@
   The URL goes to libpq as it is, so everything libpq reads works: ``sslmode`` and the other
   parameters, the password from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``).
 - ``--limits-store`` takes ``memory``, ``sqlite:PATH`` or ``redis://`` / ``rediss://``
-  (:func:`parse_limits_store`).
+  (:func:`parse_limits_store`). A ``rediss://`` URL verifies the server's certificate and name against
+  the system's trust store, or against the CA file its ``ssl_ca_certs`` parameter names.
 
 Locations print without their password (``str()``), so they may go into banners, logs and errors.
 Each kind of state opens its own engine from these (:mod:`.users`, :mod:`.limits`, :mod:`.dataset`).
@@ -20,6 +21,11 @@ from tlskit.errors import InputError
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REDIS_SCHEMES = ("redis://", "rediss://")
+# The URL parameters a --limits-store URL may carry: redis-py's own names for its TLS options, so the URL
+# means what it means to redis-py. Anything else would reach redis-py only at the first connection, as a
+# TypeError that looks like an outage; the timeouts are the limiter's to set.
+REDIS_TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+REDIS_TLS_OPTIONS = {"ssl_check_hostname": ("true", "false"), "ssl_cert_reqs": ("required", "optional", "none")}
 CONNECT_TIMEOUT = 5      # seconds libpq may take to connect, unless the URL says otherwise
 
 
@@ -111,13 +117,37 @@ def parse_limits_store(value) -> LimitsStore | None:
         try:
             from redis.asyncio.connection import parse_url
 
-            parse_url(text)
+            options = parse_url(text)
         except (ValueError, TypeError) as exc:
             raise InputError(f"bad --limits-store URL {redact_url(text)}", str(exc),
                              "use redis://[:password@]host:port/db or rediss://...") from None
+        _check_redis_options(text, options)
         return LimitsStore("redis", redis=RedisUrl(text))
     raise InputError(f"bad --limits-store {redact_url(text)!r}",
                      fix="give memory, sqlite:PATH or redis://host:port/db (rediss:// for TLS)")
+
+
+def _check_redis_options(text: str, options: dict) -> None:
+    from urllib.parse import parse_qs
+
+    shown = redact_url(text)
+    # Only the query's names: redis-py would also take a password or db from it, which the URL's
+    # masking (it masks the password before the host) would then show.
+    for name in parse_qs(urlsplit(text).query, keep_blank_values=True):
+        value = options.get(name, "")
+        if name not in REDIS_TLS_FILES and name not in REDIS_TLS_OPTIONS:
+            bare = redact_url(urlunsplit(urlsplit(text)._replace(query="")))     # its value may be a secret
+            raise InputError(f"--limits-store {bare}: unknown parameter {name!r}",
+                             fix=f"the URL takes {', '.join((*REDIS_TLS_FILES, *REDIS_TLS_OPTIONS))} (with rediss://)")
+        if not text.startswith("rediss://"):
+            raise InputError(f"--limits-store {shown}: {name} is a TLS option",
+                             fix="use rediss:// for Redis over TLS")
+        if name in REDIS_TLS_FILES and not (value and Path(value).exists()):
+            raise InputError(f"--limits-store {shown}: {name} {value} does not exist",
+                             fix="give the path of the PEM file (ssl_ca_certs: the CA that issued Redis's certificate)")
+        allowed = REDIS_TLS_OPTIONS.get(name)
+        if allowed and str(value).lower() not in allowed and value not in (True, False):
+            raise InputError(f"--limits-store {shown}: {name}={value}", fix=f"give {' or '.join(allowed)}")
 
 
 def redact_url(text: str) -> str:
