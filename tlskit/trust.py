@@ -41,7 +41,9 @@ class TrustStore:
     def __post_init__(self) -> None:
         self._by_subject = {}
         for cert in self.certificates:
-            self._by_subject.setdefault(cert.subject, []).append(cert)
+            same_subject = self._by_subject.setdefault(cert.subject, [])
+            if cert not in same_subject:  # a CA file may list a root twice (bundles are concatenated)
+                same_subject.append(cert)
 
     @classmethod
     def load(cls, ca_file: str | os.PathLike[str] | None) -> TrustStore:

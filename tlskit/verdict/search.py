@@ -132,8 +132,7 @@ class PathSearch:
 
     def _issuers(self, cert: x509.Certificate, path: list[x509.Certificate]) -> tuple[bool, list[x509.Certificate]]:
         """Whether any certificate off the path carries ``cert``'s issuer name, and those that signed it, best first."""
-        # A CA file may list a root twice (bundles are concatenated): each certificate is one candidate.
-        trusted = list(dict.fromkeys(self.trust.named(cert.issuer))) if self.trust is not None else []
+        trusted = list(self.trust.named(cert.issuer)) if self.trust is not None else []
         untrusted = [c for c in self._by_subject.get(cert.issuer, []) if c not in trusted]
         on_path = {(c.subject, self._spki(c)) for c in path}
         ranked = []
