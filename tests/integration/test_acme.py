@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, free_port, openssl, run_tlskit, wait_for_port
+from conftest import assert_one_line_error, free_port, openssl, refused_port, run_tlskit, wait_for_port
 from peers_pebble import Pebble, pebble_fixture
 
 
@@ -227,9 +227,10 @@ def test_revoke_with_the_account_key_when_privkey_is_gone(pebble, tmp_path):
 
 
 def test_ca_down_is_one_line_exit_3_and_writes_nothing(tmp_path):
-    dead = f"https://127.0.0.1:{free_port()}/dir"
-    run = run_tlskit("acme", "issue", "down.example.com", "--agree-tos", "--out-dir", str(tmp_path / "out"),
-                     "--directory", dead, "--http-port", str(free_port()), "--bind", "127.0.0.1")
+    with refused_port() as port:
+        run = run_tlskit("acme", "issue", "down.example.com", "--agree-tos", "--out-dir", str(tmp_path / "out"),
+                         "--directory", f"https://127.0.0.1:{port}/dir", "--http-port", str(free_port()),
+                         "--bind", "127.0.0.1")
     assert_one_line_error(run, 3, "cannot reach the ACME server")
     assert "Connection refused" in run.stderr
     assert not (tmp_path / "out").exists()

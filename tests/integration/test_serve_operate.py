@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, free_port, require_binary, run_tlskit, stop_process
+from conftest import assert_one_line_error, free_port, refused_port, require_binary, run_tlskit, stop_process
 from peers_serve import start_serve
 
 
@@ -299,15 +299,15 @@ def test_metrics_of_every_worker_and_of_reloads(tmp_path):
 
 
 def test_metrics_count_upstream_errors(tmp_path):
-    dead = free_port()                                   # nothing listens there: every request is a 502
-    served = start_serve(tmp_path, "--upstream", f"http://127.0.0.1:{dead}", "--metrics-allow", "127.0.0.1")
-    try:
-        token = served.add_token_user("alice")
-        assert served.curl("/anything", "-H", f"Authorization: Bearer {token}").status == 502
-        families = _families(served.curl("/metrics").body.decode())
-        assert _value(families, "tlskit_upstream_errors", status="502") == 1
-    finally:
-        served.stop()
+    with refused_port() as dead:                         # every request to the upstream is a 502
+        served = start_serve(tmp_path, "--upstream", f"http://127.0.0.1:{dead}", "--metrics-allow", "127.0.0.1")
+        try:
+            token = served.add_token_user("alice")
+            assert served.curl("/anything", "-H", f"Authorization: Bearer {token}").status == 502
+            families = _families(served.curl("/metrics").body.decode())
+            assert _value(families, "tlskit_upstream_errors", status="502") == 1
+        finally:
+            served.stop()
 
 
 def test_metrics_show_the_acme_lineage_and_certificate_reloads(tmp_path_factory, tmp_path):
