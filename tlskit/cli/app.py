@@ -78,6 +78,7 @@ def _whole_summaries(group: typer.Typer) -> None:
 
 
 _registered: set[str] = set()
+_built: dict[tuple[frozenset[str], str | None], object] = {}
 
 
 def register(only: str | None = None) -> typer.Typer:
@@ -120,7 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     from tlskit.errors import from_os_error
 
     args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
-    command = get_command(register(only=_invoked_command(args)))
+    register(only=_invoked_command(args))
+    # typer converts every registered command to click on each build, so a process that runs main()
+    # more than once (an embedding program, the test suite) builds once per set of registered commands.
+    # The shape of --install-completion/--show-completion depends on this variable when typer builds.
+    key = (frozenset(_registered), os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"))
+    if key not in _built:
+        _built[key] = get_command(app)
+    command = _built[key]
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
         exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
