@@ -56,19 +56,46 @@ def run_tlskit(*args: str, cwd: Path | str | None = None, input: str | None = No
 
     It runs inside the test process (a new interpreter costs ~0.3 s of CPU, and the suite runs the CLI
     hundreds of times), except where only a process of its own behaves like the real thing: text on
-    stdin (prompts may read the terminal), a call from a thread other than the main one (the process's
-    streams, environment and working directory are swapped for the call), and ``isolated=True``.
-    TLSKIT_TEST_SUBPROCESS=1 runs every call in a process of its own, to compare.
+    stdin (prompts may read the terminal) and a call from a thread other than the main one (the
+    process's streams, environment and working directory are swapped for the call) get a process forked
+    from a warm interpreter (tlskit_processes); ``isolated=True`` gets a new interpreter, as a shell would
+    start it. TLSKIT_TEST_SUBPROCESS=1 runs every call in a new interpreter, to compare.
     """
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
-    isolated = isolated or os.environ.get("TLSKIT_TEST_SUBPROCESS") == "1"
-    if isolated or input is not None or threading.current_thread() is not threading.main_thread():
+    if isolated or os.environ.get("TLSKIT_TEST_SUBPROCESS") == "1":
         completed = subprocess.run(
             [sys.executable, "-m", "tlskit", *args], cwd=cwd, input=input, capture_output=True, text=True,
             timeout=timeout, env=full_env, stdin=None if input is not None else subprocess.DEVNULL,
         )
         return Run(completed.returncode, completed.stdout, completed.stderr)
+    if input is not None or threading.current_thread() is not threading.main_thread():
+        return _run_forked(list(args), cwd, input, timeout, full_env)
     return _run_in_process(list(args), cwd, full_env)
+
+
+def _run_forked(args: list[str], cwd: Path | str | None, input: str | None, timeout: float,
+                env: dict[str, str]) -> Run:
+    """A process of its own, forked from tlskit_processes' warm launcher; output read as text=True would."""
+    import tempfile
+
+    from tlskit_processes import start_tlskit
+
+    def text(file) -> str:
+        file.seek(0)
+        return file.read().decode().replace("\r\n", "\n").replace("\r", "\n")
+
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        stdin.write((input or "").encode())
+        stdin.seek(0)
+        process = start_tlskit(args, stdin=stdin if input is not None else subprocess.DEVNULL, stdout=out,
+                               stderr=err, env=env, cwd=cwd)
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        return Run(returncode, text(out), text(err))
 
 
 _SIGNALS_A_COMMAND_MAY_HANDLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGPIPE)

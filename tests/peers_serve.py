@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import free_port, require_binary, run_tlskit, stop_process, wait_for_port
+from tlskit_processes import start_tlskit
 
 
 def poll_until(read, done, timeout: float = 10.0, interval: float = 0.05):
@@ -52,7 +53,7 @@ class Reply:
 
 @dataclass
 class Served:
-    proc: subprocess.Popen
+    proc: subprocess.Popen  # or tlskit_processes.TlskitProcess, which answers the same calls
     port: int
     state_dir: Path
     stdout_path: Path
@@ -118,6 +119,24 @@ class Served:
         return stop_process(self.proc, timeout=15)
 
 
+def launch_serve(state_dir: Path, *options: str, port: int, stdout_path: Path, stderr_path: Path,
+                 env: dict[str, str] | None = None, timeout: float = 30):
+    """Start `tlskit serve --port PORT --state-dir STATE_DIR OPTIONS` and return its process once a TLS
+    handshake on the port succeeds (stopped again if it never does). stdout and stderr go to the files."""
+    command = ["serve", "--port", str(port), "--state-dir", str(state_dir), *options]
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = start_tlskit(command, stdout=out, stderr=err, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        wait_for_port(port, proc, timeout, tls=context, log=stderr_path)
+    except AssertionError:
+        stop_process(proc, timeout=15)
+        raise
+    return proc
+
+
 def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int | None = None,
                 redirect: bool = False, timeout: float = 30) -> Served:
     """Start `tlskit serve` and wait until it accepts TLS connections. Call ``.stop()`` (or use serving())."""
@@ -125,22 +144,15 @@ def start_serve(work: Path, *args: str, state_dir: Path | None = None, port: int
     port = port or free_port()
     redirect_port = free_port() if redirect else None
     stdout_path, stderr_path = work / f"serve{port}.out", work / f"serve{port}.err"
-    command = [sys.executable, "-m", "tlskit", "serve", "--port", str(port), "--state-dir", str(state_dir), *args]
     if redirect_port:
-        command += ["--redirect-port", str(redirect_port)]
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "NO_COLOR": "1"})
+        args = (*args, "--redirect-port", str(redirect_port))
+    proc = launch_serve(state_dir, *args, port=port, stdout_path=stdout_path, stderr_path=stderr_path,
+                        timeout=timeout)
     served = Served(proc, port, state_dir, stdout_path, stderr_path, redirect_port)
     deadline = time.monotonic() + timeout
-    try:
-        wait_for_port(port, proc, timeout, log=stderr_path)
-    except AssertionError:
-        served.stop()
-        raise
     # The banner is written just before the sockets accept; wait for it so tests can read it.
     while "Stop with Ctrl-C" not in stderr_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     if "--cert" not in args:
         served.ca = state_dir / "ca" / "ca.pem"
     db = next((args[i + 1] for i, a in enumerate(args) if a == "--db"), None)

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -274,40 +272,26 @@ class Served:
         self.stop()
 
 
-def _tlskit_env() -> dict[str, str]:
-    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-
-
 def add_user(state_dir: Path, name: str, *options: str) -> str:
     """`tlskit users add NAME --token ...`; returns the token."""
-    done = subprocess.run([sys.executable, "-m", "tlskit", "users", "add", name, "--token", "--state-dir",
-                           str(state_dir), "--json", *options], capture_output=True, text=True, timeout=60,
-                          env=_tlskit_env(), stdin=subprocess.DEVNULL)
+    from conftest import run_tlskit
+
+    done = run_tlskit("users", "add", name, "--token", "--state-dir", str(state_dir), "--json", *options)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["token"]
+    return done.json["token"]
 
 
 def start_serve(state_dir: Path, *options: str, port: int | None = None, timeout: float = 30.0) -> Served:
     """Start the server and return once a TLS handshake succeeds on its port."""
-    from conftest import free_port, wait_for_port
+    from conftest import free_port
+    from peers_serve import launch_serve
 
     port = port or free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     stderr_path, stdout_path = state_dir / f"serve-{port}.err", state_dir / f"serve-{port}.out"
-    with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tlskit", "serve", "--state-dir", str(state_dir),
-                                    "--port", str(port), *options], stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, env=_tlskit_env())
-    served = Served(process, port, state_dir, stderr_path, stdout_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        wait_for_port(port, process, timeout, tls=context, log=stderr_path)
-    except AssertionError:
-        served.stop()
-        raise
-    return served
+    process = launch_serve(state_dir, *options, port=port, stdout_path=stdout_path, stderr_path=stderr_path,
+                           env={"COLUMNS": "200"}, timeout=timeout)
+    return Served(process, port, state_dir, stderr_path, stdout_path)
 
 
 def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

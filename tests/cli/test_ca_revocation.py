@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 
 import pytest
 from cryptography import x509
 
 from conftest import assert_one_line_error, openssl, run_tlskit
+from tlskit_processes import start_tlskit
 
 
 @pytest.fixture
@@ -101,8 +101,8 @@ def test_crl_errors(ca):
 def test_concurrent_revocations_are_all_recorded(ca):
     for index in range(6):
         assert run_tlskit("ca", "client", f"user{index}", "--ca-dir", "ca", cwd=ca).returncode == 0
-    procs = [subprocess.Popen([sys.executable, "-m", "tlskit", "ca", "revoke", f"user{index}.pem", "--ca-dir", "ca"],
-                              cwd=ca, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for index in range(6)]
+    procs = [start_tlskit(["ca", "revoke", f"user{index}.pem", "--ca-dir", "ca"], cwd=ca, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) for index in range(6)]
     assert all(proc.wait(timeout=60) == 0 for proc in procs)
     record = json.loads((ca / "ca" / "revoked.json").read_text())
     assert len({entry["serial"] for entry in record["revoked"]}) == 6

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_one_line_error, free_port, openssl, refused_port, run_tlskit, wait_for_port
+from tlskit_processes import start_tlskit
 from peers_pebble import Pebble, pebble_fixture
 
 
@@ -373,12 +374,12 @@ def test_sigkill_during_issue_leaves_no_truncated_file(pebble, root, tmp_path):
     first = issue(pebble, tmp_path, "kill.example.com")
     assert first.returncode == 0, first.stderr
     lineage = tmp_path / "kill.example.com"
-    command = [sys.executable, "-m", "tlskit", "acme", "issue", "kill.example.com", "--force", "--agree-tos",
+    command = ["acme", "issue", "kill.example.com", "--force", "--agree-tos",
                "--out-dir", str(tmp_path), "--directory", pebble.directory, "--directory-ca-file", str(pebble.ca_file),
                "--http-port", str(pebble.http_port), "--bind", "127.0.0.1"]
     caught = 0
     for _ in range(8):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start_tlskit(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
             if any(name.endswith(".tmp") for name in os.listdir(lineage)):
