@@ -92,16 +92,18 @@ class _Launcher:
         self.control = ours
         self.lock = threading.Lock()
 
-    def start(self, args: list[str], env: dict[str, str], cwd: str, streams: list[int]) -> TlskitProcess:
+    def start(self, args: list[str], env: dict[str, str], cwd: str, streams: list[int],
+              code: str | None) -> TlskitProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        request = json.dumps({"args": args, "env": env, "cwd": cwd}).encode()
+        request = json.dumps({"args": args, "env": env, "cwd": cwd, "code": code}).encode()
         with self.lock:
             socket.send_fds(self.control, [request], [*streams, theirs.fileno()])
             answer = self.control.recv(_MAX_REQUEST)
         theirs.close()
         if not answer:
             raise RuntimeError("the tlskit launcher exited")
-        return TlskitProcess(json.loads(answer)["pid"], [sys.executable, "-m", "tlskit", *args], ours)
+        command = [sys.executable, "-m", "tlskit"] if code is None else [sys.executable, "-c", code]
+        return TlskitProcess(json.loads(answer)["pid"], [*command, *args], ours)
 
 
 _launcher: _Launcher | None = None
@@ -109,13 +111,14 @@ _launcher_lock = threading.Lock()
 
 
 def start_tlskit(args: list[str], *, stdout, stderr, env: dict[str, str] | None = None,
-                 cwd: Path | str | None = None, stdin=subprocess.DEVNULL):
-    """Start `python -m tlskit ARGS` in the background; ``stdout``/``stderr`` are open files (or DEVNULL)."""
+                 cwd: Path | str | None = None, stdin=subprocess.DEVNULL, code: str | None = None):
+    """Start `python -m tlskit ARGS` in the background (with ``code``: `python -c CODE ARGS`);
+    ``stdin``, ``stdout`` and ``stderr`` are open files or DEVNULL."""
     global _launcher
     env = dict(os.environ if env is None else env)
     if os.environ.get("TLSKIT_TEST_SUBPROCESS") == "1":
-        return subprocess.Popen([sys.executable, "-m", "tlskit", *args], stdout=stdout, stderr=stderr, stdin=stdin,
-                                env=env, cwd=cwd)
+        command = [sys.executable, "-m", "tlskit"] if code is None else [sys.executable, "-c", code]
+        return subprocess.Popen([*command, *args], stdout=stdout, stderr=stderr, stdin=stdin, env=env, cwd=cwd)
     opened = []
 
     def descriptor(stream) -> int:
@@ -130,7 +133,7 @@ def start_tlskit(args: list[str], *, stdout, stderr, env: dict[str, str] | None 
             if _launcher is None or _launcher.process.poll() is not None:
                 _launcher = _Launcher()
             launcher = _launcher
-        return launcher.start(list(args), env, str(cwd or os.getcwd()), streams)
+        return launcher.start(list(args), env, str(cwd or os.getcwd()), streams, code)
     finally:
         for fd in opened:
             os.close(fd)
@@ -157,11 +160,15 @@ def _run_child(request: dict, streams: list[int]) -> None:
         sys.path[0] = request["cwd"]                # where `python -m` puts the working directory
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.argv = [_MAIN_MODULE_PATH, *request["args"]]   # what `python -m tlskit` sets
-        from tlskit.cli.entry import main
-
         try:
-            main(request["args"])
+            if request["code"] is None:
+                sys.argv = [_MAIN_MODULE_PATH, *request["args"]]   # what `python -m tlskit` sets
+                from tlskit.cli.entry import main
+
+                main(request["args"])
+            else:
+                sys.argv = ["-c", *request["args"]]                # what `python -c` sets
+                exec(compile(request["code"], "<string>", "exec"), {"__name__": "__main__"})
             code = 0
         except SystemExit as exit_:
             code = _exit_code(exit_)
