@@ -166,6 +166,18 @@ def test_a_trust_anchor_is_not_judged_on_what_only_its_issuer_checks(pki):
     assert openssl_code(leaf, [], root) == 0
 
 
+def test_a_root_with_an_extended_key_usage_is_a_finding(pki):
+    root = pki.root("Purposeful Root", extensions=[(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                                                    False)])
+    leaf = pki.issue("leaf", "www.example.test", root, ca=False)
+    strict = chain(leaf, [], root)
+    assert strict.returncode == 1 and problems(strict) == [("root_eku", 1, 1)]
+    lenient = chain(leaf, [], root, "--lenient")
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    # BR 7.1.2.1.2 forbids it; OpenSSL and `cryptography` take the root's serverAuth as allowing TLS servers.
+    assert openssl_code(leaf, [], root) == 0
+
+
 def test_a_version_1_leaf_is_a_finding(pki):
     root, inter, built = pki.chain(cn="alice", sans=None, eku=None)
     leaf = pki.write("v1", resign(built.cert, inter.key, version_1=True), built.key)

@@ -319,6 +319,11 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool, is_a
     if eku is not None and eku.critical:
         problems.append(cert_problem("ca_eku_critical", 41, depth, label, cert,
                                  f"{me} marks its extendedKeyUsage critical (CA/B BR 7.1.2.10.6)"))
+    if eku is not None and is_anchor and is_self_issued(cert):
+        problems.append(cert_problem("root_eku", 1, depth, label, cert,
+                                     f"{me} has an extendedKeyUsage, which a root must not carry (CA/B BR 7.1.2.1.2)",
+                                     "a root is restricted through the intermediates it signs: the CA must reissue "
+                                     "it without extendedKeyUsage (--lenient accepts it meanwhile)"))
     problems += _ca_eku(cert, exts, depth, label, context)
     # A root's key is known without it (the trust store holds the root itself), and certifi still ships
     # a root without one; an intermediate, a cross-signed anchor included, needs it to be found.
