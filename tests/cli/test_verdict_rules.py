@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
@@ -131,9 +132,50 @@ def test_generalized_time_before_2050_is_13_or_14(pki, field, code):
 def test_an_empty_issuer_name_is_83(pki):
     root = pki.issue("nameless", x509.Name([]), None, ca=True)
     leaf = pki.issue("leaf", "www.example.test", root, ca=False)
-    # The nameless root is the trust anchor, whose own form is not judged; the leaf names it as its issuer.
-    assert_error(leaf, [], root, [("issuer_empty", 83, 0)])
+    # The leaf names the nameless root as its issuer, and the root (a trust anchor) names itself: RFC 5280
+    # 4.1.2.4 wants a non-empty issuer in both, as `cryptography` does.
+    assert_error(leaf, [], root, [("issuer_empty", 83, 0), ("issuer_empty", 83, 1)])
     assert openssl_code(leaf, [], root) == 83
+
+
+def test_a_trust_anchor_is_judged_on_its_extensions(pki):
+    lax = pki.root("Lax Root", basic_constraints=(x509.BasicConstraints(ca=True, path_length=None), False))
+    leaf = pki.issue("leaf", "www.example.test", lax, ca=False)
+    # The anchor signs the path through its basicConstraints and keyUsage: RFC 5280 4.2.1.9 and `cryptography`
+    # judge them in a root as in any CA.
+    assert_error(leaf, [], lax, [("ca_basic_constraints_not_critical", 89, 1)])
+    assert openssl_code(leaf, [], lax) == 89
+
+
+def test_a_trust_anchor_with_an_unknown_critical_extension_is_34(pki):
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55738.666.1"), b"")
+    root = pki.root("Odd Root", extensions=[(odd, True)])
+    leaf = pki.issue("leaf", "www.example.test", root, ca=False)
+    assert_error(leaf, [], root, [("unknown_critical_extension", 34, 1)])
+    assert openssl_code(leaf, [], root) == 34
+
+
+def test_a_trust_anchor_is_not_judged_on_what_only_its_issuer_checks(pki):
+    # A root's own signature algorithm and serial concern nobody who trusts its key (certifi ships roots
+    # self-signed with SHA-1, and a root or two with serial 0); as a leaf's or an intermediate's they are findings.
+    signed = pki.root("Old Root", hash_algorithm=hashes.SHA224())
+    root = pki.write("old-root-0", resign(signed.cert, signed.key, serial_bytes=b"\x00"), signed.key)
+    leaf = pki.issue("leaf", "www.example.test", signed, ca=False)
+    run = chain(leaf, [], root, "--host", "www.example.test")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert openssl_code(leaf, [], root) == 0
+
+
+def test_a_root_with_an_extended_key_usage_is_a_finding(pki):
+    root = pki.root("Purposeful Root", extensions=[(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                                                    False)])
+    leaf = pki.issue("leaf", "www.example.test", root, ca=False)
+    strict = chain(leaf, [], root)
+    assert strict.returncode == 1 and problems(strict) == [("root_eku", 1, 1)]
+    lenient = chain(leaf, [], root, "--lenient")
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    # BR 7.1.2.1.2 forbids it; OpenSSL and `cryptography` take the root's serverAuth as allowing TLS servers.
+    assert openssl_code(leaf, [], root) == 0
 
 
 def test_a_version_1_leaf_is_a_finding(pki):

@@ -98,6 +98,22 @@ def test_trust_store_order_never_changes_the_verdict(pki):
         assert verdict.path[-1] == new_root.cert
 
 
+def test_a_self_issued_intermediate_does_not_count_against_path_length(pki):
+    # root -> CA (pathlen 1) -> the same CA re-keyed (self-issued, pathlen 1) -> issuing CA (pathlen 0) -> leaf:
+    # RFC 5280 6.1.4 (l) leaves the self-issued certificate out of the count, so the CA has one below it.
+    root = pki.root("Rollover Root")
+    old = pki.issue("old", "Rollover CA", root, ca=True, path_length=1)
+    new = pki.issue("new", "Rollover CA", old, ca=True, path_length=1)
+    issuing = pki.issue("issuing", "Issuing CA", new, ca=True, path_length=0)
+    leaf = pki.issue("leaf", "www.example.test", issuing, ca=False)
+    verdict = judge(leaf, [old, new, issuing], [root], host=parse_host("www.example.test"))
+    assert verdict.verified, verdict.problems
+    assert verdict.path == [leaf.cert, issuing.cert, new.cert, old.cert, root.cert]
+    # `cryptography` counts the self-issued certificate and finds no path; OpenSSL follows RFC 5280.
+    assert cryptography_says(leaf, [old, new, issuing], [root]) is not None
+    assert openssl_verify(leaf, trusted=[root.path], untrusted=[old.path, new.path, issuing.path])[0] == 0
+
+
 def test_cross_signed_loop_ends_within_the_bounds(pki):
     # A and B cross-sign each other and neither is trusted: the search ends (no path repeats a
     # subject+key) and says the issuer is missing.

@@ -143,12 +143,19 @@ def crl_problems(run) -> list[tuple[str, int, int]]:
     return [(p["rule"], p["code"], p["depth"]) for p in run.json["problems"]]
 
 
-def assert_crl_refused(tmp_path, root, inter, leaf, crl, expected) -> None:
-    """The verdict fails with exactly ``expected``, ``--lenient`` or not (revocation rules are no findings)."""
+def assert_crl_refused(tmp_path, root, inter, leaf, crl, expected, fix: str | None = None) -> None:
+    """The verdict fails with exactly ``expected``, ``--lenient`` or not (revocation rules are no findings);
+    ``fix``, words of what the user is told to do, is in the one-line error and the JSON's ``error``."""
     for lenient in ((), ("--lenient",)):
         run = run_tlskit(*chain_args(root, inter, leaf), "--crl", str(crl), *lenient, cwd=tmp_path)
         assert run.returncode == 1, run.stdout + run.stderr
         assert crl_problems(run) == expected
+        if fix is not None:
+            assert fix in run.json["error"] and "--ocsp instead of --crl" in run.json["error"], run.json["error"]
+    if fix is not None:
+        human = run_tlskit(*chain_args(root, inter, leaf)[:-1], "--crl", str(crl), cwd=tmp_path)
+        assert human.returncode == 1 and human.stdout == ""
+        assert_one_line_error(human, 1, fix)
 
 
 _ODD = "1.3.6.1.4.1.99999.3"  # an extension nobody processes
@@ -199,7 +206,8 @@ def test_a_crl_with_an_unknown_critical_extension_is_36(tmp_path, pki):
     root, inter, leaf = pki.chain()
     odd = x509.UnrecognizedExtension(x509.ObjectIdentifier(_ODD), b"\x05\x00")
     crl = make_crl(pki, "critical", inter, [], extensions=[(odd, True)])
-    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_critical_extension", 36, 0)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_critical_extension", 36, 0)],
+                      "pass a CRL without that critical extension")
     assert openssl_crl_code(root, inter, leaf, crl) == 36
 
 
@@ -207,7 +215,8 @@ def test_a_crl_entry_with_an_unknown_critical_extension_is_36(tmp_path, pki):
     root, inter, leaf = pki.chain()
     odd = x509.UnrecognizedExtension(x509.ObjectIdentifier(_ODD), b"\x05\x00")
     crl = make_crl(pki, "entry", inter, [leaf], entry_extensions=[(odd, True)])
-    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_entry_extension", 36, 0)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_entry_extension", 36, 0)],
+                      "whose entries carry no critical extension")
     assert openssl_crl_code(root, inter, leaf, crl) == 36
 
 
@@ -219,7 +228,8 @@ def test_a_crl_with_a_duplicated_extension_is_36(tmp_path, pki):
     number = built.extensions.get_extension_for_class(x509.CRLNumber).value.public_bytes()
     crl = pki.dir / "duplicated.pem"
     crl.write_bytes(resign_crl(built, inter.key, [der_extension("2.5.29.20", number)]).public_bytes(Encoding.PEM))
-    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_malformed", 36, 0)])
+    assert_crl_refused(tmp_path, root, inter, leaf, crl, [("crl_malformed", 36, 0)],
+                      "reissue it with each extension once")
     # RFC 5280 4.2: an extension appears at most once; OpenSSL 3.0 reads the CRL anyway and applies it.
     assert openssl_crl_code(root, inter, leaf, crl) == 23
 

@@ -28,6 +28,14 @@ FETCH_TIMEOUT = 15.0
 
 _UNDERSTOOD = {"2.5.29.20", "2.5.29.35", "2.5.29.28", "2.5.29.46"}  # CRL number, AKI, IDP, freshest CRL
 
+# What to do about a CRL tlskit cannot rely on. OCSP asks the CA about the one certificate instead.
+FIX_MALFORMED = ("get the CRL again (tlskit ca crl, or the distribution point); if it is the same, the CA must "
+                 "reissue it with each extension once (RFC 5280 5.2), or check with --ocsp instead of --crl")
+FIX_CRITICAL_EXTENSION = ("pass a CRL without that critical extension (ask the CA for its complete CRL), or check "
+                          "with --ocsp instead of --crl")
+FIX_ENTRY_EXTENSION = ("ask the CA for a CRL whose entries carry no critical extension but the reason and "
+                       "invalidity date, or check with --ocsp instead of --crl")
+
 
 def parse_crls(data: bytes, source: str) -> list[x509.CertificateRevocationList]:
     """The CRLs of a file: one DER CRL, or any number of PEM ``X509 CRL`` blocks."""
@@ -123,8 +131,8 @@ def check(path: list[x509.Certificate], crls: list[tuple[x509.CertificateRevocat
                         e.oid.dotted_string not in ("2.5.29.21", "2.5.29.24")]
             if critical:
                 problems.append(Problem("crl_entry_extension", 36, depth, f"the CRL entry for {label(depth)} has a "
-                                        f"critical extension tlskit does not process ({', '.join(critical)})", None,
-                                        subject))
+                                        f"critical extension tlskit does not process ({', '.join(critical)})",
+                                        FIX_ENTRY_EXTENSION, subject))
                 continue
             revoked_at = entry.revocation_date_utc
             if revoked_at > at:
@@ -157,13 +165,14 @@ def _judge_crl(crl, cert, issuer, depth, at, label) -> Problem | None:
     try:
         extensions = list(crl.extensions)
     except (x509.DuplicateExtension, ValueError):
-        return Problem("crl_malformed", 36, depth, f"{where} has extensions that cannot be parsed", None, subject)
+        return Problem("crl_malformed", 36, depth, f"{where} has extensions that cannot be parsed", FIX_MALFORMED,
+                       subject)
     for ext in extensions:
         if ext.oid.dotted_string == "2.5.29.27":  # a delta CRL is no complete list
             return Problem("crl_delta", 0, depth, "", None, subject)
         if ext.critical and ext.oid.dotted_string not in _UNDERSTOOD:
             return Problem("crl_critical_extension", 36, depth, f"{where} has a critical extension "
-                           f"{ext.oid.dotted_string} that tlskit does not process", None, subject)
+                           f"{ext.oid.dotted_string} that tlskit does not process", FIX_CRITICAL_EXTENSION, subject)
         if isinstance(ext.value, x509.IssuingDistributionPoint):
             idp = ext.value
             if idp.indirect_crl or idp.only_some_reasons or idp.only_contains_attribute_certs:

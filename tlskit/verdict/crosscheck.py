@@ -10,6 +10,8 @@ involve those certificates (so everything else it checks still counts):
   5280 6.1.1 (d) takes an anchor as configured);
 - a CA with a critical policyMappings, or with directoryName name constraints (processed by
   :mod:`.policies` and :mod:`.constraints`);
+- a self-issued intermediate (a CA's key rollover): `cryptography` counts it against the
+  pathLenConstraint above it, which RFC 5280 6.1.4 (l) does not;
 - the certificates whose findings ``--lenient`` turned into warnings.
 
 The EKU, certificatePolicies, policyConstraints and inhibitAnyPolicy extensions are handed to tlskit's
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tlskit.certificates import is_self_issued
 from tlskit.names import name_to_slash
 from tlskit.verdict.constraints import has_directory_constraints
 from tlskit.verdict.problems import Problem
@@ -52,7 +55,7 @@ def disagreement(path: list[x509.Certificate], context: PathContext, handled: se
 
 
 def _needs_tlskit(cert: x509.Certificate) -> bool:
-    if has_directory_constraints(cert):
+    if has_directory_constraints(cert) or is_self_issued(cert):
         return True
     return any(ext.critical and ext.oid.dotted_string == "2.5.29.33" for ext in cert.extensions)
 

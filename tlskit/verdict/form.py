@@ -1,8 +1,10 @@
 """The rules on one certificate's own form and key: signature algorithm, serial, validity encoding,
 critical extensions, key identifiers, key strength (RFC 5280 4.1-4.2, CA/B Forum BR 6.1.5 and 7.1).
 
-A trust anchor's form is not judged (:mod:`.rules` decides which certificates these apply to); its key
-strength is, since a weak anchor key weakens every path through it.
+Of a trust anchor only the extensions are judged (:mod:`.rules` decides which certificates these apply
+to): its own signature, serial and time encoding concern its issuer, not the paths it anchors (certifi
+ships roots self-signed with SHA-1). Its key strength is, since a weak anchor key weakens every path
+through it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,18 @@ _WEAK_SIGNATURES = {"1.2.840.113549.1.1.5": "SHA-1", "1.2.840.113549.1.1.4": "MD
                     "1.2.840.10040.4.3": "SHA-1", "1.3.14.3.2.29": "SHA-1", "1.2.840.113549.1.1.2": "MD2"}
 
 
-def form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
-    """The certificate's own form; a trust anchor's is not judged."""
+def form_rules(cert, exts, depth, label, acts_as_ca: bool, is_anchor: bool = False) -> list[Problem]:
+    """The certificate's own form; of a trust anchor, its names and extensions only."""
+    me = label(depth)
+    problems = [] if is_anchor else _issued_form(cert, depth, label)
+    if len(cert.issuer) == 0:
+        problems.append(cert_problem("issuer_empty", 83, depth, label, cert, f"{me} has an empty issuer name"))
+    problems += _extension_form(cert, exts, depth, label)
+    return problems
+
+
+def _issued_form(cert, depth, label) -> list[Problem]:
+    """What the issuer of ``cert`` put in it and signed: the signature algorithm, serial and validity encoding."""
     me = label(depth)
     problems = []
     signature = cert.signature_algorithm_oid.dotted_string
@@ -56,8 +68,6 @@ def form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
         problems.append(cert_problem("serial_too_long", 1, depth, label, cert,
                                  f"{me} has a serial number of {(serial.bit_length() + 8) // 8} octets; "
                                  "RFC 5280 4.1.2.2 allows at most 20"))
-    if len(cert.issuer) == 0:
-        problems.append(cert_problem("issuer_empty", 83, depth, label, cert, f"{me} has an empty issuer name"))
     tags = validity_time_tags(cert)
     if tags is not None:
         for index, (tag, when) in enumerate(zip(tags, (cert.not_valid_before_utc, cert.not_valid_after_utc))):
@@ -65,6 +75,12 @@ def form_rules(cert, exts, depth, label, acts_as_ca: bool) -> list[Problem]:
                 problems.append(cert_problem("validity_encoding", 13 + index, depth, label, cert,
                                          f"{me} encodes {'notBefore' if index == 0 else 'notAfter'} as "
                                          "GeneralizedTime before 2050, where RFC 5280 4.1.2.5 requires UTCTime"))
+    return problems
+
+
+def _extension_form(cert, exts, depth, label) -> list[Problem]:
+    me = label(depth)
+    problems = []
     for oid, ext in exts.items():
         if ext.critical and oid not in _UNDERSTOOD:
             problems.append(cert_problem("unknown_critical_extension", 34, depth, label, cert,

@@ -30,6 +30,7 @@ FINDINGS = frozenset({
     "leaf_any_eku",              # BR 7.1.2.7.10: anyExtendedKeyUsage is not allowed in a subscriber certificate
     "leaf_eku_critical",         # BR 7.1.2.7.10: extKeyUsage is not critical
     "ca_eku_excludes_purpose",   # a CA restricted to other purposes cannot vouch for this one
+    "root_eku",                  # BR 7.1.2.1.2: a root carries no extKeyUsage
     "version_not_v3",            # BR 7.1.1
     "signature_algorithm_not_allowed",  # BR 7.1.3.2: RSA PKCS#1/PSS or ECDSA with SHA-256/384/512
 })

@@ -4,8 +4,10 @@ They cover what `cryptography`'s WebPKI verifier checks (so that a refusal is ex
 terms, not as "candidates exhausted"), what RFC 5280 asks beyond it (policies, directoryName
 constraints, the anchor's own constraints), and the Web PKI findings of :mod:`.problems`.
 
-A trust anchor is trusted as configured (RFC 5280 6.1.1 (d)): its own form is not judged (an old v1
-root, a root without keyUsage), only what it imposes (validity, name constraints, path length, its key's
+A trust anchor's key is trusted as configured (RFC 5280 6.1.1 (d)), so what only its issuer would check
+is not judged: its own signature, serial and time encoding. The extensions it signs the path with are
+(basicConstraints, keyUsage, critical extensions, key identifiers), as `cryptography` judges them; an old
+v1 root has none, and only what it imposes applies (validity, name constraints, path length, its key's
 strength and the purposes its EKU allows).
 """
 
@@ -71,9 +73,10 @@ def check_path(path: list[x509.Certificate], anchored: bool, context: PathContex
     problems: list[Problem] = []
     for depth, cert in enumerate(path):
         is_anchor = anchored and depth == top
-        # Neither a trust anchor nor an untrusted root above the path is judged for its own form: the
-        # first is trusted as configured, the second fails as untrusted (18/19) whatever it looks like.
-        judged = not (depth == top and (anchored or (depth > 0 and is_self_issued(cert))))
+        # An untrusted root above the path fails as untrusted (18/19) whatever it looks like, and a v1
+        # anchor has no extensions to judge.
+        judged = not (depth == top and (is_anchor and cert.version.name == "v1"
+                                        or not anchored and depth > 0 and is_self_issued(cert)))
         exts = _extensions(cert)
         if exts is None:
             problems.append(cert_problem("extensions_malformed", 41, depth, label, cert,
@@ -84,9 +87,9 @@ def check_path(path: list[x509.Certificate], anchored: bool, context: PathContex
         if depth == 0 and not context.bottom_is_ca and not (is_anchor and top == 0 and is_ca(cert)):
             problems += _leaf_rules(cert, exts, depth, label, context, is_anchor)
         if acts_as_ca:
-            problems += _ca_rules(path, depth, exts, label, context, judged)
+            problems += _ca_rules(path, depth, exts, label, context, judged, is_anchor)
         if judged:
-            problems += form_rules(cert, exts, depth, label, acts_as_ca)
+            problems += form_rules(cert, exts, depth, label, acts_as_ca, is_anchor)
         problems += key_rules(cert, depth, label, acts_as_ca)
         if depth < top:
             problems += _link_rules(cert, path[depth + 1], depth, label)
@@ -267,13 +270,12 @@ def _host_rules(leaf, host: HostName, label) -> list[Problem]:
 # ------------------------------------------------------------------------------------------- the CAs
 
 
-def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool) -> list[Problem]:
+def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool, is_anchor: bool) -> list[Problem]:
     cert = path[depth]
     me = label(depth)
     problems = []
     if not judged or "2.5.29.19" not in exts and is_ca(cert):
-        # An anchor is trusted as configured (and an old v1 root has no extensions to judge): only the
-        # limits it sets for the path below apply.
+        # An old v1 root has no extensions to judge: only the limits it sets for the path below apply.
         return _path_length(path, depth, exts, label) + _ca_eku(cert, exts, depth, label, context)
     if not is_ca(cert):
         from cryptography import x509
@@ -317,8 +319,15 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool) -> l
     if eku is not None and eku.critical:
         problems.append(cert_problem("ca_eku_critical", 41, depth, label, cert,
                                  f"{me} marks its extendedKeyUsage critical (CA/B BR 7.1.2.10.6)"))
+    if eku is not None and is_anchor and is_self_issued(cert):
+        problems.append(cert_problem("root_eku", 1, depth, label, cert,
+                                     f"{me} has an extendedKeyUsage, which a root must not carry (CA/B BR 7.1.2.1.2)",
+                                     "a root is restricted through the intermediates it signs: the CA must reissue "
+                                     "it without extendedKeyUsage (--lenient accepts it meanwhile)"))
     problems += _ca_eku(cert, exts, depth, label, context)
-    if "2.5.29.14" not in exts:
+    # A root's key is known without it (the trust store holds the root itself), and certifi still ships
+    # a root without one; an intermediate, a cross-signed anchor included, needs it to be found.
+    if "2.5.29.14" not in exts and not (is_anchor and is_self_issued(cert)):
         problems.append(cert_problem("ski_missing", 86, depth, label, cert,
                                  f"{me} has no subjectKeyIdentifier, which every CA certificate must carry "
                                  "(RFC 5280 4.2.1.2)", "have the CA certificate reissued"))
