@@ -239,6 +239,13 @@ def assert_one_line_error(run: Run, code: int = 2, contains: str | None = None) 
         assert contains.lower() in lines[0].lower(), lines[0]
 
 
+def pytest_collection_modifyitems(items):
+    """Modules marked slow first (a stable sort). `make test` runs `--dist loadfile --no-loadscope-reorder`,
+    so the workers take whole modules in this order: the long ones start early instead of becoming the
+    tail of the run while the other workers have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def tlskit():
     return run_tlskit

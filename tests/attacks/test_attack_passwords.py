@@ -20,6 +20,8 @@ from conftest import require_binary
 from peers_attack import RawConnection, cpu_seconds, peak_rss
 from peers_serve import poll_until, start_serve
 
+pytestmark = pytest.mark.slow
+
 ARGON2_PASSWORD = "argon2-user-password"
 
 

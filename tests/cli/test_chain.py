@@ -13,6 +13,8 @@ import pytest
 from conftest import assert_one_line_error, free_port, openssl, require_binary, run_tlskit
 from peers_chain import LEAF_NAME, http_server, openssl_pki, openssl_verify, pem_subjects, tlskit_pki, v1_pki
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def openssl_ca(tmp_path_factory):
@@ -58,7 +60,7 @@ def test_shuffled_separate_files_give_ordered_chain_openssl_verifies(tmp_path, p
 def test_one_mixed_bundle_with_duplicates_der_and_unrelated(tmp_path, openssl_ca, tlskit_ca):
     # One bundle holding the openssl PKI and tlskit's CAs shuffled together, an intermediate twice, and
     # the leaf once more as DER: the tlskit CAs are unrelated, the repeats are duplicates.
-    bundle = mixed_bundle(tmp_path / "everything.pem", openssl_ca.leaf, *openssl_ca.intermediates, openssl_ca.root,
+    mixed_bundle(tmp_path / "everything.pem", openssl_ca.leaf, *openssl_ca.intermediates, openssl_ca.root,
                           *tlskit_ca.intermediates, tlskit_ca.root, openssl_ca.intermediates[0], seed=7)
     openssl("x509", "-in", str(openssl_ca.leaf), "-outform", "DER", "-out", str(tmp_path / "leaf.der"))
     run = run_tlskit("chain", "everything.pem", "leaf.der", "--ca-file", str(openssl_ca.root), "--out", "full.pem",

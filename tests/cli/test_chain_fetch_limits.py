@@ -18,6 +18,8 @@ from conftest import assert_one_line_error, free_port, run_tlskit
 from peers_chain import serve_http
 from peers_verdicts import Pki
 
+pytestmark = pytest.mark.slow
+
 AIA_LIMIT, AIA_SECONDS = 1 << 20, 10
 CRL_LIMIT, CRL_SECONDS = 20 << 20, 15
 AIA_FIX = "check the network, or add the intermediate to the inputs"

@@ -22,6 +22,8 @@ from conftest import assert_one_line_error, free_port, openssl, require_binary, 
 from peers_pebble import Pebble, PebbleProxy, pebble_fixture
 from test_acme import acme, check_lineage, issue, snapshot, verify
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def pebble(tmp_path_factory):

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from peers_rawhttp import request as raw_request
 from peers_rawhttp import tls_context
 
+pytestmark = pytest.mark.slow
+
 # --- probe: what a hostile server sends back ---------------------------------------------------------
 
 

@@ -17,6 +17,8 @@ import pytest
 from conftest import assert_one_line_error, free_port, openssl, require_binary, run_tlskit
 from peers_serve import poll_until, start_serve
 
+pytestmark = pytest.mark.slow
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -15,6 +15,8 @@ from conftest import assert_one_line_error, free_port, openssl, require_binary, 
 from peers_pebble import pebble_fixture
 from peers_upstream import add_user, curl, start_serve
 
+pytestmark = pytest.mark.slow
+
 NAME = "app.example.test"
 
 

@@ -16,6 +16,8 @@ import pytest
 from conftest import assert_one_line_error, free_port, refused_port, require_binary, run_tlskit, stop_process
 from peers_serve import start_serve
 
+pytestmark = pytest.mark.slow
+
 
 def _wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout

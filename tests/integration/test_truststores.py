@@ -15,6 +15,8 @@ import pytest
 from conftest import IN_CI, require_binary, run_tlskit
 from peers_serve import start_serve
 
+pytestmark = pytest.mark.slow
+
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 

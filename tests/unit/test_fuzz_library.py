@@ -17,6 +17,8 @@ from fuzzing import FAST, pem_like, san_like, subject_like
 from conftest import openssl
 from tlskit.errors import InputError, TlskitError
 
+pytestmark = pytest.mark.slow
+
 # --- subjects ----------------------------------------------------------------------------------
 
 
