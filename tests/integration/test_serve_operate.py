@@ -300,6 +300,28 @@ def test_metrics_of_every_worker_and_of_reloads(tmp_path):
         served.stop()
 
 
+def test_a_sighup_while_the_workers_start_reaches_each_of_them(tmp_path):
+    """Once the port accepts connections the master may still be forking and the workers still building
+    their apps; a SIGHUP sent then is acted on by every worker as soon as it can, not dropped."""
+    from conftest import wait_for_port
+    from peers_serve import poll_until
+    from tlskit_processes import start_tlskit
+
+    config = tmp_path / "c.toml"
+    config.write_text("max_requests = 0\n")
+    port, stderr = free_port(), tmp_path / "serve.err"
+    with open(tmp_path / "serve.out", "wb") as out, open(stderr, "wb") as err:
+        proc = start_tlskit(["serve", "--port", str(port), "--state-dir", str(tmp_path / "state"), "--workers", "2",
+                             "--config", str(config)], stdout=out, stderr=err)
+    try:
+        wait_for_port(port, proc, log=stderr)          # bound and listening: the workers may not be there yet
+        proc.send_signal(signal.SIGHUP)
+        poll_until(stderr.read_text, lambda text: text.count("settings reloaded") >= 2, timeout=15)
+        assert proc.poll() is None
+    finally:
+        stop_process(proc)
+
+
 def test_metrics_count_upstream_errors(tmp_path):
     with refused_port() as dead:                         # every request to the upstream is a 502
         served = start_serve(tmp_path, "--upstream", f"http://127.0.0.1:{dead}", "--metrics-allow", "127.0.0.1")

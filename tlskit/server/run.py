@@ -28,6 +28,11 @@ from tlskit.errors import BindError
 from tlskit.server.config import ServeConfig
 from tlskit.server.stores import PostgresUrl
 
+# SIGHUP (reload) and SIGUSR1 (reopen the log) stay pending, held by the kernel, until the event loop
+# handles them: asked for while a worker starts, a reload is done once it can be, neither dropped nor
+# fatal (their default action ends the process).
+HELD_SIGNALS = frozenset({signal.SIGHUP, signal.SIGUSR1})
+
 SHUTDOWN_GRACE = 5.0      # seconds in-flight requests get to finish after SIGTERM
 FD_RESERVE = 64           # file descriptors kept free of client connections (databases, logs, upstream)
 
@@ -245,6 +250,7 @@ async def _serve_async(prepared: Prepared, sockets: dict[str, socket.socket], lo
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     operations = start_operations(prepared, app, reloader, load_config, loop)   # SIGHUP, SIGUSR1, metrics
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     for listener, sock in listeners:
         await listener.start(sock)
     try:
@@ -275,6 +281,7 @@ def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
     """Bind, then serve until SIGINT/SIGTERM. ``on_ready`` runs once the sockets listen; ``load_config``
     reads the settings again on SIGHUP (:mod:`.live`)."""
     config = prepared.config
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)      # forked workers inherit the mask
     sockets = {"https": bind(config.host, config.port)}
     if config.redirect_port is not None:
         sockets["redirect"] = bind(config.host, config.redirect_port)
@@ -284,16 +291,11 @@ def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
         _run_worker(prepared, sockets, load_config)
         return
     children = []
-    for sig in (signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_IGN)     # until relayed below: never a dead master mid-fork
     for _ in range(config.workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            # Until the worker's loop handles them, a forwarded SIGHUP/SIGUSR1 must not kill it.
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             code = 0
             try:
                 _run_worker(prepared, sockets, load_config)
@@ -318,6 +320,7 @@ def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, relay)      # each worker reloads its settings
     signal.signal(signal.SIGUSR1, relay)     # each worker reopens its access log
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     for child in children:
         while True:
             try:
