@@ -1,7 +1,7 @@
 """x509-limbo's path-validation vectors (a curated subset, fixtures/limbo/) through tlskit's verdict and
 `cryptography`'s verifier.
 
-Every case must get limbo's expected result from tlskit, except the few in the two tables below, each
+Every case must get limbo's expected result from tlskit, except the few in the table below, each
 with its reason; and wherever `cryptography` gets a case right, tlskit does too, or refuses only for
 its Web PKI findings (and gets it right with ``--lenient``, which makes them warnings).
 """
@@ -30,12 +30,6 @@ STRICTER = {
         "limbo asks for example.com from a leaf whose only SAN is a directoryName; cryptography refuses it too"),
 }
 
-# limbo says FAILURE, tlskit accepts; `cryptography` accepts these too.
-LAXER = {
-    "rfc5280::missing-ski": "a root without subjectKeyIdentifier anchors: the trust store holds the root itself, "
-                            "and certifi ships one (TWCA Global Root CA)",
-}
-
 IDS = [c["id"] for c in cases()]
 
 
@@ -46,10 +40,6 @@ def test_tlskit_gives_limbos_verdict(case_id):
     if case_id in STRICTER:
         assert limbo["expected_result"] == SUCCESS
         assert verdict.result == FAILURE and verdict.rules == STRICTER[case_id][0], verdict
-    elif case_id in LAXER:
-        assert limbo["expected_result"] == FAILURE
-        assert verdict.result == SUCCESS, verdict
-        assert cryptography_verdict(limbo).result == SUCCESS
     else:
         assert verdict.result == limbo["expected_result"], verdict
 

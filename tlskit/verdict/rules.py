@@ -325,12 +325,13 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool, is_a
                                      "a root is restricted through the intermediates it signs: the CA must reissue "
                                      "it without extendedKeyUsage (--lenient accepts it meanwhile)"))
     problems += _ca_eku(cert, exts, depth, label, context)
-    # A root's key is known without it (the trust store holds the root itself), and certifi still ships
-    # a root without one; an intermediate, a cross-signed anchor included, needs it to be found.
-    if "2.5.29.14" not in exts and not (is_anchor and is_self_issued(cert)):
+    # Roots too (CA/B BR 7.1.2.1.2): a Web PKI finding, so --lenient accepts the few roots still shipped
+    # without one (certifi's TWCA Global Root CA).
+    if "2.5.29.14" not in exts:
         problems.append(cert_problem("ski_missing", 86, depth, label, cert,
                                  f"{me} has no subjectKeyIdentifier, which every CA certificate must carry "
-                                 "(RFC 5280 4.2.1.2)", "have the CA certificate reissued"))
+                                 "(RFC 5280 4.2.1.2)", "have the CA certificate reissued (--lenient accepts it "
+                                 "meanwhile)"))
     return problems
 
 
