@@ -75,27 +75,11 @@ def run_tlskit(*args: str, cwd: Path | str | None = None, input: str | None = No
 
 def _run_forked(args: list[str], cwd: Path | str | None, input: str | None, timeout: float,
                 env: dict[str, str]) -> Run:
-    """A process of its own, forked from tlskit_processes' warm launcher; output read as text=True would."""
-    import tempfile
+    """A process of its own, forked from tlskit_processes' warm launcher."""
+    from tlskit_processes import run_tlskit_process
 
-    from tlskit_processes import start_tlskit
-
-    def text(file) -> str:
-        file.seek(0)
-        return file.read().decode().replace("\r\n", "\n").replace("\r", "\n")
-
-    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        stdin.write((input or "").encode())
-        stdin.seek(0)
-        process = start_tlskit(args, stdin=stdin if input is not None else subprocess.DEVNULL, stdout=out,
-                               stderr=err, env=env, cwd=cwd)
-        try:
-            returncode = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise
-        return Run(returncode, text(out), text(err))
+    done = run_tlskit_process(args, env=env, cwd=cwd, input=input, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr)
 
 
 _SIGNALS_A_COMMAND_MAY_HANDLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGPIPE)
@@ -107,6 +91,7 @@ def _run_in_process(args: list[str], cwd: Path | str | None, env: dict[str, str]
     import warnings
 
     from tlskit.cli.entry import main
+    from tlskit_processes import exit_code
 
     def stream() -> io.TextIOWrapper:
         return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
@@ -139,11 +124,7 @@ def _run_in_process(args: list[str], cwd: Path | str | None, env: dict[str, str]
             try:
                 main(args)
             except SystemExit as exit_:
-                if exit_.code is None or isinstance(exit_.code, int):
-                    returncode = exit_.code or 0
-                else:
-                    err.write(f"{exit_.code}\n")
-                    returncode = 1
+                returncode = exit_code(exit_, err)
             except Exception:  # what the interpreter would print before exiting with 1
                 err.write(traceback.format_exc())
                 returncode = 1

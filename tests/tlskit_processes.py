@@ -139,14 +139,40 @@ def start_tlskit(args: list[str], *, stdout, stderr, env: dict[str, str] | None 
             os.close(fd)
 
 
-# --- the launcher process ---------------------------------------------------------------------------
+def run_tlskit_process(args: list[str], *, env: dict[str, str] | None = None, cwd: Path | str | None = None,
+                       input: str | None = None, timeout: float = 120,
+                       code: str | None = None) -> subprocess.CompletedProcess:
+    """``start_tlskit`` and wait for the end: stdout and stderr as ``subprocess.run(text=True)`` gives them
+    (universal newlines); killed and TimeoutExpired after ``timeout`` seconds."""
+    import tempfile
+
+    def text(file) -> str:
+        file.seek(0)
+        return file.read().decode().replace("\r\n", "\n").replace("\r", "\n")
+
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        stdin.write((input or "").encode())
+        stdin.seek(0)
+        process = start_tlskit(args, stdin=stdin if input is not None else subprocess.DEVNULL, stdout=out,
+                               stderr=err, env=env, cwd=cwd, code=code)
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        return subprocess.CompletedProcess(process.args, returncode, text(out), text(err))
 
 
-def _exit_code(exit_: SystemExit) -> int:
+def exit_code(exit_: SystemExit, stderr) -> int:
+    """The status an interpreter exits with for an uncaught SystemExit (a text code goes to ``stderr``)."""
     if exit_.code is None or isinstance(exit_.code, int):
         return exit_.code or 0
-    sys.stderr.write(f"{exit_.code}\n")
+    stderr.write(f"{exit_.code}\n")
     return 1
+
+
+# --- the launcher process ---------------------------------------------------------------------------
 
 
 def _run_child(request: dict, streams: list[int]) -> None:
@@ -171,7 +197,7 @@ def _run_child(request: dict, streams: list[int]) -> None:
                 exec(compile(request["code"], "<string>", "exec"), {"__name__": "__main__"})
             code = 0
         except SystemExit as exit_:
-            code = _exit_code(exit_)
+            code = exit_code(exit_, sys.stderr)
         except KeyboardInterrupt:
             import signal
 

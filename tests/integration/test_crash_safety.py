@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, openssl, require_binary, run_tlskit
-from tlskit_processes import start_tlskit
+from tlskit_processes import run_tlskit_process, start_tlskit
 
 KEY, CSR = "r.key", "r.csr"
 CSR_ARGS = ["csr", "--key-type", "ec:p256", "--cn", "new.example.com", "--san", "www.new.example.com",
@@ -118,16 +118,8 @@ def _run_killer(directory: Path, crash_at: int, args: list[str] | None = None,
                 watch: Path | None = None) -> subprocess.CompletedProcess:
     """Run tlskit ``args`` (default: the csr command) in ``directory``, SIGKILLed at step ``crash_at``
     of the file-system events under ``watch`` (default: ``directory``)."""
-    import tempfile
-
-    args = args or CSR_ARGS
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = start_tlskit(args, code=KILLER, cwd=directory, stdout=out, stderr=err,
-                             env=_env(CRASH_DIR=str(watch or directory), CRASH_AT=str(crash_at)))
-        returncode = child.wait(timeout=180)
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(child.args, returncode, out.read().decode(), err.read().decode())
+    return run_tlskit_process(args or CSR_ARGS, code=KILLER, cwd=directory, timeout=180,
+                              env=_env(CRASH_DIR=str(watch or directory), CRASH_AT=str(crash_at)))
 
 
 def test_kill_at_every_write_step_leaves_old_or_new_files(tmp_path):
