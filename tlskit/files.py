@@ -104,6 +104,18 @@ def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
     return certs
 
 
+def _is_encrypted(loader, data: bytes) -> bool:
+    """Whether the key is encrypted. A wrong passphrase decrypts CBC to garbage with valid padding about
+    once in 256 tries; the garbage then fails to parse, with a message that names no password."""
+    try:
+        loader(data, password=None)
+    except TypeError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 def load_private_key_bytes(data: bytes, source: str, passphrase: bytes | None) -> PrivateKeyTypes:
     """Load one private key (PEM or DER, PKCS#8 or traditional), with clear errors for encryption."""
     from cryptography.hazmat.primitives import serialization
@@ -117,7 +129,7 @@ def load_private_key_bytes(data: bytes, source: str, passphrase: bytes | None) -
         raise InputError(f"key {source} is not encrypted", fix="drop --passphrase-file") from None
     except ValueError as exc:
         reason = str(exc).lower()
-        if passphrase is not None and ("password" in reason or "decrypt" in reason):
+        if passphrase is not None and ("password" in reason or "decrypt" in reason or _is_encrypted(loader, data)):
             raise InputError(f"cannot decrypt key {source}", "wrong passphrase",
                              "check the passphrase file") from None
         raise InputError(f"{source} is not a private key", fix="give a PEM or DER private key") from None

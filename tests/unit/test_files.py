@@ -305,6 +305,26 @@ def test_private_key_errors_say_what_to_do():
         assert _message(excinfo) == message
 
 
+@pytest.mark.parametrize("encoding", [PEM, DER])
+def test_a_wrong_passphrase_that_decrypts_to_garbage_is_still_a_wrong_passphrase(encoding):
+    # A wrong passphrase gives AES-CBC garbage with valid padding about once in 256 tries, and
+    # cryptography then reports a parse error that names no password: find such a passphrase.
+    encrypted = _key_bytes(_KEY, encoding, password=b"right")
+    loader = serialization.load_pem_private_key if encoding == PEM else serialization.load_der_private_key
+    for attempt in range(20000):
+        wrong = f"wrong {attempt}".encode()
+        try:
+            loader(encrypted, password=wrong)
+        except ValueError as exc:
+            if "password" not in str(exc).lower() and "decrypt" not in str(exc).lower():
+                break
+    else:
+        pytest.fail("no wrong passphrase decrypted to garbage in 20000 tries")
+    with pytest.raises(InputError) as excinfo:
+        load_private_key_bytes(encrypted, "k", wrong)
+    assert _message(excinfo) == "cannot decrypt key k (wrong passphrase); check the passphrase file"
+
+
 @pytest.mark.parametrize("reason", ["Bad decrypt. Incorrect password?", "bad decrypt"])
 def test_either_wording_of_a_wrong_passphrase_is_recognized(monkeypatch, reason):
     # OpenSSL-era and Rust-era cryptography word it differently; each word alone must be enough.
