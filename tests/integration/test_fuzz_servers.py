@@ -410,6 +410,8 @@ def api_query_token(tmp_path_factory):
     st.lists(st.sampled_from(["authtoken=", "authtoken", "authtoken=%00", "authtoken=tlk_", "AUTHTOKEN=x",
                               "authtoken=%ff%fe", "limit=1", "authtoken=a&authtoken=b"]), max_size=4).map("&".join),
 ))
+@example(query="authtoken=% 0")
+@example(query="authtoken=%zz")
 def test_fuzzed_query_tokens_are_401(api_query_token, query):
     """A wrong token is 401; a query that names the token twice or undecodably is refused with 400
     (the rule of tlskit.server.query, which the access log and the proxy follow too)."""
@@ -419,7 +421,8 @@ def test_fuzzed_query_tokens_are_401(api_query_token, query):
     try:
         query_rule.check(query.encode("latin-1"))
     except query_rule.AmbiguousQuery:
-        assert reply.status == 400 and b"authtoken" in reply.body, (reply.status, reply.body)
+        # A space or control byte makes the request line itself malformed: the parser's 400 comes first.
+        assert reply.from_parser or (reply.status == 400 and b"authtoken" in reply.body), (reply.status, reply.body)
         return
     _assert_app_answer(reply, {401})
 
