@@ -57,7 +57,8 @@ def ensure_demo_dataset(state_dir: Path) -> Path:
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     db = sqlite3.connect(str(partial))
-    db.executescript(script)
+    # One transaction: one journal sync for the whole script instead of one per statement.
+    db.executescript(f"BEGIN;\n{script}\nCOMMIT;")
     db.close()
     shutil.move(str(partial), str(target))
     return target
