@@ -90,8 +90,13 @@ def _run_in_process(args: list[str], cwd: Path | str | None, env: dict[str, str]
     import traceback
     import warnings
 
+    from tlskit.cli.app import register
     from tlskit.cli.entry import main
     from tlskit_processes import exit_code
+
+    # Every command registered from the first call on: main() then builds the click command once, not
+    # again each time a call registers a command this worker had not run yet.
+    register()
 
     def stream() -> io.TextIOWrapper:
         return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)

@@ -108,10 +108,21 @@ def _invoked_command(args: list[str]) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every failure becomes `error: ...` on stderr and the documented exit code."""
+def click_command():
+    """The click command of the registered commands. typer converts every registered command to click on
+    each build (~80 ms for all of them), so a process that runs main() more than once (an embedding
+    program, the test suite) or forks after building builds once per set of registered commands."""
     from typer.main import get_command
 
+    # The shape of --install-completion/--show-completion depends on this variable when typer builds.
+    key = (frozenset(_registered), os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"))
+    if key not in _built:
+        _built[key] = get_command(app)
+    return _built[key]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure becomes `error: ...` on stderr and the documented exit code."""
     from tlskit.cli.compat import Abort, Exit, UsageError
 
     from tlskit.errors import TlskitError
@@ -122,13 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
     register(only=_invoked_command(args))
-    # typer converts every registered command to click on each build, so a process that runs main()
-    # more than once (an embedding program, the test suite) builds once per set of registered commands.
-    # The shape of --install-completion/--show-completion depends on this variable when typer builds.
-    key = (frozenset(_registered), os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"))
-    if key not in _built:
-        _built[key] = get_command(app)
-    command = _built[key]
+    command = click_command()
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
         exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
