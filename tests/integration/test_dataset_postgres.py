@@ -155,9 +155,13 @@ def test_indexed_filter_uses_the_index_and_limit_is_in_sql(served):
     log = served.extra["postgres"].directory / "log"
 
     def plan():
+        """The logged plan of the filtered list, up to the next log entry (another query's plan)."""
         text = log.read_text(errors="replace")
         start = text.rfind('WHERE "kind" = $1::text')
-        return text[start:start + 2000] if start >= 0 else None
+        if start < 0:
+            return None
+        end = text.find(" LOG: ", start)
+        return text[start:end if end >= 0 else len(text)]
 
     found = wait_until(plan, 5)
     assert found, "auto_explain logged no plan for the filtered list"
