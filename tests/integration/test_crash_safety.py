@@ -163,19 +163,35 @@ def test_kill_at_random_moments_never_tears_a_file(tmp_path):
     rng = random.Random(int(os.environ.get("CRASH_SEED", "0")) or None)
     outcomes = []
 
-    def landed_on_both_sides() -> bool:
-        killed = {state for _, code, state, _ in outcomes if code == -signal.SIGKILL}
-        return ("old", "old") in killed and bool(killed - {("old", "old")})
+    def killed(state_wanted) -> bool:
+        return any(code == -signal.SIGKILL and state_wanted(state) for _, code, state, _ in outcomes)
 
-    # At least 20 kills; more (up to 60) until some landed before and some after the first rename, since
-    # a run of a few tens of milliseconds on a loaded machine can make 20 miss one side by chance.
+    def landed_on_both_sides() -> bool:
+        return killed(lambda state: state == ("old", "old")) and killed(lambda state: state != ("old", "old"))
+
+    # At least 20 kills at random. A run of a few tens of milliseconds on a loaded machine can make 20
+    # miss one side of the first rename by chance; then up to 40 more aim at the missing side: an early
+    # kill for the old files, or a kill as soon as the key's inode changes (the first rename) for a new key.
     while len(outcomes) < 20 or (len(outcomes) < 60 and not landed_on_both_sides()):
+        watch_rename = len(outcomes) >= 20 and killed(lambda state: state == ("old", "old"))
+        if len(outcomes) >= 20 and not watch_rename:
+            delay = rng.uniform(0.0, duration * 0.3)
         # Most kills aim at the end of the run, where the files are written; some anywhere.
-        delay = rng.uniform(0.0, duration * 1.2) if rng.random() < 0.3 else rng.uniform(duration * 0.6, duration * 1.2)
+        elif rng.random() < 0.3:
+            delay = rng.uniform(0.0, duration * 1.2)
+        else:
+            delay = rng.uniform(duration * 0.6, duration * 1.2)
         with open(directory.parent / "random.err", "w+b") as err:
+            key_inode = (directory / KEY).stat().st_ino
+            start = time.perf_counter()
             child = _start_csr(directory, err)
-            time.sleep(delay)
+            if watch_rename:
+                while child.poll() is None and (directory / KEY).stat().st_ino == key_inode:
+                    pass
+            else:
+                time.sleep(delay)
             child.send_signal(signal.SIGKILL)
+            delay = time.perf_counter() - start
             child.wait(timeout=60)
             err.seek(0)
             assert child.returncode in (0, -signal.SIGKILL), err.read()
@@ -189,7 +205,7 @@ def test_kill_at_random_moments_never_tears_a_file(tmp_path):
     # The kills really landed around the writes: some before the first rename, some after one. (A kill
     # inside the millisecond between staging and renaming is rare at random; the step test above puts
     # one at every step.)
-    assert landed_on_both_sides(), outcomes
+    assert landed_on_both_sides(), "(delay, exit code, files, leftovers) of each run:\n" + "\n".join(map(str, outcomes))
 
 
 def test_a_live_writers_temp_file_is_left_alone(tmp_path):
