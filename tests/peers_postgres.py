@@ -81,8 +81,10 @@ class PostgresServer:
         return server
 
     def start_server(self) -> None:
+        # fsync=off: nothing here outlives the machine. synchronous_commit stays on: an immediate stop (a
+        # crash) would otherwise drop commits still in the WAL buffers, the users of a test among them.
         options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   " -c full_page_writes=off -c max_connections=200")
         done = subprocess.run(_as_owner([self.pg_ctl, "-D", str(self.data), "-l", str(self.directory / "log"),
                                          "-o", options, "-w", "-t", "60", "start"]),
                               capture_output=True, text=True, timeout=90)
