@@ -189,7 +189,7 @@ def set_(
             pair = store.change_credentials(name, pin=pins, unpin=unpins, new_s3_key=s3_key,
                                             remove_s3_keys=remove_s3_key or ())
         if others:
-            token = store.update(name, password=password, new_token_=new_token, revoke_tokens=revoke_tokens,
+            token = store.update(name, password=password, issue_token=new_token, revoke_tokens=revoke_tokens,
                                  methods=allowed, max_requests=max_requests, max_concurrent=max_concurrent)
         user = store.require(name)
     if user.password_hash is None and not user.token_hashes and not user.s3_key_ids and not user.cert_fingerprints:

@@ -229,14 +229,14 @@ class SqlUsers(CredentialSql):
     def _insert_token(self, digest: str, name: str, created: float) -> None:
         self._execute("INSERT INTO tokens (token_sha256, name, created) VALUES (?, ?, ?)", (digest, name, created))
 
-    def update(self, name: str, *, password: str | None = None, new_token_: bool = False,
+    def update(self, name: str, *, password: str | None = None, issue_token: bool = False,
                revoke_tokens: bool = False, methods: frozenset[str] | None = None,
                max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
-        """Change what is given; returns a new token when ``new_token_`` is set (older ones stay unless revoked)."""
+        """Change what is given; returns a new token when ``issue_token`` is set (older ones stay unless revoked)."""
         check_limit(max_requests, "--max-requests")
         check_limit(max_concurrent, "--max-concurrent")
         self.require(name)
-        token = new_token() if new_token_ else None
+        token = new_token() if issue_token else None
         # Hash before the transaction: the database stays unlocked during the slow part.
         password_hash = hash_password(password) if password is not None else None
         with self._transaction():
