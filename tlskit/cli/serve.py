@@ -104,42 +104,14 @@ def serve(
     if print_systemd_unit:
         sys.stdout.write(_systemd_unit(config, settings, schema))
         return
-    from tlskit.server.config import check_access_log
-
-    check_access_log(config)
-    values = settings.values
-    managed = None
-    if values["acme"]:
-        from tlskit.errors import InputError
-
-        if values["cert"] is not None or values["key"] is not None:
-            raise InputError("--acme and --cert/--key exclude each other",
-                             fix="let --acme obtain the certificate, or serve your own with --cert/--key")
-        from tlskit.server import default_state_dir
-        from tlskit.server.managed_acme import start_managed_certificate
-
-        managed = start_managed_certificate(
-            values["acme"], Path(values["state_dir"]) if values["state_dir"] else default_state_dir(),
-            directory=values["directory"], email=values["email"], agree_tos=values["agree_tos"],
-            directory_ca_file=values["directory_ca_file"], host=values["host"], http_port=values["redirect_port"],
-            renew_days=values["acme_renew_days"], max_sleep=values["acme_check_interval"], say=_say)
-    acme_files = {} if managed is None else {"cert": managed.fullchain, "key": managed.privkey,
-                                             "redirect_port": managed.http_port, "acme_webroot": managed.webroot,
-                                             "acme_lineages": [managed.fullchain.parent]}
 
     def load_config():
         """The settings as a SIGHUP reads them: the same flags and environment, the file as it is now."""
-        again = resolve(schema, typed, defaults, environ, config_file)
-        return build_config({**serve_options(again.values), **acme_files})
+        return build_config(serve_options(resolve(schema, typed, defaults, environ, config_file).values))
 
-    if managed is not None:
-        config = load_config()
-    from tlskit.server.run import prepare, serve as run_server
+    from tlskit.server.run import start
 
-    prepared = prepare(config)
-    if managed is not None:
-        managed.start_renewal()
-    run_server(prepared, on_ready=lambda: _banner(prepared, values["acme"]), load_config=load_config)
+    start(config, on_ready=_banner, load_config=load_config, say=_say)
 
 
 # Options that act instead of serving; they are no settings of the file or the environment.
@@ -188,9 +160,7 @@ def split_by_source(ctx, schema: dict[str, str]) -> tuple[dict, dict]:
 
 def serve_options(values: dict) -> dict:
     """The settings by flag name -> the options :func:`~tlskit.server.config.build_config` reads."""
-    renamed = {"no_access_log": None, "access_log": "access_log_file", "key_header": "key_header",
-               "acme": None, "email": None, "agree_tos": None, "directory": None, "directory_ca_file": None,
-               "acme_renew_days": None, "acme_check_interval": None}
+    renamed = {"no_access_log": None, "access_log": "access_log_file"}
     options = {}
     for name, value in values.items():
         target = renamed.get(name, name)
@@ -237,7 +207,7 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _banner(prepared, acme_names: list[str] | None = None) -> None:
+def _banner(prepared) -> None:
     """What is served and the commands to use it, each runnable as printed."""
     import shlex
     import sys
@@ -255,7 +225,8 @@ def _banner(prepared, acme_names: list[str] | None = None) -> None:
     cacert = f"--cacert {shlex.quote(str(prepared.ca_cert))} " if prepared.ca_cert else ""
     nets = ", ".join(str(n) for n in config.networks())
     # With --acme the certificate is for its names, not for localhost: that is the URL clients use.
-    url = f"https://{acme_names[0]}{'' if config.port == 443 else f':{config.port}'}/" if acme_names else prepared.url
+    url = (f"https://{config.acme.names[0]}{'' if config.port == 443 else f':{config.port}'}/" if config.acme
+           else prepared.url)
     lines = [
         f"tlskit serve: listening on {prepared.url} (TLS 1.2+, {config.workers} worker{'s' if config.workers > 1 else ''})",
         f"  certificate: {prepared.cert}",

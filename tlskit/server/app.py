@@ -198,8 +198,4 @@ class RedirectApp:
         target = b"https://" + host.authority(port).encode() + (scope.get("raw_path") or scope["path"].encode())
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        body = b"Moved to " + target + b"\n"
-        await send({"type": "http.response.start", "status": 308,
-                    "headers": [(b"location", target), (b"content-type", b"text/plain"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await answer_plain(send, 308, b"Moved to " + target + b"\n", [(b"location", target)], scope["method"])

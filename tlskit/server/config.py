@@ -13,13 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlskit.errors import InputError
 from tlskit.server.engine import HttpLimits
 from tlskit.server.stores import LimitsStore, PostgresUrl
 from tlskit.server.throttle import ThrottleSettings
 from tlskit.server.trusted_proxy import parse_networks
+
+if TYPE_CHECKING:
+    from tlskit.server.proxy import Upstream
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -30,6 +33,19 @@ HSTS_MAX_AGE = 31536000
 def default_hash_workers() -> int:
     """Threads for slow password hashes: one per core, at most four (each argon2 run takes 64 MiB)."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """--acme: the names whose certificate the server obtains and keeps renewed, and the CA it asks."""
+
+    names: tuple[str, ...]
+    email: str | None = None
+    agree_tos: bool = False
+    directory: str | None = None           # None: Let's Encrypt
+    directory_ca_file: Path | None = None  # trust for the directory's HTTPS (a private CA)
+    renew_days: int | None = None          # None: a third of the lifetime before expiry, or the CA's ARI window
+    check_interval: float | None = None    # longest sleep between renewal checks; None: until due
 
 
 @dataclass(frozen=True)
@@ -57,11 +73,12 @@ class ServeConfig:
     # Defaults for users whose own limit is unset (NULL); 0 means unlimited.
     max_requests: int = 0
     max_concurrent: int = 0
-    upstream: Any = None                   # tlskit.server.proxy.Upstream: replaces the dataset handler
+    upstream: Upstream | None = None       # replaces the dataset handler (all paths, or all but /api)
     upstream_timeout: float = 60.0         # seconds for the upstream's answer (and each piece of it): 504
     upstream_ca_file: Path | None = None   # trust for an https upstream (None: certifi)
     trust_proxy: tuple[Network, ...] = ()
     reload_interval: float = 1.0           # seconds between checks of the cert/key files; 0: no hot reload
+    acme: AcmeSettings | None = None       # the certificate comes from an ACME CA (cert and key are its files)
     acme_webroot: Path | None = None       # --acme: http-01 answers the redirect listener serves
     client_ca: Path | None = None          # ask clients for certificates issued by this CA (mutual TLS)
     client_cert: str = "optional"          # or "required": the handshake needs a client certificate
@@ -95,7 +112,9 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     """Check every option and parse it; raises InputError naming the first bad one.
 
     ``options`` uses ServeConfig's field names, the HTTP limit names of :data:`HTTP_FLAGS`,
-    ``max_auth_failures``, ``auth_ban_seconds`` and the raw forms of lists (``allow``, ``trust_proxy``,
+    ``max_auth_failures``, ``auth_ban_seconds``, the ``acme`` names with the options of
+    :class:`AcmeSettings` (``email``, ``agree_tos``, ``directory``, ``directory_ca_file``,
+    ``acme_renew_days``, ``acme_check_interval``) and the raw forms of lists (``allow``, ``trust_proxy``,
     ``key_header``); missing keys keep their defaults.
     """
     values = dict(options)
@@ -127,6 +146,7 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     values["trust_proxy"] = parse_networks(values.get("trust_proxy") or ())
     values["metrics_allow"] = parse_networks(values.get("metrics_allow") or (), "--metrics-allow",
                                              "expected an IP address or CIDR", "for example --metrics-allow 10.0.0.5")
+    values["acme"] = _acme(values)
     _files(values)
     values["key_headers"] = parse_key_headers(values.pop("key_header", None) or ())
     values["reload_interval"] = max(0.0, values.get("reload_interval", 1.0))
@@ -144,6 +164,8 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
 
 
 def _files(values: dict) -> None:
+    if (values.get("cert") is None) != (values.get("key") is None):
+        raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
     log_file = values.get("access_log_file")
     if log_file is not None:
         if not values.get("access_log", True):
@@ -156,6 +178,26 @@ def _files(values: dict) -> None:
                              fix="pass --cert and --key, or drop --passphrase-file")
         values["passphrase_file"] = Path(passphrase_file)
     values["acme_lineages"] = tuple(Path(p) for p in values.get("acme_lineages") or ())
+
+
+def _acme(values: dict) -> AcmeSettings | None:
+    names = values.pop("acme", None)
+    given = {"email": values.pop("email", None), "agree_tos": bool(values.pop("agree_tos", False)),
+             "directory": values.pop("directory", None), "directory_ca_file": values.pop("directory_ca_file", None),
+             "renew_days": values.pop("acme_renew_days", None), "check_interval": values.pop("acme_check_interval", None)}
+    if not names:
+        return None
+    if values.get("cert") is not None or values.get("key") is not None:
+        raise InputError("--acme and --cert/--key exclude each other",
+                         fix="let --acme obtain the certificate, or serve your own with --cert/--key")
+    if given["renew_days"] is not None and given["renew_days"] < 1:
+        raise InputError(f"--acme-renew-days {given['renew_days']} is too short", fix="give 1 day or more")
+    if given["check_interval"] is not None and given["check_interval"] <= 0:
+        raise InputError(f"--acme-check-interval {given['check_interval']} is not positive",
+                         fix="give seconds, e.g. 3600")
+    if given["directory_ca_file"] is not None:
+        given["directory_ca_file"] = Path(given["directory_ca_file"])
+    return AcmeSettings(tuple(names), **given)
 
 
 def check_access_log(config: ServeConfig) -> None:

@@ -25,13 +25,16 @@ import datetime as dt
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlskit.server.answers import answer_plain
+
 if TYPE_CHECKING:
     from tlskit.acme.renewal import RenewalPlan
+    from tlskit.server.config import AcmeSettings, ServeConfig
 
 log = logging.getLogger("tlskit.serve")
 
@@ -44,28 +47,21 @@ _CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # RFC 8555 8.3: base64url, so no path tricks
 
 
-def start_managed_certificate(names: Sequence[str], state_dir: Path, *, directory: str | None = None,
-                              email: str | None = None, agree_tos: bool = False,
-                              directory_ca_file: Path | None = None, host: str = "", http_port: int | None = None,
-                              renew_days: int | None = None, max_sleep: float | None = None,
+def start_managed_certificate(settings: AcmeSettings, state_dir: Path, *, host: str = "",
+                              http_port: int | None = None,
                               say: Callable[[str], None] | None = None) -> ManagedCertificate:
-    """The certificate for ``names`` under ``state_dir/acme``, valid now: reused, renewed or ordered.
+    """The certificate for ``settings.names`` under ``state_dir/acme``, valid now: reused, renewed or ordered.
 
     http-01 is answered on ``host``:``http_port`` (80); a wildcard host listens everywhere. The
     caller starts the renewal thread (:meth:`ManagedCertificate.start_renewal`) once it listens.
     """
     from tlskit.acme import resolve_directory
-    from tlskit.errors import InputError
 
-    if renew_days is not None and renew_days < 1:
-        raise InputError(f"a renewal window of {renew_days} days is too short", fix="give 1 day or more")
-    if max_sleep is not None and max_sleep <= 0:
-        raise InputError(f"a check interval of {max_sleep} seconds is not positive", fix="give seconds, e.g. 3600")
     managed = ManagedCertificate(
-        names=list(names), out_dir=Path(state_dir) / "acme", directory=resolve_directory(directory), email=email,
-        agree_tos=agree_tos, directory_ca_file=directory_ca_file,
+        names=list(settings.names), out_dir=Path(state_dir) / "acme", directory=resolve_directory(settings.directory),
+        email=settings.email, agree_tos=settings.agree_tos, directory_ca_file=settings.directory_ca_file,
         http_address=host if host not in ("0.0.0.0", "::") else "", http_port=http_port or 80,
-        renew_days=renew_days, max_sleep=max_sleep)
+        renew_days=settings.renew_days, max_sleep=settings.check_interval)
     managed.ensure(say)
     return managed
 
@@ -103,6 +99,14 @@ class ManagedCertificate:
     @property
     def webroot(self) -> Path:
         return self.out_dir / "webroot"
+
+    def serving(self, config: ServeConfig) -> ServeConfig:
+        """``config`` serving this certificate: its files, http-01 answers on the redirect port, its expiry
+        on /metrics."""
+        import dataclasses
+
+        return dataclasses.replace(config, cert=self.fullchain, key=self.privkey, redirect_port=self.http_port,
+                                   acme_webroot=self.webroot, acme_lineages=(self.fullchain.parent,))
 
     # --- at start ----------------------------------------------------------------------------------
 
@@ -261,6 +265,4 @@ class ChallengeResponder:
                 body, status = (self.directory / token).read_bytes(), 200
             except OSError:
                 pass
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await answer_plain(send, status, body, method=scope["method"])

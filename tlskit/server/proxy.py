@@ -29,7 +29,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,7 +118,6 @@ class ProxySettings:
     max_connections: int = 1024  # open at once to the upstream
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     ca_file: str | None = None   # https upstreams: this CA file, or certifi's roots
-    extra_credential_headers: tuple[str, ...] = field(default_factory=tuple)
 
 
 def upstream_tls(ca_file: str | None) -> ssl.SSLContext:
@@ -149,7 +148,7 @@ class UpstreamProxy:
         # When the direct peer is a trusted proxy (--trust-proxy), its X-Forwarded-For chain is kept and
         # extended; from anyone else it is replaced, so the application never sees a forged chain.
         self.trusted_forwarder = trusted_forwarder or (lambda scope: bool(scope.get("tlskit.forwarded_by")))
-        names = {h.lower().encode("latin-1") for h in (*settings.key_headers, *settings.extra_credential_headers)}
+        names = {h.lower().encode("latin-1") for h in settings.key_headers}
         self._dropped = (HOP_BY_HOP | FORWARDING | names
                          | {b"authorization", b"host", b"content-length", b"transfer-encoding"})
         self._host_line = b"host: " + upstream.host_header.encode("latin-1") + b"\r\n"
@@ -418,12 +417,12 @@ class DatasetAndUpstream:
             await self.proxy(scope, receive, send)
 
 
-def upstream_handler(upstream: Upstream | str, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS,
+def upstream_handler(upstream: Upstream, key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS,
                      timeout: float = 60.0, dataset=None, ca_file: str | None = None):
     """The handler `tlskit serve --upstream URL [--dataset F]` runs (one per worker process).
 
     An https upstream is verified against ``ca_file`` (``--upstream-ca-file``) or certifi's roots."""
     settings = ProxySettings(read_timeout=timeout, write_timeout=timeout, connect_timeout=min(timeout, 5.0),
                              key_headers=tuple(key_headers), ca_file=str(ca_file) if ca_file else None)
-    proxy = UpstreamProxy(upstream if isinstance(upstream, Upstream) else parse_upstream(upstream), settings)
+    proxy = UpstreamProxy(upstream, settings)
     return proxy if dataset is None else DatasetAndUpstream(dataset, proxy)

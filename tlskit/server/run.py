@@ -60,7 +60,6 @@ class Prepared:
 
 
 def prepare(config: ServeConfig) -> Prepared:
-    from tlskit.errors import InputError
     from tlskit.server import default_state_dir, default_users_db, ensure_state_dir
     from tlskit.server.dataset import check_dataset, ensure_demo_dataset
     from tlskit.server.limits import check_limits_store
@@ -68,8 +67,6 @@ def prepare(config: ServeConfig) -> Prepared:
     from tlskit.server.users import open_user_store
 
     state_dir = ensure_state_dir(Path(config.state_dir) if config.state_dir else default_state_dir())
-    if (config.cert is None) != (config.key is None):
-        raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
     ca_cert = None
     if config.cert is None:
         local = ensure_local_certificate(state_dir, [config.host])
@@ -275,6 +272,35 @@ def _run_worker(prepared: Prepared, sockets: dict[str, socket.socket], load_conf
     gc.freeze()
     gc.set_threshold(20000, 20, 20)
     uvloop.run(_serve_async(prepared, sockets, load_config))
+
+
+def start(config: ServeConfig, on_ready=None, load_config=None, say=None) -> None:
+    """`tlskit serve` once its options are checked: the access log file, the --acme certificate (obtained
+    before anything listens, renewed once it does), :func:`prepare`, then :func:`serve`.
+
+    ``on_ready(prepared)`` runs once the sockets listen; ``load_config`` reads the settings again on
+    SIGHUP; ``say`` reports the progress of an ACME order."""
+    from tlskit.server import default_state_dir
+    from tlskit.server.config import check_access_log
+
+    check_access_log(config)
+    managed = None
+    if config.acme is not None:
+        from tlskit.server.managed_acme import start_managed_certificate
+
+        managed = start_managed_certificate(
+            config.acme, Path(config.state_dir) if config.state_dir else default_state_dir(),
+            host=config.host, http_port=config.redirect_port, say=say)
+        config = managed.serving(config)
+        if load_config is not None:
+            reread = load_config
+
+            def load_config():
+                return managed.serving(reread())
+    prepared = prepare(config)
+    if managed is not None:
+        managed.start_renewal()
+    serve(prepared, on_ready=None if on_ready is None else lambda: on_ready(prepared), load_config=load_config)
 
 
 def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
