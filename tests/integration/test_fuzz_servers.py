@@ -180,7 +180,7 @@ def test_proxy_never_presents_a_cut_upstream_body_as_complete(proxy_to_hostile, 
 # One real `tlskit serve` (subprocess, loopback, zero-config certificate) answers every example over a
 # raw TLS socket, so odd bytes reach the server unchanged. The contract: never a 5xx, only the
 # documented codes; a credential that is not a valid one is a 401 with the Basic challenge, never a
-# 400 or 500 (DESIGN.md); the server survives and logs no exception.
+# 400 or 500 (README, "Calling it"); the server survives and logs no exception.
 
 SERVER = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PASSWORD = "correct horse battery staple"

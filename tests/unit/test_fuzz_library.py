@@ -1,7 +1,7 @@
 """Fuzzing what users feed the library in-process: subjects, SANs, key types, PEM/DER blobs, piles of
 certificates, password hashes, htpasswd files, serve settings, probe targets.
 
-The contract (DESIGN.md): whatever a user types or points tlskit at, the result is a value or a TlskitError
+The contract (README, "Every command"): whatever a user types or points tlskit at, the result is a value or a TlskitError
 with a one-line message, never another exception. Thousands of inputs in seconds; the openssl binary only
 makes the real objects the mutations start from.
 """

@@ -6,8 +6,9 @@ Presenting all at once matters for dns-01: ``example.com`` and ``*.example.com``
 name and both values must be there while the CA looks.
 
 Any object with ``challenge_type``, ``present(list[Pending])``, ``cleanup(list[Pending])`` and
-``settings()`` is a solver, so a server that already listens on port 80 (``tlskit serve --acme``) can
-answer http-01 itself with :class:`HttpTokens`, which only keeps the token -> answer map.
+``settings()`` is a solver, so a server that already listens on port 80 can answer http-01 itself with
+:class:`HttpTokens`, which only keeps the token -> answer map in memory. (`tlskit serve --acme` renews
+with :class:`Webroot` instead: its several worker processes all read the answers from files.)
 """
 
 from __future__ import annotations

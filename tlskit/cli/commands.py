@@ -10,7 +10,7 @@ SUMMARY = "Keys, CSRs, certificates, chains, TLS probing, ACME and an authentica
 
 # (name, module, attribute, a group of subcommands, one-line summary), in the order `tlskit --help`
 # shows them. The modules import only typer at import time; the library is imported inside the commands.
-# ``tests/test_cli_entry.py`` checks that each summary is the one typer shows for the command.
+# ``tests/cli/test_cli_entry.py`` checks that each summary is the one typer shows for the command.
 COMMANDS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("csr", "tlskit.cli.csr", "csr", False, "Make a private key and a certificate signing request (CSR)."),
     ("selfsign", "tlskit.cli.selfsign", "selfsign", False,

@@ -199,7 +199,8 @@ def _short(exc: Exception) -> str:
 def log_to_stderr() -> None:
     """Make reload (and proxy) log lines visible: ``tlskit serve: ...`` on stderr, INFO and up.
 
-    uvicorn configures only its own loggers; without this, INFO lines from ``tlskit.serve`` vanish.
+    Python's last-resort handler shows WARNING and up only; without this, INFO lines from ``tlskit.serve``
+    (a reload, a renewal) vanish.
     """
     logger = logging.getLogger("tlskit.serve")
     if not logger.handlers:
