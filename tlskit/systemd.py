@@ -51,11 +51,11 @@ def _directory_setting(path: Path, base: Path, setting: str) -> str | None:
 
 
 def serve_unit(command: list[str], *, state_dir: Path, ports: list[int], writable: list[Path] = (),
-               description: str = "tlskit serve: authenticated HTTPS API") -> str:
+               description: str = "tlskit serve: authenticated HTTPS API", notes: list[str] = ()) -> str:
     """A ``tlskit.service`` that runs ``command`` (the full `tlskit serve ...` argv) as user tlskit.
 
     ``writable`` are other paths the server writes (an access log's directory); ``ports`` decide
-    whether it needs CAP_NET_BIND_SERVICE.
+    whether it needs CAP_NET_BIND_SERVICE; ``notes`` are comment lines for whoever installs it.
     """
     low_port = any(port < 1024 for port in ports)
     paths = [state_dir, *writable]
@@ -64,6 +64,7 @@ def serve_unit(command: list[str], *, state_dir: Path, ports: list[int], writabl
         f"#   useradd --system --home-dir {SERVICE_STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER}",
         "#   systemctl daemon-reload && systemctl enable --now tlskit",
         "# Reload the allow-list, limits and log settings: systemctl reload tlskit (SIGHUP).",
+        *(f"# {note}" for note in notes),
         "[Unit]",
         f"Description={description}",
         "Documentation=https://pypi.org/project/tlskit/",

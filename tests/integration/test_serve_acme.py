@@ -137,3 +137,39 @@ def test_background_renewal_failure_keeps_serving(tmp_path_factory, tmp_path):
             assert served.process.poll() is None and "Traceback" not in served.stderr()
     finally:
         own.stop()
+
+
+def test_serve_acme_registers_with_external_account_binding(tmp_path_factory, tmp_path):
+    """A CA that asks for EAB (ZeroSSL, Google Trust Services...): without it, the one error line names the
+    flags serve has; with them the account registers and the certificate is served. The HMAC key is a
+    secret: --print-config masks it and the systemd unit leaves it off the command line."""
+    import base64
+
+    hmac = base64.urlsafe_b64encode(b"thirty-two bytes of serve secret").decode().rstrip("=")
+    strict = pebble_fixture(tmp_path_factory, eab_keys={"kid-7": hmac})
+    try:
+        refused = run_tlskit("serve", "--state-dir", str(tmp_path / "a"), "--port", str(free_port()),
+                             *acme_options(strict), "--host", "127.0.0.1")
+        assert refused.returncode == 2, refused.stderr
+        error = refused.stderr.strip().splitlines()[-1]     # after the "ordering a certificate" progress line
+        assert error.startswith("error: this CA requires external account binding"), error
+        assert "--eab-kid and --eab-hmac-key" in error and "Traceback" not in refused.stderr
+        assert not (tmp_path / "a" / "acme" / NAME / "fullchain.pem").exists()
+
+        printed = run_tlskit("serve", "--print-config", *acme_options(strict, "--eab-kid", "kid-7"),
+                             env={"TLSKIT_EAB_HMAC_KEY": hmac})
+        assert printed.returncode == 0, printed.stderr
+        assert 'eab_hmac_key = "********"  # TLSKIT_EAB_HMAC_KEY' in printed.stdout and hmac not in printed.stdout
+        unit = run_tlskit("serve", "--print-systemd-unit", *acme_options(strict, "--eab-kid", "kid-7"),
+                          env={"TLSKIT_EAB_HMAC_KEY": hmac})
+        assert unit.returncode == 0, unit.stderr
+        assert hmac not in unit.stdout and "--eab-kid kid-7" in unit.stdout
+        assert "# Left out of ExecStart: TLSKIT_EAB_HMAC_KEY (--eab-hmac-key)" in unit.stdout
+
+        with start_serve(tmp_path / "b", *acme_options(strict, "--eab-kid", "kid-7", "--eab-hmac-key", hmac),
+                         timeout=120) as served:
+            assert "certificate issued: serial" in served.stderr()
+            assert "Pebble Intermediate CA" in served_certificate(served.port)[1]
+            assert hmac not in served.stderr()
+    finally:
+        strict.stop()

@@ -55,6 +55,8 @@ def serve(
     agree_tos: Annotated[bool, typer.Option("--agree-tos", help="--acme: agree to the CA's terms of service.")] = False,
     directory: Annotated[Optional[str], typer.Option("--directory", help="--acme: ACME directory URL, or letsencrypt / letsencrypt-staging [default: letsencrypt].")] = None,
     directory_ca_file: Annotated[Optional[Path], typer.Option("--directory-ca-file", help="--acme: trust this CA file for the directory's HTTPS (a private CA such as Pebble).")] = None,
+    eab_kid: Annotated[Optional[str], typer.Option("--eab-kid", help="--acme: external account binding key id, for a CA that asks for one (registering the account only).")] = None,
+    eab_hmac_key: Annotated[Optional[str], typer.Option("--eab-hmac-key", help="--acme: external account binding HMAC key (base64url); better in TLSKIT_EAB_HMAC_KEY or the config file than on a command line.")] = None,
     acme_renew_days: Annotated[Optional[int], typer.Option("--acme-renew-days", help="--acme: renew this many days before expiry [default: when a third of the lifetime is left, or in the CA's ARI window].")] = None,
     acme_check_interval: Annotated[Optional[float], typer.Option("--acme-check-interval", hidden=True, help="--acme: longest sleep between renewal checks, in seconds [default: until the certificate is due].")] = None,
     max_header_line: Annotated[Optional[int], typer.Option("--max-header-line", help=f"Longest request line or header field line, in bytes (431/414 beyond). [default: {HttpLimits.max_header_line:g}]")] = None,
@@ -99,7 +101,7 @@ def serve(
     if print_config:
         from tlskit.server.settings import render_toml
 
-        sys.stdout.write(render_toml(settings))
+        sys.stdout.write(render_toml(settings, SECRET_SETTINGS))
         return
     if print_systemd_unit:
         sys.stdout.write(_systemd_unit(config, settings, schema))
@@ -114,6 +116,8 @@ def serve(
     start(config, on_ready=_banner, load_config=load_config, say=_say)
 
 
+# Settings --print-config masks and --print-systemd-unit leaves out of the unit's command line.
+SECRET_SETTINGS = frozenset({"eab_hmac_key"})
 # Options that act instead of serving; they are no settings of the file or the environment.
 _ACTIONS = ("config_file", "print_config", "print_systemd_unit")
 
@@ -175,6 +179,7 @@ def _systemd_unit(config, settings, schema: dict[str, str]) -> str:
     environment become flags (absolute paths), the config file stays the file; the state dir defaults
     to /var/lib/tlskit (a service has no home directory to put it in)."""
     from tlskit.cli.common import own_command
+    from tlskit.server.settings import env_name
     from tlskit.systemd import SERVICE_STATE_DIR, serve_unit
 
     command = [*own_command(absolute=True), "serve"]
@@ -183,6 +188,8 @@ def _systemd_unit(config, settings, schema: dict[str, str]) -> str:
     for name, value in settings.values.items():
         if settings.sources.get(name) not in ("flag",) and not settings.sources.get(name, "").startswith("TLSKIT_"):
             continue
+        if name in SECRET_SETTINGS:
+            continue       # a unit file is world-readable; the unit says where the secret goes instead
         flag = "--" + name.replace("_", "-")
         kind = schema[name]
         if kind == "bool":
@@ -197,7 +204,11 @@ def _systemd_unit(config, settings, schema: dict[str, str]) -> str:
         command += ["--state-dir", str(state_dir)]
     writable = [Path(config.access_log_file).absolute().parent] if config.access_log_file else []
     ports = [config.port] + ([config.redirect_port] if config.redirect_port else [])
-    return serve_unit(command, state_dir=state_dir, ports=ports, writable=writable)
+    secrets = [f"{env_name(name)} (--{name.replace('_', '-')})" for name in sorted(SECRET_SETTINGS)
+               if settings.values.get(name) is not None]
+    notes = [f"Left out of ExecStart: {', '.join(secrets)}. Put it in a root-only EnvironmentFile= "
+             "(chmod 600), or in the config file."] if secrets else []
+    return serve_unit(command, state_dir=state_dir, ports=ports, writable=writable, notes=notes)
 
 
 def _say(text: str) -> None:

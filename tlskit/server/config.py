@@ -46,6 +46,8 @@ class AcmeSettings:
     directory_ca_file: Path | None = None  # trust for the directory's HTTPS (a private CA)
     renew_days: int | None = None          # None: a third of the lifetime before expiry, or the CA's ARI window
     check_interval: float | None = None    # longest sleep between renewal checks; None: until due
+    eab_kid: str | None = None             # external account binding, for registering the account
+    eab_hmac_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     ``options`` uses ServeConfig's field names, the HTTP limit names of :data:`HTTP_FLAGS`,
     ``max_auth_failures``, ``auth_ban_seconds``, the ``acme`` names with the options of
     :class:`AcmeSettings` (``email``, ``agree_tos``, ``directory``, ``directory_ca_file``,
-    ``acme_renew_days``, ``acme_check_interval``) and the raw forms of lists (``allow``, ``trust_proxy``,
+    ``acme_renew_days``, ``acme_check_interval``, ``eab_kid``, ``eab_hmac_key``) and the raw forms of lists (``allow``, ``trust_proxy``,
     ``key_header``); missing keys keep their defaults.
     """
     values = dict(options)
@@ -184,7 +186,8 @@ def _acme(values: dict) -> AcmeSettings | None:
     names = values.pop("acme", None)
     given = {"email": values.pop("email", None), "agree_tos": bool(values.pop("agree_tos", False)),
              "directory": values.pop("directory", None), "directory_ca_file": values.pop("directory_ca_file", None),
-             "renew_days": values.pop("acme_renew_days", None), "check_interval": values.pop("acme_check_interval", None)}
+             "renew_days": values.pop("acme_renew_days", None), "check_interval": values.pop("acme_check_interval", None),
+             "eab_kid": values.pop("eab_kid", None), "eab_hmac_key": values.pop("eab_hmac_key", None)}
     if not names:
         return None
     if values.get("cert") is not None or values.get("key") is not None:

@@ -61,7 +61,8 @@ def start_managed_certificate(settings: AcmeSettings, state_dir: Path, *, host: 
         names=list(settings.names), out_dir=Path(state_dir) / "acme", directory=resolve_directory(settings.directory),
         email=settings.email, agree_tos=settings.agree_tos, directory_ca_file=settings.directory_ca_file,
         http_address=host if host not in ("0.0.0.0", "::") else "", http_port=http_port or 80,
-        renew_days=settings.renew_days, max_sleep=settings.check_interval)
+        renew_days=settings.renew_days, max_sleep=settings.check_interval, eab_kid=settings.eab_kid,
+        eab_hmac_key=settings.eab_hmac_key)
     managed.ensure(say)
     return managed
 
@@ -80,6 +81,8 @@ class ManagedCertificate:
     http_port: int = 80
     renew_days: int | None = None       # None: by the lifetime (and ARI)
     max_sleep: float | None = None      # longest wait between two checks (None: as the plan says)
+    eab_kid: str | None = None          # external account binding: only the first order registers
+    eab_hmac_key: str | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -134,7 +137,7 @@ class ManagedCertificate:
             f"(http-01 on port {self.http_port})")
         issued = issue_certificate(self.names, self.out_dir, self.directory, self.email, standalone,
                                    agree_tos=self.agree_tos, directory_ca_file=self.directory_ca_file,
-                                   force=True)
+                                   eab_kid=self.eab_kid, eab_hmac_key=self.eab_hmac_key, force=True)
         say(f"certificate issued: serial {issued.serial}, valid until {issued.not_after:%Y-%m-%d %H:%M} UTC")
         return issued.fullchain, issued.privkey
 
