@@ -25,6 +25,14 @@ def checkip(path, ip) -> bool:
     return "does match" in out
 
 
+def csr_signature_holds(path, der: bool = False) -> bool:
+    """openssl's verdict on a CSR's self-signature. `openssl req -verify` exits 0 even when the
+    signature is wrong (OpenSSL 3.0), so the verdict is read from its message."""
+    run = openssl("req", *(["-inform", "DER"] if der else []), "-in", str(path), "-verify", "-noout", check=False)
+    text = (run.stdout + run.stderr).decode(errors="replace")
+    return run.returncode == 0 and "verify OK" in text and "failure" not in text
+
+
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 def test_selfsign_every_key_type(tmp_path, key_type):
     run = run_tlskit("selfsign", "--key-type", key_type, "--cn", "localhost", "--san", "127.0.0.1",
@@ -111,13 +119,16 @@ def test_long_validity_warns_but_signs(tmp_path):
     assert (tmp_path / "l.pem").exists()
 
 
-def test_tampered_csr_is_refused(tmp_path):
+@pytest.mark.parametrize("key_type", ["rsa:2048", "ec:p256"])
+def test_tampered_csr_is_refused(tmp_path, key_type):
+    """The classic forgery: same key and signature, another name. The signature no longer covers it."""
     assert run_tlskit("ca", "init", "--dir", "ca", "--cn", "Root", cwd=tmp_path).returncode == 0
-    assert run_tlskit("csr", "--key-type", "rsa:2048", "--cn", "good.example.com", "--out", "t.csr", cwd=tmp_path).returncode == 0
+    assert run_tlskit("csr", "--key-type", key_type, "--cn", "good.example.com", "--out", "t.csr", cwd=tmp_path).returncode == 0
     der = openssl("req", "-in", str(tmp_path / "t.csr"), "-outform", "DER").stdout
     tampered = der.replace(b"good.example.com", b"evil.example.com")
     assert tampered != der
     (tmp_path / "t.der").write_bytes(tampered)
+    assert not csr_signature_holds(tmp_path / "t.der", der=True)
     run = run_tlskit("ca", "sign", "t.der", "--ca-dir", "ca", "--out", "t.pem", cwd=tmp_path)
     assert_one_line_error(run, 1, "invalid signature")
     assert not (tmp_path / "t.pem").exists()

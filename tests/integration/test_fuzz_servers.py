@@ -179,11 +179,15 @@ def test_proxy_never_presents_a_cut_upstream_body_as_complete(proxy_to_hostile, 
 #
 # One real `tlskit serve` (subprocess, loopback, zero-config certificate) answers every example over a
 # raw TLS socket, so odd bytes reach the server unchanged. The contract: never a 5xx, only the
-# documented codes; a credential that is not a valid one is a 401 with the Basic challenge, never a
-# 400 or 500 (README, "Calling it"); the server survives and logs no exception.
+# documented codes; every answer carries HSTS and nosniff; a credential that is not a valid one is
+# the one 401 with the Basic challenge, never a 400 or 500 (README, "Calling it"); the server
+# survives and logs no exception.
 
 SERVER = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PASSWORD = "correct horse battery staple"
+HSTS = "max-age=31536000; includeSubDomains"
+CHALLENGE = 'Basic realm="tlskit", charset="UTF-8"'
+UNAUTHORIZED = {"error": "unauthorized", "detail": "missing, wrong or malformed credentials"}
 
 
 @pytest.fixture(scope="module")
@@ -217,15 +221,19 @@ def _auth(served) -> tuple[bytes, bytes]:
     return (b"Authorization", b"Bearer " + served.extra["token"].encode())
 
 
-def _assert_app_answer(reply, allowed: set[int]) -> None:
+def _assert_app_answer(reply, allowed: set[int], head: bool = False) -> None:
     assert reply.status in allowed | {400}, (reply.status, reply.body[:300])
     assert reply.status < 500 and reply.status != 0
     if reply.status == 400 and reply.from_parser:
         return  # uvicorn's HTTP parser refused the bytes before the app saw them: fine, and not a 500
     assert reply.status in allowed, (reply.status, reply.body[:300])
-    assert reply.header("strict-transport-security"), reply.headers  # every answer of the app carries HSTS
+    assert reply.header("strict-transport-security") == HSTS, reply.headers
+    assert reply.header("x-content-type-options") == "nosniff", reply.headers
     if reply.status == 401:
-        assert reply.header("www-authenticate", ) and "basic" in reply.header("www-authenticate").lower(), reply.headers
+        # Missing, wrong and malformed alike: the answer must not tell a prober which it was.
+        assert reply.header("www-authenticate") == CHALLENGE, reply.headers
+        if not head:
+            assert reply.json == UNAUTHORIZED, reply.body[:300]
     if reply.body and reply.header("content-type") == "application/json":
         _strict_json(reply.body)
 
@@ -266,13 +274,27 @@ def authorization_values() -> st.SearchStrategy[bytes]:
 @example(value=b"Basic " + base64.b64encode(b"alice:" + PASSWORD.encode() + b"x"), path="/api", method="GET")
 @example(value=b"Basic \xff\xfe", path="/api", method="GET")
 @example(value=b"Basic " + base64.b64encode(b"\xff:\xfe"), path="/api", method="GET")
+@example(value=None, path="/api", method="GET")
+@example(value=None, path="/api/products/1", method="GET")
+@example(value=b"Basic " + base64.b64encode(b"mallory:" + PASSWORD.encode()), path="/api/products/1", method="GET")
+@example(value=b"Bearer tlk_not-a-real-token", path="/api/products/1", method="GET")
+@example(value=b"Basic !!!notbase64***", path="/api/products/1", method="GET")
+@example(value=b"Basic " + base64.b64encode(b"alice"), path="/api/products/1", method="GET")
+@example(value=b"Basic " + base64.b64encode(b"alice:\xff\xfe"), path="/api/products/1", method="GET")
+@example(value=b"Digest username=alice", path="/api/products/1", method="GET")
+@example(value=b"Bearer", path="/api/products/1", method="GET")
+@example(value=b"Basic ", path="/api/products/1", method="GET")
 def test_fuzzed_authorization_is_always_401(api, value, path, method):
-    reply = _call(api, method, path, [(b"Authorization", value)], b"{}" if method == "POST" else None)
-    _assert_app_answer(reply, {401, 431})
+    """Any Authorization value, or none (None), gets the one 401: no value drawn comes near the server's
+    header line limit, so a 431 would be a wrong answer too."""
+    headers = [] if value is None else [(b"Authorization", value)]
+    reply = _call(api, method, path, headers, b"{}" if method == "POST" else None)
+    _assert_app_answer(reply, {401}, head=method == "HEAD")
 
 
 @SERVER
 @given(value=HEADER_BYTES, name=st.sampled_from([b"X-API-Key", b"x-api-key", b"X-Api-Key"]))
+@example(value=b"tlk_nope", name=b"X-API-Key")
 def test_fuzzed_api_key_header_is_always_401(api, value, name):
     reply = _call(api, "GET", "/api/products", [(name, value)])
     if value.strip(b" \t") == api.extra["token"].encode():
@@ -335,16 +357,20 @@ HOSTILE_BODIES = {
     "duplicate keys": b'{"name": "dup", "name": "dup2", "price": 2}',
     "huge integer": b'{"id": 99999999999999999999, "name": "big", "price": 1}',
     "not UTF-8": b'{"name": "\xff\xfe", "price": 1}',
+    "not JSON": b"{not json",
 }
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 @pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
 def test_hostile_json_bodies_are_client_errors(api, name, method):
-    """Bodies that break naive JSON handling: each must be refused (4xx) or stored and served as real JSON."""
+    """Bodies that break naive JSON handling: each must be refused (4xx) or stored and served as real JSON;
+    one that is no JSON at all is a 400 that says so."""
     target = "/api/products" if method == "POST" else "/api/products/2"
     reply = _call(api, method, target, [_auth(api), (b"Content-Type", b"application/json")], HOSTILE_BODIES[name])
     _assert_app_answer(reply, {200, 201, 400, 404, 409, 413})
+    if name == "not JSON":
+        assert reply.status == 400 and reply.json["error"] == "bad json", (reply.status, reply.body[:300])
     if reply.status in (200, 201):
         row = _strict_json(reply.body)
         again = _call(api, "GET", f"/api/products/{row['id']}", [_auth(api)])
@@ -360,6 +386,11 @@ def test_fuzzed_raw_bodies_never_500(api, body, method):
     _assert_app_answer(reply, {200, 201, 400, 404, 409, 413})
 
 
+# Tables, rows and routes that are not there, some shaped like an injection or a peek at the schema.
+NOT_FOUND = ["/api/nosuchtable", "/api/products/99999", "/nothing/here", "/api/a/b/c/d", "/api/sqlite_schema",
+             '/api/products"%3B%20DROP%20TABLE%20products', "/api/x"]
+
+
 @SERVER
 @given(path=st.text(st.sampled_from(list("/api.%2e%2fproducts0123456789?#;\\")) | st.characters(
     min_codepoint=0x21, max_codepoint=0x7e), max_size=60),
@@ -367,10 +398,19 @@ def test_fuzzed_raw_bodies_never_500(api, body, method):
 @example(path="/api/products/../customers", method="GET")
 @example(path="/api/%2e%2e/x", method="GET")
 @example(path="*", method="OPTIONS")
+@example(path="/api/nosuchtable", method="GET")
+@example(path="/api/products/99999", method="GET")
+@example(path="/nothing/here", method="GET")
+@example(path="/api/a/b/c/d", method="GET")
+@example(path="/api/sqlite_schema", method="GET")
+@example(path='/api/products"%3B%20DROP%20TABLE%20products', method="GET")
+@example(path="/api/x", method="GET")
 def test_fuzzed_paths_and_methods_never_500(api, path, method):
     target = path if path.startswith(("/", "*")) else "/" + path
     reply = _call(api, method, target, [_auth(api)], b"{}" if method in ("POST", "PUT", "PATCH") else None)
-    _assert_app_answer(reply, {200, 201, 204, 400, 403, 404, 405, 409})
+    _assert_app_answer(reply, {200, 201, 204, 400, 403, 404, 405, 409}, head=method == "HEAD")
+    if path in NOT_FOUND and method == "GET":
+        assert reply.status == 404 and reply.json["error"] == "not found", (path, reply.status, reply.body[:300])
 
 
 @pytest.mark.parametrize("line", [b"bob:{SHA}\xc3\xa9abc", b"carl:$apr1$s\xc3\xa9lt$abc", b"dora:$2y$05$\xc3\xa9",
@@ -430,4 +470,5 @@ def test_fuzzed_query_tokens_are_401(api_query_token, query):
 def test_server_survived_the_fuzzing(api):
     reply = _call(api, "GET", "/api/products?limit=1", [_auth(api)])
     assert reply.status == 200, reply
+    _assert_app_answer(reply, {200})
     assert api.proc.poll() is None
