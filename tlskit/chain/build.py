@@ -78,7 +78,7 @@ def build_chain(
         _order_only(report, pool, sources, fetch, download, now)
     else:
         if is_self_signed(leaf.certificate):
-            raise _self_signed(report, leaf.certificate)
+            raise _self_signed_leaf_error(report, leaf.certificate)
         options = VerifyOptions(purpose=purpose, host=parsed_host, at=now, lenient=lenient, bottom_is_ca=bottom_is_ca,
                                 crls=tuple(crls), fetch=fetch, ocsp=ocsp, fetch_issuers=download)
         verdict = verify(leaf.certificate, pool, trust, options)
@@ -105,7 +105,7 @@ def build_chain(
     return report
 
 
-def _self_signed(report: ChainReport, cert: x509.Certificate) -> ChainError:
+def _self_signed_leaf_error(report: ChainReport, cert: x509.Certificate) -> ChainError:
     return ChainError(f"the leaf {name_to_slash(cert.subject)} is self-signed",
                       "a self-signed certificate has no chain; clients trust it only where it is installed",
                       "have it signed by a CA (tlskit ca sign), or install it on the clients", report=report)
@@ -153,7 +153,7 @@ def _order_only(report: ChainReport, pool, sources, fetch: bool, download: Fetch
     candidate = best[1]
     path = list(candidate.certs)
     if len(path) == 1 and candidate.end == UNTRUSTED_ROOT:
-        raise _self_signed(report, report.leaf)
+        raise _self_signed_leaf_error(report, report.leaf)
     _links_from(report, path, sources, search.fetched, None)
     if candidate.end != UNTRUSTED_ROOT:
         if len(path) == 1:
