@@ -353,6 +353,18 @@ def test_issues_although_pebble_rejects_half_the_nonces(tmp_path_factory, tmp_pa
         noisy.stop()
 
 
+def test_a_ca_that_rejects_every_nonce_is_one_error_not_a_loop(tmp_path_factory, tmp_path):
+    broken = pebble_fixture(tmp_path_factory, env={"PEBBLE_WFE_NONCEREJECT": "100"})
+    try:
+        started = time.monotonic()
+        run = issue(broken, tmp_path, "never.example.com")
+        assert_one_line_error(run, 3, "badNonce")
+        assert time.monotonic() - started < 30
+        assert not (tmp_path / "never.example.com").exists()
+    finally:
+        broken.stop()
+
+
 def test_external_account_binding(tmp_path_factory, tmp_path):
     import base64
 
