@@ -237,6 +237,17 @@ def tlskit():
     return run_tlskit
 
 
+@pytest.fixture
+def cli_spelling():
+    """Library messages spell options as the CLI does (--include-root), for tests that check the text a
+    command prints while calling the library directly; without it they name the keyword (include_root)."""
+    from tlskit.cli.params import flag
+    from tlskit.errors import spelling_options
+
+    with spelling_options(flag):
+        yield
+
+
 # Under `make mutation` (mutmut sets MUTANT_UNDER_TEST) a test must give the same answer for every mutant:
 # hypothesis then replays a fixed sequence of examples instead of searching anew on each run.
 if "MUTANT_UNDER_TEST" in os.environ:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -82,8 +82,9 @@ def write_client_certificate(
     sans = client_names(email, uri)
     spec = KeySpec.parse(key_type or DEFAULT_KEY_TYPE)
     if pkcs12 is not None and not pkcs12_passphrase:
-        raise InputError("--pkcs12 needs --passphrase-file", "browsers and curl import PKCS#12 only with a "
-                         "passphrase", "put one on the first line of a file and pass --passphrase-file FILE")
+        raise InputError(f"{option('pkcs12')} needs {option('passphrase_file')}",
+                         "browsers and curl import PKCS#12 only with a passphrase",
+                         f"put one on the first line of a file and pass {option('passphrase_file')} FILE")
     cert_path = out or Path(f"{name}.pem")
     key_path = key_out or key_path_beside(cert_path)
     targets = [cert_path, key_path] + ([pkcs12] if pkcs12 is not None else [])

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -48,12 +48,12 @@ class NameConstraintsSpec:
               permit_ip: Iterable[str] = (), exclude_ip: Iterable[str] = (),
               permit_email: Iterable[str] = (), exclude_email: Iterable[str] = ()) -> NameConstraintsSpec:
         """The ``--permit-*``/``--exclude-*`` flags of `tlskit ca init`, each value checked."""
-        return cls(tuple(_domain(v, "--permit-dns") for v in permit_dns),
-                   tuple(_domain(v, "--exclude-dns") for v in exclude_dns),
-                   tuple(_network(v, "--permit-ip") for v in permit_ip),
-                   tuple(_network(v, "--exclude-ip") for v in exclude_ip),
-                   tuple(_mail_domain(v, "--permit-email") for v in permit_email),
-                   tuple(_mail_domain(v, "--exclude-email") for v in exclude_email))
+        return cls(tuple(_domain(v, option("permit_dns")) for v in permit_dns),
+                   tuple(_domain(v, option("exclude_dns")) for v in exclude_dns),
+                   tuple(_network(v, option("permit_ip")) for v in permit_ip),
+                   tuple(_network(v, option("exclude_ip")) for v in exclude_ip),
+                   tuple(_mail_domain(v, option("permit_email")) for v in permit_email),
+                   tuple(_mail_domain(v, option("exclude_email")) for v in exclude_email))
 
     @classmethod
     def of(cls, certificate: x509.Certificate) -> NameConstraintsSpec | None:

@@ -6,6 +6,9 @@ type's code, so scripts can tell bad input (2) from a failed verdict (1) and fro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 EXIT_OK = 0
 EXIT_VERDICT = 1
 EXIT_INPUT = 2
@@ -35,6 +38,38 @@ class TlskitError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def option(name: str) -> str:
+    """The setting ``name`` (a keyword such as ``max_header_line``) as the user spells it, for a message.
+
+    The library does not know its front end, so its messages name settings through this and never as
+    flags. The front end that runs decides the spelling with :func:`spelling_options`: ``--max-header-line``
+    on a command line, ``TLSKIT_MAX_HEADER_LINE`` for a value from the environment, ``max_header_line
+    in tlskit.toml`` for one from a config file. Without a front end, the keyword itself.
+    """
+    return _spelling(name)
+
+
+def _keyword(name: str) -> str:
+    return name
+
+
+_spelling: Callable[[str], str] = _keyword
+
+
+@contextmanager
+def spelling_options(spelling: Callable[[str], str]) -> Iterator[None]:
+    """Messages made inside the block spell each setting with ``spelling`` (see :func:`option`).
+
+    Process-wide, not per context, so a message made on one of the server's threads is spelled as the
+    command that started them would spell it."""
+    global _spelling
+    previous, _spelling = _spelling, spelling
+    try:
+        yield
+    finally:
+        _spelling = previous
 
 
 class InputError(TlskitError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlskit.errors import FileExistsRefused, InputError
+from tlskit.errors import FileExistsRefused, InputError, option
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -125,8 +125,8 @@ def load_private_key_bytes(data: bytes, source: str, passphrase: bytes | None) -
         return loader(data, password=passphrase)
     except TypeError:
         if passphrase is None:
-            raise InputError(f"key {source} is encrypted", fix="pass its passphrase with --passphrase-file") from None
-        raise InputError(f"key {source} is not encrypted", fix="drop --passphrase-file") from None
+            raise InputError(f"key {source} is encrypted", fix=f"pass its passphrase with {option('passphrase_file')}") from None
+        raise InputError(f"key {source} is not encrypted", fix=f"drop {option('passphrase_file')}") from None
     except ValueError as exc:
         reason = str(exc).lower()
         if passphrase is not None and ("password" in reason or "decrypt" in reason or _is_encrypted(loader, data)):
@@ -207,7 +207,7 @@ def _add_der(bundle: Bundle, data: bytes, source: str, passphrase: bytes | None)
         bundle.private_keys.append(serialization.load_der_private_key(data, password=passphrase))
         return
     except TypeError:
-        raise InputError(f"key {source} is encrypted", fix="pass its passphrase with --passphrase-file") from None
+        raise InputError(f"key {source} is encrypted", fix=f"pass its passphrase with {option('passphrase_file')}") from None
     except Exception:
         pass
     raise InputError(f"{source} is neither PEM nor DER", "no certificate, CSR or key found",
@@ -258,7 +258,7 @@ def check_writable(paths: list[Path], force: bool) -> None:
         if path.is_dir():
             raise InputError(f"{path} is a directory", fix="name a file")
         if path.exists() and not force:
-            raise FileExistsRefused(f"{path} already exists", fix="pass --force to replace it, or choose another path")
+            raise FileExistsRefused(f"{path} already exists", fix=f"pass {option('force')} to replace it, or choose another path")
         parent = path.parent  # Path("cert.pem").parent is Path("."), never empty
         if not parent.is_dir():
             raise InputError(f"directory {parent} does not exist", fix=f"create it first (mkdir -p {parent})")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from tlskit.certificates import is_self_issued, to_pem
 from tlskit.constraints import NameConstraintsSpec
 from tlskit.csr import check_csr, csr_sans, default_file_stem, effective_sans, load_csr
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.files import Output, check_writable, load_certificates, write_outputs
 from tlskit.keys import (DEFAULT_KEY_TYPE, KeySource, KeySpec, generate_key, key_matches_certificate, load_private_key,
                          prepare_key, private_key_pem, signing_hash)
@@ -124,15 +124,15 @@ def _certificate(
 
 def _not_after(start: dt.datetime, days: int, hours: int | None) -> dt.datetime:
     """The end of a validity of ``days`` (or ``hours``, when given) from ``start``, checked."""
-    flag, count = ("--hours", hours) if hours is not None else ("--days", days)
+    name, count = ("hours", hours) if hours is not None else ("days", days)
     if count < 1:
-        raise InputError(f"{flag} {count} is not a positive number", fix="give at least 1")
+        raise InputError(f"{option(name)} {count} is not a positive number", fix="give at least 1")
     try:
         end = start + (dt.timedelta(hours=count) if hours is not None else dt.timedelta(days=count))
     except OverflowError:
         end = None
     if end is None or end > _LAST_DATE:
-        raise InputError(f"{flag} {count} ends after the year 9999", "X.509 dates have four-digit years",
+        raise InputError(f"{option(name)} {count} ends after the year 9999", "X.509 dates have four-digit years",
                          "give a shorter validity (3650 days is ten years)")
     return end
 
@@ -155,7 +155,7 @@ def self_signed_certificate_from_csr(key: PrivateKeyTypes, csr: x509.Certificate
 
     check_csr(csr)
     if public_key_der(csr.public_key()) != public_key_der(key.public_key()):
-        raise InputError("the key does not match the CSR", fix="pass the key the CSR was made with (--key)")
+        raise InputError("the key does not match the CSR", fix=f"pass the key the CSR was made with ({option('key')})")
     names = csr_sans(csr)
     cert = _certificate(
         subject=csr.subject, issuer=csr.subject, public_key=key.public_key(), signing_key=key, days=days,
@@ -174,7 +174,7 @@ def _validity_warnings(days: int) -> list[str]:
 def _san_warnings(sans: list[x509.GeneralName]) -> list[str]:
     if not sans:
         return ["no subject alternative name: browsers and most TLS clients will reject this certificate "
-                "(give --san or a host name as CN)"]
+                f"(give {option('san')} or a host name as CN)"]
     return []
 
 
@@ -209,7 +209,7 @@ class LocalCA:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create the CA directory {directory}", exc.strerror or str(exc),
-                             "choose a --dir you can write to") from None
+                             f"choose a {option('dir')} you can write to") from None
         targets = [directory / CA_CERT_FILE, directory / CA_KEY_FILE] + ([directory / "chain.pem"] if parent else [])
         check_writable(targets, force)
         key = generate_key(key_spec or KeySpec.parse(DEFAULT_KEY_TYPE))

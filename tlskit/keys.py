@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,7 +100,7 @@ class KeySource:
         """(the key, whether it is new): the file decrypted with ``passphrase``, or a newly generated key."""
         if self.path is not None:
             if self.key_type is not None:
-                raise InputError("--key and --key-type were both given",
+                raise InputError(f"{option('key')} and {option('key_type')} were both given",
                                  fix="use one: an existing key or a new key type")
             return load_private_key(self.path, passphrase), False
         spec = KeySpec.parse(self.key_type or DEFAULT_KEY_TYPE)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.oids import ATTRIBUTE_NAMES
 
 if TYPE_CHECKING:
@@ -23,20 +23,20 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Field:
     key: str          # the short name used in /C=.. strings and in JSON
-    flag: str         # the CLI flag
+    setting: str      # the keyword (and CLI flag) that sets it, for messages (tlskit.errors.option)
     prompt: str       # what `openssl req` asks
     max_length: int   # RFC 5280 upper bound (ub-*)
 
 
 # Order is the order openssl prompts in and the order subjects are written in.
 FIELDS: tuple[Field, ...] = (
-    Field("C", "--country", "Country Name (2 letter code)", 2),
-    Field("ST", "--state", "State or Province Name (full name)", 128),
-    Field("L", "--locality", "Locality Name (eg, city)", 128),
-    Field("O", "--org", "Organization Name (eg, company)", 64),
-    Field("OU", "--org-unit", "Organizational Unit Name (eg, section)", 64),
-    Field("CN", "--cn", "Common Name (e.g. server FQDN or YOUR name)", 64),
-    Field("emailAddress", "--email", "Email Address", 255),
+    Field("C", "country", "Country Name (2 letter code)", 2),
+    Field("ST", "state", "State or Province Name (full name)", 128),
+    Field("L", "locality", "Locality Name (eg, city)", 128),
+    Field("O", "org", "Organization Name (eg, company)", 64),
+    Field("OU", "org_unit", "Organizational Unit Name (eg, section)", 64),
+    Field("CN", "cn", "Common Name (e.g. server FQDN or YOUR name)", 64),
+    Field("emailAddress", "email", "Email Address", 255),
 )
 _FIELDS_BY_KEY = {f.key.lower(): f for f in FIELDS}
 # Long names people paste from other tools.
@@ -90,7 +90,7 @@ def subject_from_fields(text: str | None, fields: dict[str, str | None]) -> Subj
     over it: ``{"O": "Other"}`` replaces the O of ``/O=Example/CN=x``; None means not given."""
     given = {key: value for key, value in fields.items() if value is not None}
     if text is None and not given:
-        raise InputError("no subject given", fix='pass --cn NAME, --subject "/CN=NAME", or --interactive')
+        raise InputError("no subject given", fix=f'pass {option("cn")} NAME, {option("subject")} "/CN=NAME", or {option("interactive")}')
     subject = parse_subject(text) if text is not None else {}
     subject.update(given)
     return validate_subject(subject)
@@ -106,7 +106,7 @@ def validate_subject(subject: Subject) -> Subject:
         _check_field(field, value)
         ordered[field.key] = value
     if not ordered:
-        raise InputError("the subject has no fields", fix="give at least --cn (or a /CN=... subject)")
+        raise InputError("the subject has no fields", fix=f"give at least {option('cn')} (or a /CN=... subject)")
     return ordered
 
 
@@ -120,16 +120,16 @@ def _check_field(field: Field, value: str) -> None:
         encoded = value.encode("utf-8")
     except UnicodeEncodeError:
         # A shell hands bytes that are not UTF-8 to Python as lone surrogates: no certificate can hold them.
-        raise InputError(f"{field.key} is not valid UTF-8 text", fix=f"retype {field.flag} in UTF-8") from None
+        raise InputError(f"{field.key} is not valid UTF-8 text", fix=f"retype {option(field.setting)} in UTF-8") from None
     if len(value) > field.max_length:
         raise InputError(f"{field.key} is {len(value)} characters long",
-                         f"RFC 5280 allows at most {field.max_length}", f"shorten {field.flag}")
+                         f"RFC 5280 allows at most {field.max_length}", f"shorten {option(field.setting)}")
     if field.key == "CN" and len(encoded) > field.max_length:
         # cryptography (and so tlskit) bounds the CN by UTF-8 bytes, not by RFC 5280's characters.
         raise InputError(f"CN is {len(encoded)} bytes long in UTF-8",
-                         f"a certificate's CN holds at most {field.max_length}", f"shorten {field.flag}")
+                         f"a certificate's CN holds at most {field.max_length}", f"shorten {option(field.setting)}")
     if any(ord(ch) < 32 for ch in value):
-        raise InputError(f"{field.key} contains a control character", fix=f"remove it from {field.flag}")
+        raise InputError(f"{field.key} contains a control character", fix=f"remove it from {option(field.setting)}")
     if field.key == "emailAddress":
         # emailAddress is an IA5String: ASCII only.
         if not value.isascii() or "@" not in value:
@@ -221,7 +221,7 @@ def parse_san(text: str) -> x509.GeneralName:
             return _email(value)
         return x509.UniformResourceIdentifier(_uri(value))
     if not raw:
-        raise InputError("a SAN is empty", fix="write e.g. --san example.com")
+        raise InputError("a SAN is empty", fix=f"write e.g. {option('san')} example.com")
     try:
         return x509.IPAddress(ipaddress.ip_address(raw.strip("[]")))
     except ValueError:

@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from tlskit.chain import ChainError
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.keys import check_supported, key_matches_certificate
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def load_key_for_chain(path: str | os.PathLike[str], passphrase: bytes | None) -
 def pkcs12_bytes(report: ChainReport, key: PrivateKeyTypes, passphrase: bytes) -> bytes:
     """A PKCS#12 file (Java keystores, Windows) with the key, the leaf and the rest of the chain."""
     if not key_matches_certificate(key, report.leaf):
-        raise ChainError("the key does not match the leaf", fix="pass the leaf's own private key with --key",
+        raise ChainError("the key does not match the leaf", fix=f"pass the leaf's own private key with {option('key')}",
                          report=report)
     return pkcs12_of(report.leaf, key, report.fullchain()[1:], passphrase)
 

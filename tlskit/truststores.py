@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tlskit.errors import InputError, TlskitError
+from tlskit.errors import InputError, TlskitError, option
 
 DEBIAN_ANCHORS = Path("/usr/local/share/ca-certificates")
 FEDORA_ANCHORS = Path("/etc/pki/ca-trust/source/anchors")
@@ -93,7 +93,7 @@ class TrustPlan:
         if not is_self_issued(cert):
             # Trusting an intermediate as an anchor works, but hides its root from every verifier.
             raise InputError(f"{path} is an intermediate CA", "a trust store takes the root",
-                             "install the root's directory instead (--ca-dir of its parent)")
+                             f"install the root's directory instead ({option('ca_dir')} of its parent)")
         digest = fingerprint(cert, "sha256").replace(":", "").lower()
         return cls(ca_dir, to_pem(cert), digest, name_to_slash(cert.subject), home or Path.home())
 

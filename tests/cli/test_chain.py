@@ -474,7 +474,7 @@ def test_intermediates_restricted_by_eku(tmp_path, int_eku, ok):
         assert not (tmp_path / "full.pem").exists()
 
 
-def test_real_public_chain_verifies_against_certifi(tmp_path):
+def test_real_public_chain_verifies_against_certifi(tmp_path, cli_spelling):
     # The default trust store, with a real Let's Encrypt chain at a time when it was valid
     # (library call: the CLI always verifies at the current time).
     import datetime as dt

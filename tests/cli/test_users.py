@@ -100,7 +100,7 @@ def test_a_new_user_is_checked_when_made_before_any_database_is_opened():
 
     for fields, message in (({"name": "bad:name", "token": True}, "invalid user name"),
                             ({"name": "eve"}, "no credential"),
-                            ({"name": "eve", "token": True, "max_concurrent": -2}, "--max-concurrent -2 is negative")):
+                            ({"name": "eve", "token": True, "max_concurrent": -2}, "max_concurrent -2 is negative")):
         with pytest.raises(InputError, match=message):
             NewUser(**fields)
     assert NewUser("eve", password="pw").methods == frozenset({"GET"})

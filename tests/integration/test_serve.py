@@ -403,6 +403,12 @@ def test_cert_without_key_is_one_line_error(server, tmp_path):
 def test_port_in_use_is_exit_3(server, tmp_path):
     run = run_tlskit("serve", "--port", str(server.port), "--state-dir", str(server.state_dir), timeout=60)
     assert_one_line_error(run, 3, "cannot listen")
+    assert "choose another --port/--host" in run.stderr, run.stderr
+    # A taken redirect port names the option that chose it, not --port.
+    run = run_tlskit("serve", "--port", str(free_port()), "--redirect-port", str(server.port),
+                     "--state-dir", str(server.state_dir), timeout=60)
+    assert_one_line_error(run, 3, f"cannot listen on 127.0.0.1:{server.port}")
+    assert "choose another --redirect-port/--host" in run.stderr, run.stderr
 
 
 def test_bad_allow_is_one_line_error(tmp_path):

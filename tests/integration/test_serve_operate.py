@@ -76,6 +76,32 @@ def test_a_bad_variable_is_one_line(tmp_path):
     assert_one_line_error(run, 2, "TLSKIT_MAX_REQUESTS")
 
 
+@pytest.mark.parametrize("where, value, named", [
+    ("flag", "10.0.0.0/33", "bad --trust-proxy '10.0.0.0/33'"),
+    ("environment", "10.0.0.0/33", "bad TLSKIT_TRUST_PROXY '10.0.0.0/33'"),
+    ("file", "10.0.0.0/33", "bad trust_proxy in t.toml '10.0.0.0/33'"),
+    ("file", 0, "max_header_line in t.toml 0 is not positive"),
+    ("environment", 0, "TLSKIT_MAX_HEADER_LINE 0 is not positive"),
+])
+def test_a_bad_value_is_named_where_it_was_given(tmp_path, where, value, named):
+    setting = "trust_proxy" if isinstance(value, str) else "max_header_line"
+    args, env = ["serve", "--state-dir", "state"], {}
+    if where == "flag":
+        args += ["--" + setting.replace("_", "-"), str(value)]
+    elif where == "environment":
+        env["TLSKIT_" + setting.upper()] = str(value)
+    else:
+        (tmp_path / "t.toml").write_text(f"{setting} = {value!r}\n".replace("'", '"'))
+        args += ["--config", "t.toml"]
+    run = run_tlskit(*args, cwd=tmp_path, env=env)
+    assert_one_line_error(run, 2)
+    assert run.stderr.startswith(f"error: {named}"), run.stderr
+    # Only the place the value came from is named: a flag the user never typed would send them looking.
+    if where != "flag":
+        assert "--" not in run.stderr, run.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_the_config_file_may_come_from_tlskit_config(tmp_path):
     (tmp_path / "c.toml").write_text("max_concurrent = 3\n")
     run = run_tlskit("serve", "--print-config", env={"TLSKIT_CONFIG": str(tmp_path / "c.toml")})

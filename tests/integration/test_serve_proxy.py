@@ -20,7 +20,7 @@ def test_upstream_url_forms():
     assert parse_upstream("https://example.test").port == 443
     assert parse_upstream("http://[::1]:9000").host_header == "[::1]:9000"
     for bad in ("ftp://x", "127.0.0.1:8000", "http://x/?a=1", "http://u:p@x", "http://x:99999"):
-        with pytest.raises(InputError, match="--upstream"):
+        with pytest.raises(InputError, match="^bad upstream "):
             parse_upstream(bad)
 
 

@@ -16,6 +16,9 @@ from tlskit.revocation.status import RevocationStatus
 from tlskit.trust import TrustStore
 from unit_pki import DAY, NOW, FastPki, role_key, rsa_role_key, weak_signed
 
+# The findings' texts are checked as the CLI prints them.
+pytestmark = pytest.mark.usefixtures("cli_spelling")
+
 CA_ISSUERS_URL = "http://ca.test/build-int.der"
 
 

@@ -16,6 +16,9 @@ from tlskit.errors import InputError, NetworkError
 from tlskit.trust import TrustStore
 from unit_pki import DAY, NOW, FastPki, role_key
 
+# The findings' texts are checked as the CLI prints them.
+pytestmark = pytest.mark.usefixtures("cli_spelling")
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):

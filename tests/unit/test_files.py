@@ -24,6 +24,9 @@ from tlskit.files import (
     process_alive, read_bytes, read_passphrase, write_outputs,
 )
 
+# The errors are checked as the CLI prints them (--passphrase-file, --force).
+pytestmark = pytest.mark.usefixtures("cli_spelling")
+
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 # Above Linux's largest pid_max (2**22): kill() answers "no such process", as for a writer that died.

@@ -381,7 +381,7 @@ def test_open_limiter_opens_the_store_it_is_given(tmp_path):
     assert (default.fail, default.lease) == ("open", 15.0)
 
 
-def test_an_sqlite_store_that_cannot_be_opened_says_what_to_do(tmp_path):
+def test_an_sqlite_store_that_cannot_be_opened_says_what_to_do(tmp_path, cli_spelling):
     path = tmp_path / "missing" / "limits.sqlite"
     with pytest.raises(InputError) as excinfo:
         open_limiter(LimitsStore("sqlite", path=path), tmp_path)

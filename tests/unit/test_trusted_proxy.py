@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tlskit.errors import InputError
+from tlskit.cli.params import flag
+from tlskit.errors import InputError, spelling_options
 from tlskit.server.trusted_proxy import (TrustedProxies, TrustedProxyMiddleware, address_key, parse_address,
                                          parse_networks)
 
@@ -82,17 +83,18 @@ def test_networks_parse_from_lists_and_comma_separated_values():
     assert not TrustedProxies.parse(["0.0.0.0/0"]).trusts(None)
 
 
-def test_a_bad_network_names_the_flag_the_value_and_an_example():
+def test_a_bad_network_names_the_option_the_value_and_an_example():
     with pytest.raises(InputError) as raised:
         TrustedProxies.parse(["10.0.0.0/33"])
-    assert str(raised.value) == ("bad --trust-proxy '10.0.0.0/33' (expected an IP address or CIDR such as "
-                                 "10.0.0.0/8); for example --trust-proxy 127.0.0.1/32")
-    with pytest.raises(InputError) as raised:
-        parse_networks(["ok", "x"], option="--allow", why="not a network", fix="try --allow 10.0.0.0/8")
-    assert str(raised.value) == "bad --allow 'ok' (not a network); try --allow 10.0.0.0/8"
-    with pytest.raises(InputError) as raised:
-        parse_networks(["1.2.3.4/40"], option="--allow")
-    assert raised.value.fix == "for example --allow 127.0.0.1/32"
+    # Without a front end the option is its keyword; the CLI spells it as the flag.
+    assert str(raised.value) == ("bad trust_proxy '10.0.0.0/33' (expected an IP address or CIDR such as "
+                                 "10.0.0.0/8); for example 127.0.0.1/32")
+    with spelling_options(flag), pytest.raises(InputError) as raised:
+        parse_networks(["ok", "x"], setting="allow", why="not a network", fix="try 10.0.0.0/8")
+    assert str(raised.value) == "bad --allow 'ok' (not a network); try 10.0.0.0/8"
+    with spelling_options(str.upper), pytest.raises(InputError) as raised:
+        parse_networks(["1.2.3.4/40"], setting="allow")
+    assert raised.value.what == "bad ALLOW '1.2.3.4/40'" and raised.value.fix == "for example 127.0.0.1/32"
 
 
 @pytest.mark.parametrize("ip, key", [

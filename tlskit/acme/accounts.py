@@ -15,7 +15,7 @@ from typing import Any
 from tlskit.acme.client import (LETSENCRYPT, LETSENCRYPT_STAGING, Session, ca_errors, connect, first_reason,
                                 jwk_of, new_account_key_pem, resolve_directory)
 from tlskit.acme.store import AccountFiles
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import InputError, NetworkError, option
 
 
 @dataclass
@@ -64,21 +64,22 @@ def ensure_account(session: Session, email: str | None, agree_tos: bool, known_u
         terms = getattr(meta, "terms_of_service", None) if meta is not None else None
         if terms and not agree_tos:
             raise InputError("the CA asks you to agree to its terms of service", terms,
-                             "read them and pass --agree-tos")
+                             f"read them and pass {option('agree_tos')}")
         eab = None
         if eab_kid or eab_hmac_key:
             if not (eab_kid and eab_hmac_key):
-                raise InputError("--eab-kid and --eab-hmac-key go together", fix="pass both, as your CA gave them")
+                raise InputError(f"{option('eab_kid')} and {option('eab_hmac_key')} go together",
+                                 fix="pass both, as your CA gave them")
             try:
                 eab = messages.ExternalAccountBinding.from_data(
                     account_public_key=client.net.key.public_key(), kid=eab_kid, hmac_key=eab_hmac_key,
                     directory=client.directory)
             except (ValueError, TypeError) as exc:
-                raise InputError("--eab-hmac-key is not base64url", first_reason(exc),
+                raise InputError(f"{option('eab_hmac_key')} is not base64url", first_reason(exc),
                                  "copy the HMAC key exactly as your CA gave it") from None
         elif client.external_account_required():
             raise InputError("this CA requires external account binding",
-                             fix="pass --eab-kid and --eab-hmac-key from your CA account")
+                             fix=f"pass {option('eab_kid')} and {option('eab_hmac_key')} from your CA account")
         registration = messages.NewRegistration.from_data(
             email=email, terms_of_service_agreed=True if agree_tos or terms else None,
             external_account_binding=eab)

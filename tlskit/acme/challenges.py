@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tlskit.errors import BindError, InputError
+from tlskit.errors import BindError, InputError, option
 
 HTTP01 = "http-01"
 DNS01 = "dns-01"
@@ -261,12 +261,12 @@ class DnsHook:
             done = subprocess.run(f"{self.command} {action}", shell=True, env=env, stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=_HOOK_TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise InputError(f"--dns-hook {action} for {item.dns_record} did not finish",
+            raise InputError(f"{option('dns_hook')} {action} for {item.dns_record} did not finish",
                              f"still running after {_HOOK_TIMEOUT} s", "make the hook return once the record is set") from None
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
             why = f"exit {done.returncode}" + (f": {detail[-1]}" if detail else "")
-            raise InputError(f"--dns-hook {action} failed for {item.dns_record}", why,
+            raise InputError(f"{option('dns_hook')} {action} failed for {item.dns_record}", why,
                              f"run it by hand: TLSKIT_DNS_RECORD={item.dns_record} {shlex.quote(self.command)} {action}")
 
     def settings(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.errors import InputError, NetworkError, TlskitError
+from tlskit.errors import InputError, NetworkError, TlskitError, option
 
 if TYPE_CHECKING:
     from acme import client as acme_client
@@ -135,24 +135,24 @@ def ca_errors(directory: str, doing: str) -> Iterator[None]:
         raise NetworkError(f"the CA refused {doing}", problem_text(problem), _problem_fix(problem)) from None
     except requests.exceptions.SSLError as exc:
         raise NetworkError(f"cannot verify the TLS certificate of {directory}", first_reason(exc),
-                           "pass --directory-ca-file with the CA's certificate if it is a private CA") from None
+                           f"pass {option('directory_ca_file')} with the CA's certificate if it is a private CA") from None
     except requests.exceptions.Timeout:
         raise NetworkError(f"the ACME server {directory} timed out while {doing}",
                            fix="try again later") from None
     except requests.exceptions.ConnectionError as exc:
         raise NetworkError(f"cannot reach the ACME server {directory}", first_reason(exc),
-                           "check --directory and the network") from None
+                           f"check {option('directory')} and the network") from None
     except requests.exceptions.RequestException as exc:
         raise NetworkError(f"request to the ACME server {directory} failed", first_reason(exc),
-                           "check --directory") from None
+                           f"check {option('directory')}") from None
     except acme_errors.ClientError as exc:
         raise NetworkError(f"unexpected answer from {directory} while {doing}", first_reason(exc),
-                           "check that --directory is an ACME directory URL") from None
+                           f"check that {option('directory')} is an ACME directory URL") from None
     except acme_errors.Error as exc:
         raise NetworkError(f"ACME error while {doing}", first_reason(exc), "try again later") from None
     except ValueError as exc:  # JSON that is not what ACME says it must be
         raise NetworkError(f"unexpected answer from {directory} while {doing}", first_reason(exc),
-                           "check that --directory is an ACME directory URL") from None
+                           f"check that {option('directory')} is an ACME directory URL") from None
 
 
 def problem_text(problem: messages.Error) -> str:
@@ -170,14 +170,14 @@ def _problem_fix(problem: messages.Error) -> str:
         "rateLimited": "wait and try again later (the CA's rate limit)",
         "rejectedIdentifier": "the CA will not issue for that name; check the names",
         "unsupportedIdentifier": "check the names",
-        "externalAccountRequired": "pass --eab-kid and --eab-hmac-key from your CA",
+        "externalAccountRequired": f"pass {option('eab_kid')} and {option('eab_hmac_key')} from your CA",
         "unauthorized": "check that the names point at this machine and the challenge can be answered",
         "connection": "check that the CA can reach this machine on the challenge port",
         "dns": "check the names' DNS records",
         "alreadyRevoked": "nothing to do",
         "badCSR": "check the CSR's names and key",
         "userActionRequired": "visit the CA's terms of service and agree",
-        "invalidContact": "check --email",
+        "invalidContact": f"check {option('email')}",
     }.get(problem.code or "", "check the request against the CA's message")
 
 
@@ -248,14 +248,14 @@ def connect(directory: str, account_key_pem: bytes, directory_ca_file: str | Pat
     jwk, alg = jwk_of(account_key_pem)
     verify: bool | str = str(directory_ca_file) if directory_ca_file else True
     if directory_ca_file and not Path(directory_ca_file).is_file():
-        raise InputError(f"--directory-ca-file {directory_ca_file} does not exist", fix="check the path")
+        raise InputError(f"{option('directory_ca_file')} {directory_ca_file} does not exist", fix="check the path")
     net = _network_class()(key=jwk, alg=alg, verify_ssl=verify, user_agent=f"tlskit/{__version__}",
                            timeout=int(timeout))
     with ca_errors(directory, "fetching its directory"):
         acme_directory = acme_client.ClientV2.get_directory(directory, net)
         if not any(k == "newOrder" for k in acme_directory.to_partial_json()):
             raise NetworkError(f"{directory} is not an ACME directory", "it has no newOrder URL",
-                               "check --directory")
+                               f"check {option('directory')}")
     return Session(acme_client.ClientV2(acme_directory, net), directory,
                    directory_ca_file=str(directory_ca_file) if directory_ca_file else None)
 

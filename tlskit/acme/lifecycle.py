@@ -23,7 +23,7 @@ from tlskit.acme.identifiers import check_challenge, names_in_request, normalize
 from tlskit.acme.orders import order_certificate, revoke
 from tlskit.acme.renewal import RenewalPlan, ari_certificate_id, check_days, fetch_renewal_info, plan_renewal
 from tlskit.acme.store import AccountFiles, Lineage, RenewalSettings, find_lineages, lineage_name
-from tlskit.errors import FileExistsRefused, InputError, TlskitError, VerifyError
+from tlskit.errors import FileExistsRefused, InputError, TlskitError, VerifyError, option
 
 _HOOK_TIMEOUT = 300
 REVOCATION_REASONS = {"unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
@@ -174,7 +174,7 @@ def issue_certificate(
         existing = [p for p in lineage.output_paths(with_key=csr_pem is None) if p.exists()]
         if existing:
             raise FileExistsRefused(f"{existing[0]} already exists",
-                                    fix="renew it with tlskit acme renew, or pass --force to replace it")
+                                    fix=f"renew it with tlskit acme renew, or pass {option('force')} to replace it")
     settings = RenewalSettings(
         names=names, directory=directory, challenge=solver.settings(),
         key_type=None if csr_pem is not None else str(_key_spec(key_type)),
@@ -218,17 +218,18 @@ def _names_and_csr(names: Sequence[str], csr_pem: bytes | None) -> tuple[list[st
     from tlskit.files import parse_bundle
     from tlskit.certificates import to_pem
 
-    bundle = parse_bundle(csr_pem, "--csr")
+    bundle = parse_bundle(csr_pem, option("csr"))
     if not bundle.csrs:
-        raise InputError("--csr holds no certificate request", fix="give a PEM or DER CSR")
+        raise InputError(f"{option('csr')} holds no certificate request", fix="give a PEM or DER CSR")
     request = bundle.csrs[0]
-    check_csr(request, "--csr")
+    check_csr(request, option("csr"))
     csr_names = names_in_request(request)
     if not csr_names:
-        raise InputError("--csr names no DNS name or IP address", fix="make a CSR with --san DNS:example.com")
+        raise InputError(f"{option('csr')} names no DNS name or IP address",
+                         fix="make one with tlskit csr --cn example.com --san DNS:example.com")
     if names and set(normalize_names(names)) != set(csr_names):
         raise InputError("the names given differ from the CSR's", f"CSR has {', '.join(csr_names)}",
-                         "give no names with --csr, or the same ones")
+                         f"give no names with {option('csr')}, or the same ones")
     return csr_names, to_pem(request)
 
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.files import Output, read_bytes, write_outputs
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class Lineage:
 def find_lineages(out_dir: Path) -> list[Lineage]:
     """Every certificate directory under ``out_dir`` (those holding renewal.json), sorted by name."""
     if not out_dir.is_dir():
-        raise InputError(f"{out_dir} is not a directory", fix="give the --out-dir used with tlskit acme issue")
+        raise InputError(f"{out_dir} is not a directory", fix=f"give the {option('out_dir')} used with tlskit acme issue")
     return [Lineage(p) for p in sorted(out_dir.iterdir()) if p.is_dir() and (p / RENEWAL).is_file()]
 
 

@@ -10,7 +10,7 @@ from tlskit.certificates import fingerprint, is_ca, is_expired, is_not_yet_valid
 from tlskit.chain.inputs import Input
 from tlskit.chain.report import ChainError, ChainReport, Finding, Link
 from tlskit.chain.verify import gap, raise_for, verdict_findings
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.keys import key_matches_certificate
 from tlskit.names import name_to_slash
 from tlskit.verdict import SERVER, VerifyOptions, parse_host, verify
@@ -57,7 +57,8 @@ def build_chain(
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     if host is not None and purpose != SERVER:
-        raise InputError("--host names a server", fix="drop --host, or drop --purpose client")
+        raise InputError(f"{option('host')} names a server",
+                         fix=f"drop {option('host')}, or drop {option('purpose')} client")
     parsed_host = parse_host(host) if host is not None else None  # bad input (exit 2), found before any work
     unique, duplicates = _deduplicate(inputs)
     leaf = _find_leaf(unique, key)
@@ -97,7 +98,7 @@ def build_chain(
     _note_inputs(report, duplicates)
     if ignored_keys:
         report.findings.append(Finding("info", "keys_ignored", f"ignored {ignored_keys} private key(s) in the inputs "
-                                       "(pass a key with --key to check it)"))
+                                       f"(pass a key with {option('key')} to check it)"))
     if key is not None and not key_matches_certificate(key, leaf.certificate):
         raise ChainError(f"the key does not match the leaf {name_to_slash(leaf.certificate.subject)}",
                          fix="pass the private key this certificate was issued for", report=report)
@@ -200,7 +201,7 @@ def _find_leaf(unique: list[Input], key: PrivateKeyTypes | None) -> Input:
         names = ", ".join(f"{name_to_slash(c.certificate.subject)} ({c.source})" for c in candidates[:4])
         more = f" and {len(candidates) - 4} more" if len(candidates) > 4 else ""
         raise InputError(f"{len(candidates)} domain certificates in the inputs: {names}{more}",
-                         fix="give one site's certificate at a time, or pass --key to pick the one for that key")
+                         fix=f"give one site's certificate at a time, or pass {option('key')} to pick the one for that key")
     return candidates[0]
 
 
@@ -219,7 +220,7 @@ def _note_inputs(report: ChainReport, duplicates: list[Input]) -> None:
     if root is not None and not report.include_root:
         report.findings.append(Finding("info", "root_left_out",
                                        f"left out the root {name_to_slash(root.certificate.subject)} "
-                                       "(clients carry their own roots; --include-root keeps it)",
+                                       f"(clients carry their own roots; {option('include_root')} keeps it)",
                                        name_to_slash(root.certificate.subject)))
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tlskit.aia import ca_issuer_urls
 from tlskit.chain.report import ChainError, ChainReport, Finding
+from tlskit.errors import option
 from tlskit.names import name_to_slash
 
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ def raise_for(report: ChainReport, verdict: Verdict, fetched: bool, trust: Trust
         return gap(report, top, fetched, trust)
     if first.rule == "untrusted_root":
         return ChainError(f"the chain ends at the root {name_to_slash(top.subject)}, which {trust.name} does not trust",
-                          fix="pass --ca-file with that root if it is your private CA (e.g. its ca.pem)", report=report)
+                          fix=f"pass {option('ca_file')} with that root if it is your private CA (e.g. its ca.pem)",
+                          report=report)
     others = [p.detail for p in verdict.problems[1:4]]
     more = len(verdict.problems) - 1 - len(others)
     why = f"OpenSSL {first.code}: {first.reason}"
     if others:
-        why += "; also " + "; ".join(others) + (f"; and {more} more (see --json)" if more > 0 else "")
+        why += "; also " + "; ".join(others) + (f"; and {more} more (see {option('json')})" if more > 0 else "")
     return ChainError(first.detail, why, first.fix or f"check the certificates against {trust.name}", report=report)
 
 
@@ -51,9 +53,9 @@ def gap(report: ChainReport, cert: x509.Certificate, fetched: bool, trust: Trust
         fix = ("add it to the inputs (your CA's intermediate or chain file)"
                + ("; the certificate has no AIA caIssuers URL to fetch it from" if not urls else ""))
     elif urls:
-        fix = f"add it to the inputs (your CA's intermediate or chain file), or pass --fetch to download it{where}"
+        fix = f"add it to the inputs (your CA's intermediate or chain file), or pass {option('fetch')} to download it{where}"
     else:
-        fix = "add it to the inputs (your CA's intermediate or chain file, or --ca-file if it is your private root)"
+        fix = f"add it to the inputs (your CA's intermediate or chain file, or {option('ca_file')} if it is your private root)"
     why = (f"the issuer of {name_to_slash(cert.subject)} is neither in the inputs nor a root of "
            f"{trust.name if trust else 'the trust store'}")
     return ChainError(f"missing intermediate: no certificate for {missing}", why, fix, report=report,

@@ -125,18 +125,17 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes `error: ...` on stderr and the documented exit code."""
     from tlskit.cli.compat import Abort, Exit, UsageError
 
-    from tlskit.errors import TlskitError
-
     from tlskit.cli.output import error_line
-
-    from tlskit.errors import from_os_error
+    from tlskit.cli.params import flag
+    from tlskit.errors import TlskitError, from_os_error, spelling_options
 
     args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
     register(only=_invoked_command(args))
     command = click_command()
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
-        exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
+        with spelling_options(flag):
+            exit_code = command.main(args=args, prog_name="tlskit", standalone_mode=False)
     except TlskitError as exc:
         _traceback_if(debug)
         error_line(exc.message)

@@ -7,6 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting or keyword: ``max_header_line`` -> ``--max-header-line``.
+
+    Every option is declared under the name of the keyword it sets, so this is also how the CLI spells
+    the settings library messages name (:func:`tlskit.errors.option`)."""
+    return "--" + name.replace("_", "-")
+
+
 KeyType = Annotated[Optional[str], typer.Option(
     "--key-type", "-t", help="New key: rsa:2048, rsa:3072, rsa:4096, ec:p256, ec:p384, ec:p521 or ed25519 [default: ec:p256].")]
 ExistingKey = Annotated[Optional[Path], typer.Option("--key", "-k", help="Use this existing private key instead of making one.")]

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from tlskit.cli import params
+from tlskit.cli.params import flag
+from tlskit.errors import spelling_options
 from tlskit.server.engine import HttpLimits
 from tlskit.server.throttle import ThrottleSettings
 
@@ -97,7 +99,8 @@ def serve(
     if config_file is not None:
         config_file = config_file.absolute()        # SIGHUP reads it again, whatever the directory then
     settings = resolve(schema, typed, defaults, environ, config_file)
-    config = build_config(serve_options(settings.values))           # every option checked before anything is written
+    with spelling_options(_spelling(settings)):
+        config = build_config(serve_options(settings.values))           # every option checked before anything is written
     if print_config:
         from tlskit.server.settings import render_toml
 
@@ -109,11 +112,14 @@ def serve(
 
     def load_config():
         """The settings as a SIGHUP reads them: the same flags and environment, the file as it is now."""
-        return build_config(serve_options(resolve(schema, typed, defaults, environ, config_file).values))
+        now = resolve(schema, typed, defaults, environ, config_file)
+        with spelling_options(_spelling(now)):
+            return build_config(serve_options(now.values))
 
     from tlskit.server.run import start
 
-    start(config, on_ready=_banner, load_config=load_config, say=_say)
+    with spelling_options(_spelling(settings)):
+        start(config, on_ready=_banner, load_config=load_config, say=_say)
 
 
 # Settings --print-config masks and --print-systemd-unit leaves out of the unit's command line.
@@ -162,12 +168,22 @@ def split_by_source(ctx, schema: dict[str, str]) -> tuple[dict, dict]:
     return typed, defaults
 
 
+# Settings build_config knows by another name (None: it reads the setting as the inverse option).
+_RENAMED = {"no_access_log": None, "access_log": "access_log_file"}
+_SETTING_OF = {"access_log_file": "access_log", "access_log": "no_access_log"}
+
+
+def _spelling(settings):
+    """Messages name each option as the user gave it: a flag, a TLSKIT_* variable or a key of the file."""
+    spell = settings.spelling(flag)
+    return lambda name: spell(_SETTING_OF.get(name, name))
+
+
 def serve_options(values: dict) -> dict:
     """The settings by flag name -> the options :func:`~tlskit.server.config.build_config` reads."""
-    renamed = {"no_access_log": None, "access_log": "access_log_file"}
     options = {}
     for name, value in values.items():
-        target = renamed.get(name, name)
+        target = _RENAMED.get(name, name)
         if target is not None:
             options[target] = value
     options["access_log"] = not values.get("no_access_log", False)
@@ -190,21 +206,20 @@ def _systemd_unit(config, settings, schema: dict[str, str]) -> str:
             continue
         if name in SECRET_SETTINGS:
             continue       # a unit file is world-readable; the unit says where the secret goes instead
-        flag = "--" + name.replace("_", "-")
         kind = schema[name]
         if kind == "bool":
-            command += [flag] if value else []
+            command += [flag(name)] if value else []
         elif kind == "list":
             for item in value:
-                command += [flag, item]
+                command += [flag(name), item]
         elif value is not None:
-            command += [flag, str(Path(value).absolute()) if kind == "path" and "://" not in str(value) else str(value)]
+            command += [flag(name), str(Path(value).absolute()) if kind == "path" and "://" not in str(value) else str(value)]
     state_dir = Path(config.state_dir).absolute() if config.state_dir else SERVICE_STATE_DIR
     if not config.state_dir:
         command += ["--state-dir", str(state_dir)]
     writable = [Path(config.access_log_file).absolute().parent] if config.access_log_file else []
     ports = [config.port] + ([config.redirect_port] if config.redirect_port else [])
-    secrets = [f"{env_name(name)} (--{name.replace('_', '-')})" for name in sorted(SECRET_SETTINGS)
+    secrets = [f"{env_name(name)} ({flag(name)})" for name in sorted(SECRET_SETTINGS)
                if settings.values.get(name) is not None]
     notes = [f"Left out of ExecStart: {', '.join(secrets)}. Put it in a root-only EnvironmentFile= "
              "(chmod 600), or in the config file."] if secrets else []

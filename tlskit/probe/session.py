@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlskit.certificates import to_pem
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import InputError, NetworkError, option
 from tlskit.probe.ocsp import OcspStaple, decode_staple
 from tlskit.probe.starttls import STARTTLS_PORTS, starttls_protocol, upgrade
 from tlskit.probe.target import DEFAULT_PORT, Target, ip_or_none, parse_target
@@ -133,18 +133,18 @@ def parse_alpn(text: str | None) -> list[str]:
     """ALPN protocol names from ``"h2,http/1.1"``; each must be 1 to 255 bytes (RFC 7301)."""
     protocols = [p.strip() for p in text.split(",")] if text else []
     if any(not p or len(p) > 255 for p in protocols):
-        raise InputError(f"bad --alpn {text!r}", "an empty or over-long protocol name", "e.g. --alpn h2,http/1.1")
+        raise InputError(f"bad {option('alpn')} {text!r}", "an empty or over-long protocol name", f"e.g. {option('alpn')} h2,http/1.1")
     return protocols
 
 
 def probe(options: ProbeOptions) -> ProbeResult:
     """Connect, (upgrade,) handshake without verifying, then verify what was sent. Network faults raise NetworkError."""
     if options.timeout <= 0:
-        raise InputError(f"--timeout {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
+        raise InputError(f"{option('timeout')} {options.timeout:g} is not positive", fix="give a number of seconds, e.g. 10")
     from tlskit.verdict import parse_host
 
     # The name is checked like `chain --host`, before connecting: no certificate could be valid for a bad one.
-    host = parse_host(options.name_to_verify, "--servername" if options.servername else "the host")
+    host = parse_host(options.name_to_verify, option("servername") if options.servername else "the host")
     trust = TrustStore.load(options.ca_file)
     target = Target(options.host, options.port)
     deadline = time.monotonic() + options.timeout
@@ -178,7 +178,7 @@ def _connect(target: Target, timeout: float) -> socket.socket:
         raise NetworkError(f"cannot resolve {target.host}", exc.strerror, "check the host name") from None
     except (TimeoutError, socket.timeout):
         raise NetworkError(f"cannot connect to {target}", f"timed out after {timeout:g}s",
-                           "check the host, port and firewall, or raise --timeout") from None
+                           f"check the host, port and firewall, or raise {option('timeout')}") from None
     except OSError as exc:
         raise NetworkError(f"cannot connect to {target}", exc.strerror or str(exc),
                            "check that the server is running on that port") from None
@@ -217,7 +217,7 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
         try:
             context.set_alpn_protos([p.encode("ascii") for p in options.alpn])
         except (UnicodeEncodeError, ValueError, SSL.Error) as exc:
-            raise InputError(f"bad --alpn {','.join(options.alpn)!r}", str(exc), "e.g. --alpn h2,http/1.1") from None
+            raise InputError(f"bad {option('alpn')} {','.join(options.alpn)!r}", str(exc), f"e.g. {option('alpn')} h2,http/1.1") from None
     connection = SSL.Connection(context, sock)
     if options.sni:
         connection.set_tlsext_host_name(options.sni.encode("ascii"))
@@ -235,19 +235,19 @@ def _handshake(sock: socket.socket, options: ProbeOptions, deadline: float, targ
         except SSL.SysCallError as exc:
             reason = "the server closed the connection" if exc.args and exc.args[0] in (-1, 0) else str(exc.args[-1])
             raise NetworkError(f"TLS handshake with {target} failed", reason,
-                               "is it a TLS port? for a plain-text port that upgrades, use --starttls") from None
+                               f"is it a TLS port? for a plain-text port that upgrades, use {option('starttls')}") from None
         except SSL.Error as exc:
             reason = _ssl_error_text(exc)
             if "wrong version number" in reason and not options.starttls:
                 # OpenSSL's words for a reply that is not TLS at all: a plain-text (STARTTLS) port.
                 raise NetworkError(f"TLS handshake with {target} failed", "the server answered in plain text",
-                                   "for a port that upgrades, use --starttls smtp|imap|pop3|ftp|postgres") from None
+                                   f"for a port that upgrades, use {option('starttls')} smtp|imap|pop3|ftp|postgres") from None
             raise NetworkError(f"TLS handshake with {target} failed", reason,
-                               "check the port, --servername and the server's TLS settings") from None
+                               f"check the port, {option('servername')} and the server's TLS settings") from None
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not any(select.select(*wait, remaining)):
             raise NetworkError(f"TLS handshake with {target} timed out", f"no answer within {options.timeout:g}s",
-                               "is it a TLS port? for a plain-text port that upgrades, use --starttls")
+                               f"is it a TLS port? for a plain-text port that upgrades, use {option('starttls')}")
     with warnings.catch_warnings():
         # Servers do send certificates cryptography frowns on (a negative serial...): a probe reports
         # on them instead of printing library warnings.

@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import InputError, NetworkError, option
 from tlskit.probe.target import Target
 
 # Where each protocol listens when no port is given (the plain-text port that upgrades).
@@ -24,7 +24,7 @@ def starttls_protocol(name: str | None) -> str | None:
         return None
     protocol = name.lower()
     if protocol not in STARTTLS_PORTS:
-        raise InputError(f"unknown --starttls {protocol!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
+        raise InputError(f"unknown {option('starttls')} {protocol!r}", fix=f"use one of {', '.join(STARTTLS_PORTS)}")
     return protocol
 
 
@@ -44,7 +44,7 @@ class _Plain:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise NetworkError(f"STARTTLS with {self.target} timed out", "the server stopped answering",
-                               "check --starttls matches the service, or raise --timeout")
+                               f"check {option('starttls')} matches the service, or raise {option('timeout')}")
         return remaining
 
     def send(self, data: bytes) -> None:
@@ -74,7 +74,7 @@ class _Plain:
             chunk = self.sock.recv(4096)
         except (TimeoutError, socket.timeout):
             raise NetworkError(f"STARTTLS with {self.target} timed out", "the server stopped answering",
-                               "check --starttls matches the service, or raise --timeout") from None
+                               f"check {option('starttls')} matches the service, or raise {option('timeout')}") from None
         except OSError as exc:
             raise NetworkError(f"STARTTLS with {self.target} failed", exc.strerror or str(exc)) from None
         if not chunk:
@@ -84,7 +84,7 @@ class _Plain:
     def refuse(self, said: str, expected: str) -> NetworkError:
         return NetworkError(f"STARTTLS with {self.target} failed",
                             f"expected {expected}, the server said {said.strip()[:120]!r}",
-                            "check --starttls matches the service on that port")
+                            f"check {option('starttls')} matches the service on that port")
 
 
 def _smtp_reply(plain: _Plain) -> tuple[int, list[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tlskit.certificates import validation_time
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.names import name_to_slash
 from tlskit.revocation.status import RevocationStatus
 from tlskit.verdict.problems import Problem
@@ -28,13 +28,23 @@ FETCH_TIMEOUT = 15.0
 
 _UNDERSTOOD = {"2.5.29.20", "2.5.29.35", "2.5.29.28", "2.5.29.46"}  # CRL number, AKI, IDP, freshest CRL
 
+
 # What to do about a CRL tlskit cannot rely on. OCSP asks the CA about the one certificate instead.
-FIX_MALFORMED = ("get the CRL again (tlskit ca crl, or the distribution point); if it is the same, the CA must "
-                 "reissue it with each extension once (RFC 5280 5.2), or check with --ocsp instead of --crl")
-FIX_CRITICAL_EXTENSION = ("pass a CRL without that critical extension (ask the CA for its complete CRL), or check "
-                          "with --ocsp instead of --crl")
-FIX_ENTRY_EXTENSION = ("ask the CA for a CRL whose entries carry no critical extension but the reason and "
-                       "invalidity date, or check with --ocsp instead of --crl")
+# Functions, not constants: the settings are spelled when the message is made (see tlskit.errors.option).
+def fix_malformed() -> str:
+    return ("get the CRL again (tlskit ca crl, or the distribution point); if it is the same, the CA must "
+            f"reissue it with each extension once (RFC 5280 5.2), or check with {option('ocsp')} instead of "
+            f"{option('crl')}")
+
+
+def fix_critical_extension() -> str:
+    return ("pass a CRL without that critical extension (ask the CA for its complete CRL), or check "
+            f"with {option('ocsp')} instead of {option('crl')}")
+
+
+def fix_entry_extension() -> str:
+    return ("ask the CA for a CRL whose entries carry no critical extension but the reason and "
+            f"invalidity date, or check with {option('ocsp')} instead of {option('crl')}")
 
 
 def parse_crls(data: bytes, source: str) -> list[x509.CertificateRevocationList]:
@@ -79,13 +89,14 @@ def fetch_crl(url: str) -> list[x509.CertificateRevocationList]:
     from tlskit.fetching import http_request
 
     data = http_request(url, "a CRL", limit=FETCH_LIMIT, timeout=FETCH_TIMEOUT,
-                        fix="check the network, or pass the CRL with --crl")
+                        fix=f"check the network, or pass the CRL with {option('crl')}")
     from tlskit.errors import NetworkError
 
     try:
         return parse_crls(data, url)
     except InputError:
-        raise NetworkError(f"{url} did not serve a CRL", "neither DER nor PEM", "pass the CRL with --crl") from None
+        raise NetworkError(f"{url} did not serve a CRL", "neither DER nor PEM",
+                           f"pass the CRL with {option('crl')}") from None
 
 
 def check(path: list[x509.Certificate], crls: list[tuple[x509.CertificateRevocationList, str]], at: dt.datetime,
@@ -114,8 +125,8 @@ def check(path: list[x509.Certificate], crls: list[tuple[x509.CertificateRevocat
                 problems.append(faults[0])
             elif required(depth):
                 problems.append(Problem("crl_missing", 3, depth, f"no CRL from {name_to_slash(cert.issuer)} was given "
-                                        f"for {label(depth)}", "pass the issuer's CRL with --crl, or --fetch to "
-                                        "download it from the distribution point", subject))
+                                        f"for {label(depth)}", f"pass the issuer's CRL with {option('crl')}, or "
+                                        f"{option('fetch')} to download it from the distribution point", subject))
             continue
         first = usable[0][0]
         status = RevocationStatus(depth, subject, "crl", "good", usable[0][1], first.last_update_utc.isoformat(),
@@ -132,7 +143,7 @@ def check(path: list[x509.Certificate], crls: list[tuple[x509.CertificateRevocat
             if critical:
                 problems.append(Problem("crl_entry_extension", 36, depth, f"the CRL entry for {label(depth)} has a "
                                         f"critical extension tlskit does not process ({', '.join(critical)})",
-                                        FIX_ENTRY_EXTENSION, subject))
+                                        fix_entry_extension(), subject))
                 continue
             revoked_at = entry.revocation_date_utc
             if revoked_at > at:
@@ -165,14 +176,14 @@ def _judge_crl(crl, cert, issuer, depth, at, label) -> Problem | None:
     try:
         extensions = list(crl.extensions)
     except (x509.DuplicateExtension, ValueError):
-        return Problem("crl_malformed", 36, depth, f"{where} has extensions that cannot be parsed", FIX_MALFORMED,
+        return Problem("crl_malformed", 36, depth, f"{where} has extensions that cannot be parsed", fix_malformed(),
                        subject)
     for ext in extensions:
         if ext.oid.dotted_string == "2.5.29.27":  # a delta CRL is no complete list
             return Problem("crl_delta", 0, depth, "", None, subject)
         if ext.critical and ext.oid.dotted_string not in _UNDERSTOOD:
             return Problem("crl_critical_extension", 36, depth, f"{where} has a critical extension "
-                           f"{ext.oid.dotted_string} that tlskit does not process", FIX_CRITICAL_EXTENSION, subject)
+                           f"{ext.oid.dotted_string} that tlskit does not process", fix_critical_extension(), subject)
         if isinstance(ext.value, x509.IssuingDistributionPoint):
             idp = ext.value
             if idp.indirect_crl or idp.only_some_reasons or idp.only_contains_attribute_certs:
@@ -198,7 +209,7 @@ def _judge_crl(crl, cert, issuer, depth, at, label) -> Problem | None:
                        f"{name_to_slash(issuer.subject)}", "get the CRL from the issuer again", subject)
     if crl.last_update_utc > at:
         return Problem("crl_not_yet_valid", 11, depth, f"{where} is not valid before {crl.last_update_utc:%Y-%m-%d %H:%M} "
-                       "UTC", "check the clock (or --at)", subject)
+                       "UTC", f"check the clock (or {option('at')})", subject)
     if crl.next_update_utc is not None and crl.next_update_utc < at:
         return Problem("crl_expired", 12, depth, f"{where} expired on {crl.next_update_utc:%Y-%m-%d %H:%M} UTC "
                        f"(nextUpdate), so it cannot say whether {label(depth)} is revoked",

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -103,11 +103,11 @@ def revoke(ca_dir: Path, certificate: x509.Certificate, reason: str | None = Non
     ca_cert = ca_certificate(ca_dir)
     if certificate == ca_cert:
         raise InputError("that is the CA's own certificate", "a CA cannot revoke itself",
-                         "revoke an intermediate CA with its parent's --ca-dir, or stop trusting a root")
+                         f"revoke an intermediate CA with its parent's {option('ca_dir')}, or stop trusting a root")
     if not issued_by(certificate, ca_cert):
         raise InputError(f"{name_to_slash(certificate.subject)} was not issued by this CA",
                          f"its issuer is {name_to_slash(certificate.issuer)}, or the CA's key did not sign it",
-                         f"give a certificate that {ca_dir} signed, or the --ca-dir of its issuer")
+                         f"give a certificate that {ca_dir} signed, or the {option('ca_dir')} of its issuer")
     serial = format(certificate.serial_number, "x")
     with _locked(ca_dir):
         record = _read_record(ca_dir)

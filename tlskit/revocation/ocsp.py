@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tlskit.certificates import issued_by, signature_valid, valid_at
+from tlskit.errors import option
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -70,7 +71,7 @@ def ask(cert: x509.Certificate, issuer: x509.Certificate, url: str, now: dt.date
                .add_extension(x509.OCSPNonce(nonce), critical=False).build())
     data = http_request(url, "an OCSP response", limit=FETCH_LIMIT, timeout=FETCH_TIMEOUT,
                         body=request.public_bytes(serialization.Encoding.DER), content_type="application/ocsp-request",
-                        fix="check the network and the responder, or leave out --ocsp")
+                        fix=f"check the network and the responder, or leave out {option('ocsp')}")
     return judge_response(data, cert, issuer, now, nonce)
 
 

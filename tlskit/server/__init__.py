@@ -39,20 +39,20 @@ def ensure_state_dir(path: Path) -> Path:
     mode is the owner's choice. One that anyone may write to without the sticky bit is refused, since
     anyone could then swap the CA key or the users database.
     """
-    from tlskit.errors import InputError
+    from tlskit.errors import InputError, option
 
     if not path.exists():
         try:
             path.mkdir(mode=0o700, parents=True)
         except OSError as exc:
             raise InputError(f"cannot create the state directory {path}", exc.strerror or str(exc),
-                             "pass a --state-dir you can write to") from None
+                             f"pass a {option('state_dir')} you can write to") from None
         return path
     if not path.is_dir():
-        raise InputError(f"--state-dir {path} is not a directory", fix="give a directory (it is created when missing)")
+        raise InputError(f"{option('state_dir')} {path} is not a directory", fix="give a directory (it is created when missing)")
     mode = path.stat().st_mode
     if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
         raise InputError(f"the state directory {path} is world-writable (mode {stat.S_IMODE(mode):o}) without the "
                          "sticky bit", "anyone could replace the CA key or the users database there",
-                         f"use a private directory (chmod 700 {path}) or another --state-dir")
+                         f"use a private directory (chmod 700 {path}) or another {option('state_dir')}")
     return path

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server.reload import FileState
 
 MODES = ("optional", "required")
@@ -127,15 +127,15 @@ def fingerprint_of(text: str) -> str:
 def configure(context: ssl.SSLContext, ca_file: Path, mode: str = "optional", crl_file: Path | None = None) -> None:
     """Make ``context`` ask for, and verify, client certificates issued by ``ca_file``."""
     if mode not in MODES:
-        raise InputError(f"bad --client-cert {mode!r}", fix="give optional or required")
+        raise InputError(f"bad {option('client_cert')} {mode!r}", fix="give optional or required")
     if not Path(ca_file).is_file():
-        raise InputError(f"--client-ca {ca_file} does not exist", fix="give the PEM certificate of the CA that "
+        raise InputError(f"{option('client_ca')} {ca_file} does not exist", fix="give the PEM certificate of the CA that "
                          "issues your client certificates (e.g. tlskit ca's ca.pem)")
     try:
         context.load_verify_locations(cafile=str(ca_file))
         if crl_file is not None:
             if not Path(crl_file).is_file():
-                raise InputError(f"--crl {crl_file} does not exist", fix="make one with tlskit ca crl")
+                raise InputError(f"{option('crl')} {crl_file} does not exist", fix="make one with tlskit ca crl")
             context.load_verify_locations(cafile=str(crl_file))
             context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     except ssl.SSLError as exc:

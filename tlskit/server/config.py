@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server.engine import HttpLimits
 from tlskit.server.stores import LimitsStore, PostgresUrl
 from tlskit.server.throttle import ThrottleSettings
@@ -99,55 +99,51 @@ class ServeConfig:
         return self.allow or LOOPBACK
 
 
-# Flags of the HTTP limits and the login throttle, as `tlskit serve` names them.
-HTTP_FLAGS = {
-    "max_header_line": "--max-header-line", "max_header_size": "--max-header-size",
-    "max_header_fields": "--max-header-fields", "header_timeout": "--header-timeout",
-    "handshake_timeout": "--handshake-timeout", "body_timeout": "--body-timeout",
-    "send_timeout": "--send-timeout", "keepalive_timeout": "--keepalive-timeout",
-    "keepalive_requests": "--keepalive-requests", "max_pending_per_ip": "--max-pending-per-ip",
-    "max_connections": "--max-connections",
-}
+# The options that set the HTTP limits (HttpLimits' fields of the same names).
+HTTP_LIMITS = ("max_header_line", "max_header_size", "max_header_fields", "header_timeout", "handshake_timeout",
+               "body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests", "max_pending_per_ip",
+               "max_connections")
 
 
 def build_config(options: Mapping[str, Any]) -> ServeConfig:
     """Check every option and parse it; raises InputError naming the first bad one.
 
-    ``options`` uses ServeConfig's field names, the HTTP limit names of :data:`HTTP_FLAGS`,
+    ``options`` uses ServeConfig's field names, the HTTP limit names of :data:`HTTP_LIMITS`,
     ``max_auth_failures``, ``auth_ban_seconds``, the ``acme`` names with the options of
     :class:`AcmeSettings` (``email``, ``agree_tos``, ``directory``, ``directory_ca_file``,
     ``acme_renew_days``, ``acme_check_interval``, ``eab_kid``, ``eab_hmac_key``) and the raw forms of lists (``allow``, ``trust_proxy``,
-    ``key_header``); missing keys keep their defaults.
+    ``key_header``); missing keys keep their defaults. Messages name an option with
+    :func:`~tlskit.errors.option`, so each is spelled as the front end that gave it.
     """
     values = dict(options)
     for name in ("port", "redirect_port"):
         port = values.get(name)
         if port is not None and not 0 < port < 65536:
-            raise InputError(f"--{name.replace('_', '-')} {port} is not a TCP port", fix="give a number from 1 to 65535")
+            raise InputError(f"{option(name)} {port} is not a TCP port", fix="give a number from 1 to 65535")
     realm = values.get("realm", "tlskit")
     if not realm or len(realm) > 100 or not all(32 <= ord(c) < 127 and c not in '"\\' for c in realm):
-        raise InputError(f"bad --realm {realm!r}", "it goes into WWW-Authenticate between quotes",
+        raise InputError(f"bad {option('realm')} {realm!r}", "it goes into WWW-Authenticate between quotes",
                          "use printable ASCII without quotes or backslashes")
     if values.get("workers", 1) < 1:
-        raise InputError(f"--workers {values['workers']} is not a positive number", fix="give --workers 1 or more")
+        raise InputError(f"{option('workers')} {values['workers']} is not a positive number", fix="give 1 or more")
     for name in ("max_requests", "max_concurrent"):
         if values.get(name, 0) < 0:
-            raise InputError("--max-requests and --max-concurrent cannot be negative", fix="give 0 (unlimited) or more")
+            raise InputError(f"{option(name)} {values[name]} is negative", fix="give 0 (unlimited) or more")
     upstream = values.get("upstream")
     if upstream is not None and not hasattr(upstream, "origin"):
         from tlskit.server.proxy import parse_upstream
 
         values["upstream"] = parse_upstream(upstream)
         if values.get("upstream_timeout", 60.0) <= 0:
-            raise InputError(f"--upstream-timeout {values['upstream_timeout']} is not positive", fix="give seconds, e.g. 30")
+            raise InputError(f"{option('upstream_timeout')} {values['upstream_timeout']} is not positive", fix="give seconds, e.g. 30")
         ca_file = values.get("upstream_ca_file")
         if ca_file is not None and not Path(ca_file).is_file():
-            raise InputError(f"--upstream-ca-file {ca_file} does not exist", fix="give a PEM CA file")
-    values["allow"] = parse_networks(values.get("allow") or (), "--allow", "expected an IP address or CIDR",
-                                     "for example --allow 10.0.0.0/8 --allow 127.0.0.1")
+            raise InputError(f"{option('upstream_ca_file')} {ca_file} does not exist", fix="give a PEM CA file")
+    values["allow"] = parse_networks(values.get("allow") or (), "allow", "expected an IP address or CIDR",
+                                     "for example 10.0.0.0/8 or 127.0.0.1")
     values["trust_proxy"] = parse_networks(values.get("trust_proxy") or ())
-    values["metrics_allow"] = parse_networks(values.get("metrics_allow") or (), "--metrics-allow",
-                                             "expected an IP address or CIDR", "for example --metrics-allow 10.0.0.5")
+    values["metrics_allow"] = parse_networks(values.get("metrics_allow") or (), "metrics_allow",
+                                             "expected an IP address or CIDR", "for example 10.0.0.5")
     values["acme"] = _acme(values)
     _files(values)
     values["key_headers"] = parse_key_headers(values.pop("key_header", None) or ())
@@ -157,7 +153,7 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
     values["throttle"] = _throttle(values)
     workers = values.get("hash_workers")
     if workers is not None and workers < 1:
-        raise InputError(f"--hash-workers {workers} is not a positive number", fix="give 1 or more threads")
+        raise InputError(f"{option('hash_workers')} {workers} is not a positive number", fix="give 1 or more threads")
     if workers is None:
         values.pop("hash_workers", None)
     _stores(values)
@@ -167,17 +163,17 @@ def build_config(options: Mapping[str, Any]) -> ServeConfig:
 
 def _files(values: dict) -> None:
     if (values.get("cert") is None) != (values.get("key") is None):
-        raise InputError("--cert and --key go together", fix="give both, or neither for a local CA certificate")
+        raise InputError(f"{option('cert')} and {option('key')} go together", fix="give both, or neither for a local CA certificate")
     log_file = values.get("access_log_file")
     if log_file is not None:
         if not values.get("access_log", True):
-            raise InputError("--access-log and --no-access-log exclude each other", fix="choose one")
+            raise InputError(f"{option('access_log_file')} and {option('access_log')} exclude each other", fix="choose one")
         values["access_log_file"] = None if str(log_file) == "-" else Path(log_file)
     passphrase_file = values.get("passphrase_file")
     if passphrase_file is not None:
         if values.get("key") is None and values.get("cert") is None:
-            raise InputError("--passphrase-file decrypts --key, and no --key was given",
-                             fix="pass --cert and --key, or drop --passphrase-file")
+            raise InputError(f"{option('passphrase_file')} decrypts {option('key')}, and no {option('key')} was given",
+                             fix=f"pass {option('cert')} and {option('key')}, or drop {option('passphrase_file')}")
         values["passphrase_file"] = Path(passphrase_file)
     values["acme_lineages"] = tuple(Path(p) for p in values.get("acme_lineages") or ())
 
@@ -191,12 +187,13 @@ def _acme(values: dict) -> AcmeSettings | None:
     if not names:
         return None
     if values.get("cert") is not None or values.get("key") is not None:
-        raise InputError("--acme and --cert/--key exclude each other",
-                         fix="let --acme obtain the certificate, or serve your own with --cert/--key")
+        raise InputError(f"{option('acme')} and {option('cert')}/{option('key')} exclude each other",
+                         fix=f"let {option('acme')} obtain the certificate, or serve your own with "
+                             f"{option('cert')}/{option('key')}")
     if given["renew_days"] is not None and given["renew_days"] < 1:
-        raise InputError(f"--acme-renew-days {given['renew_days']} is too short", fix="give 1 day or more")
+        raise InputError(f"{option('acme_renew_days')} {given['renew_days']} is too short", fix="give 1 day or more")
     if given["check_interval"] is not None and given["check_interval"] <= 0:
-        raise InputError(f"--acme-check-interval {given['check_interval']} is not positive",
+        raise InputError(f"{option('acme_check_interval')} {given['check_interval']} is not positive",
                          fix="give seconds, e.g. 3600")
     if given["directory_ca_file"] is not None:
         given["directory_ca_file"] = Path(given["directory_ca_file"])
@@ -210,69 +207,70 @@ def check_access_log(config: ServeConfig) -> None:
         return
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise InputError(f"--access-log {path} is a directory", fix="name a file, e.g. /var/log/tlskit/access.log")
+        raise InputError(f"{option('access_log_file')} {path} is a directory", fix="name a file, e.g. /var/log/tlskit/access.log")
     if not parent.is_dir():
-        raise InputError(f"--access-log {path}: directory {parent} does not exist", fix=f"create it (mkdir -p {parent})")
+        raise InputError(f"{option('access_log_file')} {path}: directory {parent} does not exist", fix=f"create it (mkdir -p {parent})")
     if not os.access(path if path.exists() else parent, os.W_OK):
-        raise InputError(f"cannot write --access-log {path}", "permission denied", "choose a file you may write")
+        raise InputError(f"cannot write {option('access_log_file')} {path}", "permission denied", "choose a file you may write")
 
 
 def _stores(values: dict) -> None:
     from tlskit.server.stores import parse_database, parse_limits_store
 
-    values["db"] = parse_database(values.get("db"), "--db")
-    values["dataset"] = parse_database(values.get("dataset"), "--dataset")
+    values["db"] = parse_database(values.get("db"), option("db"))
+    values["dataset"] = parse_database(values.get("dataset"), option("dataset"))
     schema = values.get("dataset_schema")
     if schema is None:
         values.pop("dataset_schema", None)
     elif not schema or schema.lower() in ("tlskit", "pg_catalog", "information_schema", "pg_toast") \
             or schema.lower().startswith("pg_"):
-        raise InputError(f"--dataset-schema {schema!r} cannot be served",
+        raise InputError(f"{option('dataset_schema')} {schema!r} cannot be served",
                          "the system catalogs and tlskit's own schema (its users) are never exposed",
                          "give the schema of your tables, e.g. public")
     limits = parse_limits_store(values.get("limits_store"))
     if limits is not None and limits.kind == "memory" and values.get("workers", 1) > 1:
-        raise InputError("--limits-store memory counts for one process, not --workers "
+        raise InputError(f"{option('limits_store')} memory counts for one process, not {option('workers')} "
                          f"{values['workers']}", fix="give sqlite:PATH or redis://host:port/0, or leave it out")
     values["limits_store"] = limits
     if values.get("limits_fail") is None:
         values.pop("limits_fail", None)
     elif values["limits_fail"] not in ("open", "closed"):
-        raise InputError(f"bad --limits-fail {values['limits_fail']!r}",
+        raise InputError(f"bad {option('limits_fail')} {values['limits_fail']!r}",
                          fix="give open (serve without limits while Redis is down) or closed (answer 503)")
-    for name, flag in (("limits_lease", "--limits-lease"), ("auth_cache_ttl", "--auth-cache-ttl")):
+    for name in ("limits_lease", "auth_cache_ttl"):
         value = values.get(name)
         if value is None:
             values.pop(name, None)
         elif value < 0 or (name == "limits_lease" and value < 1):
-            raise InputError(f"{flag} {value:g} is too small", fix="give seconds: at least 1 for a lease, 0 or more for the cache")
+            raise InputError(f"{option(name)} {value:g} is too small", fix="give seconds: at least 1 for a lease, 0 or more for the cache")
 
 
 def _client_certificates(values: dict) -> None:
     if values.get("client_cert") is None:
         values.pop("client_cert", None)
     elif values["client_cert"] not in ("optional", "required"):
-        raise InputError(f"bad --client-cert {values['client_cert']!r}", fix="give optional or required")
+        raise InputError(f"bad {option('client_cert')} {values['client_cert']!r}", fix="give optional or required")
     ca, crl = values.get("client_ca"), values.get("crl")
     if ca is None and (crl is not None or values.get("client_cert") == "required"):
-        raise InputError("--crl and --client-cert required need --client-ca",
-                         fix="pass --client-ca with the CA that issues your client certificates")
-    for path, flag in ((ca, "--client-ca"), (crl, "--crl")):
+        raise InputError(f"{option('crl')} and {option('client_cert')} required need {option('client_ca')}",
+                         fix=f"pass {option('client_ca')} with the CA that issues your client certificates")
+    for path, name in ((ca, "client_ca"), (crl, "crl")):
         if path is not None and not Path(path).is_file():
-            raise InputError(f"{flag} {path} does not exist", fix="give a PEM file")
+            raise InputError(f"{option(name)} {path} does not exist", fix="give a PEM file")
 
 
 def _http_limits(values: dict) -> HttpLimits:
     limits = {}
-    for name, flag in HTTP_FLAGS.items():
+    for name in HTTP_LIMITS:
         value = values.pop(name, None)
         if value is None:
             continue
         if value <= 0:
-            raise InputError(f"{flag} {value} is not positive", fix=f"give a positive number (default {getattr(HttpLimits, name)})")
+            raise InputError(f"{option(name)} {value} is not positive", fix=f"give a positive number (default {getattr(HttpLimits, name)})")
         limits[name] = value
     if limits.get("max_header_line", 1024) < 1024 or limits.get("max_header_size", 4096) < 4096:
-        raise InputError("--max-header-line below 1024 or --max-header-size below 4096 refuses ordinary requests",
+        raise InputError(f"{option('max_header_line')} below 1024 or {option('max_header_size')} below 4096 "
+                         "refuses ordinary requests",
                          fix="give at least 1024 and 4096 bytes")
     return HttpLimits(**limits)
 
@@ -283,11 +281,11 @@ def _throttle(values: dict) -> ThrottleSettings:
     settings = {}
     if failures is not None:
         if failures < 0:
-            raise InputError(f"--max-auth-failures {failures} is negative", fix="give 0 (no budget) or more")
+            raise InputError(f"{option('max_auth_failures')} {failures} is negative", fix="give 0 (no budget) or more")
         settings["max_failures"] = failures
     if ban is not None:
         if ban <= 0:
-            raise InputError(f"--auth-ban-seconds {ban} is not positive", fix="give seconds, e.g. 60")
+            raise InputError(f"{option('auth_ban_seconds')} {ban} is not positive", fix="give seconds, e.g. 60")
         settings["ban"] = float(ban)
     return ThrottleSettings(**settings)
 
@@ -301,7 +299,7 @@ def parse_key_headers(values) -> tuple[str, ...]:
             if not part:
                 continue
             if not all(c.isalnum() or c in "-_" for c in part) or part.lower() in ("authorization", "host", "cookie"):
-                raise InputError(f"bad --key-header {part!r}", fix="give a header name such as X-Auth-Key")
+                raise InputError(f"bad {option('key_header')} {part!r}", fix="give a header name such as X-Auth-Key")
             if part.lower() not in (n.lower() for n in names):
                 names.append(part)
     return tuple(names)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server import bodies
 from tlskit.server.dataset_stream import JSON_HEADERS, RowStream, _encode_json  # noqa: F401 (RowStream re-exported)
 
@@ -52,7 +52,7 @@ def ensure_demo_dataset(state_dir: Path) -> Path:
         script = files("tlskit.data").joinpath("demo.sql").read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError):
         raise InputError("the demo dataset is missing from this tlskit installation",
-                         fix="reinstall tlskit, or pass --dataset FILE.sqlite") from None
+                         fix=f"reinstall tlskit, or pass {option('dataset')} FILE.sqlite") from None
     state_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
@@ -354,7 +354,7 @@ class Dataset(RestDataset):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"dataset {self.path} does not exist", fix="pass an SQLite file with --dataset")
+            raise InputError(f"dataset {self.path} does not exist", fix=f"pass an SQLite file with {option('dataset')}")
         try:
             self.db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None,
                                       check_same_thread=False, timeout=5)

@@ -38,7 +38,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import InputError, NetworkError, option
 from tlskit.server.dataset import HttpError, RestDataset, RowStream, Table, _error, _ident, check_value
 from tlskit.server.dataset_stream import RowsBrokeOff
 from tlskit.server.stores import PostgresUrl
@@ -131,7 +131,7 @@ def _connect_error(url: PostgresUrl, exc) -> NetworkError:
     from tlskit.server.users_pg import describe
 
     return NetworkError(f"cannot open the dataset {url}", describe(exc),
-                        "check --dataset, and that PostgreSQL runs and lets this user in")
+                        f"check {option('dataset')}, and that PostgreSQL runs and lets this user in")
 
 
 def check_postgres_dataset(url: PostgresUrl, schema: str) -> dict[str, Table]:
@@ -142,7 +142,7 @@ def check_postgres_dataset(url: PostgresUrl, schema: str) -> dict[str, Table]:
         with psycopg.connect(**url.connect_options(), autocommit=True) as db:
             if db.execute(_SCHEMA_EXISTS, (schema,)).fetchone() is None:
                 raise InputError(f"the dataset {url} has no schema {schema!r}",
-                                 fix="give the schema of your tables with --dataset-schema (default public)")
+                                 fix=f"give the schema of your tables with {option('dataset_schema')} (default public)")
             return _tables(db.execute(_COLUMNS_SQL, (schema,)).fetchall(), schema)
     except psycopg.Error as exc:
         raise _connect_error(url, exc) from None

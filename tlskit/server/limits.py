@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server.stores import LimitsStore
 
 WINDOW_SECONDS = 3600.0
@@ -119,7 +119,7 @@ def open_limiter(store: LimitsStore | None, state_dir: Path, workers: int = 1, f
             return SharedLimiter(path)
         except sqlite3.Error as exc:
             raise InputError(f"cannot open the limits store {path}", str(exc),
-                             "give --limits-store sqlite:PATH in a directory this user can write") from None
+                             f"give {option('limits_store')} sqlite:PATH in a directory this user can write") from None
     from tlskit.server.limits_redis import RedisLimiter
 
     return RedisLimiter(store.redis, fail=fail, lease=lease)

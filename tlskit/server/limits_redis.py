@@ -35,6 +35,7 @@ import secrets
 import ssl
 import time
 
+from tlskit.errors import option
 from tlskit.server.limits import WINDOW_SECONDS, Decision, Limits, _decision, _refusal
 from tlskit.server.stores import RedisUrl
 
@@ -268,8 +269,8 @@ class RedisLimiter:
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY:
             self._logged_at = now
-            action = ("admitting requests without limits (--limits-fail open)" if self.fail == "open"
-                      else "answering 503 to limited users (--limits-fail closed)")
+            action = (f"admitting requests without limits ({option('limits_fail')} open)" if self.fail == "open"
+                      else f"answering 503 to limited users ({option('limits_fail')} closed)")
             log.warning("limits store %s unreachable (%s): %s", self.url, self._down, action)
         if self.fail == "open":
             return _ADMITTED
@@ -325,7 +326,7 @@ def describe(exc: BaseException) -> str:
         return f"its certificate is not trusted: {untrusted.verify_message or untrusted.reason}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, redis.AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
-        return f"it refused the password in --limits-store: {text}"
+        return f"it refused the password in {option('limits_store')}: {text}"
     return text
 
 
@@ -342,7 +343,7 @@ def check_redis(url: RedisUrl, timeout: float = 2.0) -> None:
         client.ping()
     except (redis.AuthenticationError, redis.ResponseError) as exc:
         raise InputError(f"the limits store {url} refused tlskit", " ".join(str(exc).split()),
-                         "check the password and database number in --limits-store") from None
+                         f"check the password and database number in {option('limits_store')}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         untrusted = _untrusted(exc)
         if untrusted is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server import query
 from tlskit.server.answers import answer_plain, lifespan
 from tlskit.server.config import DEFAULT_KEY_HEADERS
@@ -93,17 +93,17 @@ def parse_upstream(url: str) -> Upstream:
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # an unbalanced "[" or "]" around an IPv6 host
-        raise InputError(f"bad --upstream {url!r}", str(exc), "for example --upstream http://[::1]:8000") from None
+        raise InputError(f"bad {option('upstream')} {url!r}", str(exc), "for example http://[::1]:8000") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"bad --upstream {url!r}", "expected http://HOST[:PORT][/PATH] or https://...",
-                         "for example --upstream http://127.0.0.1:8000")
+        raise InputError(f"bad {option('upstream')} {url!r}", "expected http://HOST[:PORT][/PATH] or https://...",
+                         "for example http://127.0.0.1:8000")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise InputError(f"bad --upstream {url!r}", "a query, fragment or user:password is not allowed there",
+        raise InputError(f"bad {option('upstream')} {url!r}", "a query, fragment or user:password is not allowed there",
                          "give only scheme, host, port and base path")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise InputError(f"bad --upstream {url!r}", str(exc), "give a port between 1 and 65535") from None
+        raise InputError(f"bad {option('upstream')} {url!r}", str(exc), "give a port between 1 and 65535") from None
     return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 

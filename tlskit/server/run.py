@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import BindError
+from tlskit.errors import BindError, option
 from tlskit.server.config import ServeConfig
 from tlskit.server.stores import PostgresUrl
 
@@ -183,7 +183,8 @@ def install_tls(prepared: Prepared, context: ssl.SSLContext):
 
 # ---- listening ------------------------------------------------------------------------------------
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, setting: str = "port") -> socket.socket:
+    """A listening socket; ``setting`` is the option that chose ``port``, for the message if it is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -195,7 +196,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise BindError(f"cannot listen on {host}:{port}", exc.strerror or str(exc),
-                           "choose another --port/--host, or stop what uses it") from None
+                           f"choose another {option(setting)}/{option('host')}, or stop what uses it") from None
     sock.set_inheritable(True)
     return sock
 
@@ -310,7 +311,7 @@ def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)      # forked workers inherit the mask
     sockets = {"https": bind(config.host, config.port)}
     if config.redirect_port is not None:
-        sockets["redirect"] = bind(config.host, config.redirect_port)
+        sockets["redirect"] = bind(config.host, config.redirect_port, "redirect_port")
     if on_ready is not None:
         on_ready()
     if config.workers == 1:

@@ -30,7 +30,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 KEY_FILE = "s3-secrets.key"
 _VERSION = "v1"
@@ -128,7 +128,7 @@ def _read_key_file(path: Path) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"the S3 secrets key {path} does not exist",
-                         fix="use the --state-dir the key pairs were made with, or copy its s3-secrets.key") from None
+                         fix=f"use the {option('state_dir')} the key pairs were made with, or copy its s3-secrets.key") from None
     except OSError as exc:
         raise InputError(f"cannot read the S3 secrets key {path}", exc.strerror, "check its owner and mode") from None
     if st.st_mode & 0o077:

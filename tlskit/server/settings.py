@@ -24,13 +24,13 @@ import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 ENV_PREFIX = "TLSKIT_"
 CONFIG_ENV = "TLSKIT_CONFIG"
@@ -49,6 +49,21 @@ class Settings:
     values: dict[str, Any]
     sources: dict[str, str]
     file: Path | None = None
+
+    def spelling(self, flag: Callable[[str], str]) -> Callable[[str], str]:
+        """How a message names each setting: as the user gave it. A value from the environment is its
+        ``TLSKIT_*`` variable, one from the file its key there; a typed or a default one is ``flag(name)``,
+        the flag that sets it."""
+
+        def spell(name: str) -> str:
+            source = self.sources.get(name, "flag")
+            if source.startswith(ENV_PREFIX):
+                return source
+            if source not in ("flag", "default"):
+                return f"{name} in {Path(source).name}"
+            return flag(name)
+
+        return spell
 
 
 def resolve(schema: Mapping[str, str], flags: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -83,7 +98,7 @@ def read_file(path: Path, schema: Mapping[str, str]) -> dict[str, Any]:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputError(f"config file {path} does not exist", fix="check the --config path") from None
+        raise InputError(f"config file {path} does not exist", fix=f"check the {option('config')} path") from None
     except OSError as exc:
         raise InputError(f"cannot read config file {path}", exc.strerror or str(exc), "check its permissions") from None
     try:
@@ -118,7 +133,7 @@ def from_environment(environ: Mapping[str, str], schema: Mapping[str, str]) -> d
         value = _from_text(text, kind)
         if value is None:
             raise InputError(f"{env_name(name)}={text!r} is not {_KIND_WORDS[kind]}",
-                             fix=f"set it like --{name.replace('_', '-')}, or unset it")
+                             fix=f"set it like {option(name)}, or unset it")
         values[name] = Path(value) if kind == "path" and "://" not in value else value
     return values
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REDIS_SCHEMES = ("redis://", "rediss://")
@@ -57,14 +57,15 @@ def is_postgres(value) -> bool:
     return isinstance(value, PostgresUrl) or (isinstance(value, str) and value.startswith(POSTGRES_SCHEMES))
 
 
-def parse_database(value, flag: str) -> Path | PostgresUrl | None:
-    """An SQLite path or a PostgreSQL URL; None stays None (the default location)."""
+def parse_database(value, label: str) -> Path | PostgresUrl | None:
+    """An SQLite path or a PostgreSQL URL; None stays None (the default location). ``label`` is how a
+    message names the option, e.g. ``option("db")``."""
     if value is None or isinstance(value, PostgresUrl):
         return value
     text = str(value)
     if not text.startswith(POSTGRES_SCHEMES):
         if "://" in text:
-            raise InputError(f"{flag} {redact_url(text)} is not an SQLite path nor a postgresql:// URL",
+            raise InputError(f"{label} {redact_url(text)} is not an SQLite path nor a postgresql:// URL",
                              fix="give a file path, or postgresql://user@host:port/dbname")
         return Path(text)
     try:
@@ -72,10 +73,10 @@ def parse_database(value, flag: str) -> Path | PostgresUrl | None:
 
         params = conninfo_to_dict(text)
     except Exception:   # psycopg.ProgrammingError; its text may quote the password, so it is left out
-        raise InputError(f"bad {flag} URL {redact_url(text)}", "libpq cannot read it",
+        raise InputError(f"bad {label} URL {redact_url(text)}", "libpq cannot read it",
                          "use postgresql://user[:password]@host:port/dbname[?sslmode=...]") from None
     if not params.get("dbname"):
-        raise InputError(f"{flag} {redact_url(text)} names no database",
+        raise InputError(f"{label} {redact_url(text)} names no database",
                          fix="end the URL with /DBNAME, e.g. postgresql://tlskit@db:5432/tlskit")
     return PostgresUrl(text)
 
@@ -111,7 +112,7 @@ def parse_limits_store(value) -> LimitsStore | None:
     if text.startswith("sqlite:"):
         path = text[len("sqlite:"):]
         if not path:
-            raise InputError("--limits-store sqlite: names no file", fix="give sqlite:/path/to/limits.sqlite")
+            raise InputError(f"{option('limits_store')} sqlite: names no file", fix="give sqlite:/path/to/limits.sqlite")
         return LimitsStore("sqlite", path=Path(path))
     if text.startswith(REDIS_SCHEMES):
         try:
@@ -119,11 +120,11 @@ def parse_limits_store(value) -> LimitsStore | None:
 
             options = parse_url(text)
         except (ValueError, TypeError) as exc:
-            raise InputError(f"bad --limits-store URL {redact_url(text)}", str(exc),
+            raise InputError(f"bad {option('limits_store')} URL {redact_url(text)}", str(exc),
                              "use redis://[:password@]host:port/db or rediss://...") from None
         _check_redis_options(text, options)
         return LimitsStore("redis", redis=RedisUrl(text))
-    raise InputError(f"bad --limits-store {redact_url(text)!r}",
+    raise InputError(f"bad {option('limits_store')} {redact_url(text)!r}",
                      fix="give memory, sqlite:PATH or redis://host:port/db (rediss:// for TLS)")
 
 
@@ -137,17 +138,17 @@ def _check_redis_options(text: str, options: dict) -> None:
         value = options.get(name, "")
         if name not in REDIS_TLS_FILES and name not in REDIS_TLS_OPTIONS:
             bare = redact_url(urlunsplit(urlsplit(text)._replace(query="")))     # its value may be a secret
-            raise InputError(f"--limits-store {bare}: unknown parameter {name!r}",
+            raise InputError(f"{option('limits_store')} {bare}: unknown parameter {name!r}",
                              fix=f"the URL takes {', '.join((*REDIS_TLS_FILES, *REDIS_TLS_OPTIONS))} (with rediss://)")
         if not text.startswith("rediss://"):
-            raise InputError(f"--limits-store {shown}: {name} is a TLS option",
+            raise InputError(f"{option('limits_store')} {shown}: {name} is a TLS option",
                              fix="use rediss:// for Redis over TLS")
         if name in REDIS_TLS_FILES and not (value and Path(value).exists()):
-            raise InputError(f"--limits-store {shown}: {name} {value} does not exist",
+            raise InputError(f"{option('limits_store')} {shown}: {name} {value} does not exist",
                              fix="give the path of the PEM file (ssl_ca_certs: the CA that issued Redis's certificate)")
         allowed = REDIS_TLS_OPTIONS.get(name)
         if allowed and str(value).lower() not in allowed and value not in (True, False):
-            raise InputError(f"--limits-store {shown}: {name}={value}", fix=f"give {' or '.join(allowed)}")
+            raise InputError(f"{option('limits_store')} {shown}: {name}={value}", fix=f"give {' or '.join(allowed)}")
 
 
 def redact_url(text: str) -> str:

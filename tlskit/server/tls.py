@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 # TLS 1.2 suites: forward secrecy and AEAD only (Mozilla "intermediate"). TLS 1.3 suites are all fine.
 TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -49,11 +49,11 @@ def build_context(cert: Path, key: Path, passphrase: bytes | None = None) -> ssl
     for path, what in ((cert, "certificate"), (key, "key")):
         if not Path(path).is_file():
             raise InputError(f"{what} file {path} does not exist",
-                             fix="pass --cert and --key, or omit both for a local CA certificate")
+                             fix=f"pass {option('cert')} and {option('key')}, or omit both for a local CA certificate")
     try:
         context.load_cert_chain(str(cert), str(key), password=passphrase if passphrase is not None else _no_passphrase)
     except _NoPassphrase:
-        raise InputError(f"key {key} is encrypted", fix="pass its passphrase with --passphrase-file FILE") from None
+        raise InputError(f"key {key} is encrypted", fix=f"pass its passphrase with {option('passphrase_file')} FILE") from None
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
         if passphrase is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 __all__ = ["TrustedProxies", "TrustedProxyMiddleware", "address_key", "parse_networks"]
 
@@ -27,13 +27,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def parse_networks(values: Iterable[str], option: str = "--trust-proxy",
+def parse_networks(values: Iterable[str], setting: str = "trust_proxy",
                    why: str = "expected an IP address or CIDR such as 10.0.0.0/8",
-                   fix: str | None = None) -> tuple[Network, ...]:
+                   fix: str = "for example 127.0.0.1/32") -> tuple[Network, ...]:
     """``["10.0.0.0/8", "127.0.0.1", "::1"]`` -> networks; a bare address means that one host.
 
     Each value may also be a comma-separated list. Shared by ``--trust-proxy`` and ``--allow``
-    (``option``, ``why`` and ``fix`` word the error for the flag being parsed).
+    (``setting``, ``why`` and ``fix`` word the error for the option being parsed).
     """
     networks = []
     for value in values:
@@ -44,7 +44,7 @@ def parse_networks(values: Iterable[str], option: str = "--trust-proxy",
             try:
                 networks.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise InputError(f"bad {option} {part!r}", why, fix or f"for example {option} 127.0.0.1/32") from None
+                raise InputError(f"bad {option(setting)} {part!r}", why, fix) from None
     return tuple(networks)
 
 

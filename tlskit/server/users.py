@@ -15,7 +15,7 @@ from what ``--db`` names; :func:`open_user_source` is what the server reads user
 
 Example::
 
-    store = open_user_store(Path("users.sqlite"))      # or parse_database("postgresql://...", "--db")
+    store = open_user_store(Path("users.sqlite"))      # or parse_database("postgresql://...", "db")
     token = store.add(NewUser("alice", token=True, methods=frozenset({"GET"})))
 """
 
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 from tlskit.server.passwords import apr1_md5, hash_password, password_scheme, verify_password  # noqa: F401
 from tlskit.server.stores import PostgresUrl, is_postgres
 from tlskit.server.users_credentials import Added, CredentialSql, Pin, attach_credentials, new_s3_key_pair, with_secrets
@@ -101,9 +101,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_limit(value: int | None, flag: str) -> int | None:
+def check_limit(value: int | None, name: str) -> int | None:
     if value is not None and value < 0:
-        raise InputError(f"{flag} {value} is negative", fix="give 0 (unlimited) or a positive number")
+        raise InputError(f"{option(name)} {value} is negative", fix="give 0 (unlimited) or a positive number")
     return value
 
 
@@ -123,11 +123,11 @@ class NewUser:
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        check_limit(self.max_requests, "--max-requests")
-        check_limit(self.max_concurrent, "--max-concurrent")
+        check_limit(self.max_requests, "max_requests")
+        check_limit(self.max_concurrent, "max_concurrent")
         if self.password is None and not self.token and not self.certificates and not self.s3_key:
-            raise InputError(f"user {self.name!r} would have no credential",
-                             fix="give --password-file F, --token, --cert FILE or --s3-key")
+            ways = f"{option('password_file')} F, {option('token')}, {option('cert')} FILE or {option('s3_key')}"
+            raise InputError(f"user {self.name!r} would have no credential", fix=f"give {ways}")
 
 
 def token_sha256(token: str) -> str:
@@ -233,8 +233,8 @@ class SqlUsers(CredentialSql):
                revoke_tokens: bool = False, methods: frozenset[str] | None = None,
                max_requests: int | None = None, max_concurrent: int | None = None) -> str | None:
         """Change what is given; returns a new token when ``issue_token`` is set (older ones stay unless revoked)."""
-        check_limit(max_requests, "--max-requests")
-        check_limit(max_concurrent, "--max-concurrent")
+        check_limit(max_requests, "max_requests")
+        check_limit(max_concurrent, "max_concurrent")
         self.require(name)
         token = new_token() if issue_token else None
         # Hash before the transaction: the database stays unlocked during the slow part.
@@ -367,7 +367,7 @@ class UserStore(SqlUsers):
             self._db = self._connect(create=True)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open users database {self.path}", str(exc),
-                             "pass a tlskit users database with --db") from None
+                             f"pass a tlskit users database with {option('db')}") from None
         self._file = _file_state(self.path)
         self._version: int | None = None
 

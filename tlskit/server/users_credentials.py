@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from tlskit.server.s3secrets import SecretBox
@@ -152,7 +152,7 @@ class CredentialSql:
     def insert_s3_key(self, name: str, pair: S3KeyPair) -> None:
         """Store ``pair`` for ``name``, its secret sealed (inside the caller's transaction)."""
         if self.secret_box is None:
-            raise InputError("S3 key pairs need the state directory's key file", fix="pass --state-dir")
+            raise InputError("S3 key pairs need the state directory's key file", fix=f"pass {option('state_dir')}")
         sealed = self.secret_box.seal(pair.access_key_id, pair.secret_access_key)
         self._execute("INSERT INTO s3_keys (access_key_id, name, secret_sealed, created) VALUES (?, ?, ?, ?)",
                       (pair.access_key_id, name, sealed, time.time()))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tlskit.errors import InputError, NetworkError
+from tlskit.errors import InputError, NetworkError, option
 from tlskit.server.stores import PostgresUrl
 from tlskit.server.users import (MIGRATIONS, SCHEMA_VERSION, SELECT_ALL_TOKENS, SELECT_ALL_USERS, SqlUsers,
                                  StoreUnavailable, User, users_from_rows)
@@ -103,9 +103,9 @@ def _store_error(exc, url: PostgresUrl):
 
     if isinstance(exc, psycopg.OperationalError):
         return NetworkError(f"cannot use the users database {url}", describe(exc),
-                            "check --db, and that PostgreSQL runs and lets this user in")
+                            f"check {option('db')}, and that PostgreSQL runs and lets this user in")
     if getattr(exc, "sqlstate", None) is None:       # libpq refused the URL itself (a bad parameter)
-        return InputError(f"bad --db URL {url}", describe(exc), "fix the URL's parameters (see libpq's list)")
+        return InputError(f"bad {option('db')} URL {url}", describe(exc), "fix the URL's parameters (see libpq's list)")
     return InputError(f"the users database {url} refused", describe(exc),
                       "the database user needs CREATE on the database (the first time) and rights on schema tlskit")
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tlskit.errors import option
 from tlskit.server.limits import Decision, Limits, _decision, _refusal
 
 
@@ -92,7 +93,7 @@ def explain(user, name: str, method: str, path: str, ip: str, networks, default_
     steps: list[Step] = []
     if not gate.ip_allowed(ip):
         shown = ", ".join(str(n) for n in networks)
-        steps.append(Step("address", False, f"{ip} is not in the allowed networks ({shown}); serve --allow"))
+        steps.append(Step("address", False, f"{ip} is not in the allowed networks ({shown}); serve {option('allow')}"))
         return Verdict(False, 403, "address", steps)
     steps.append(Step("address", True, f"{ip} is allowed"))
     if user is None:
@@ -141,9 +142,9 @@ def _credentials(user) -> str:
     if user.s3_key_ids:
         kinds.append(f"{len(user.s3_key_ids)} S3 key pair(s)")
     if not kinds:
-        return "no password, token or key: only a client certificate naming it (serve --client-ca)"
+        return f"no password, token or key: only a client certificate naming it (serve {option('client_ca')})"
     return "authenticates with " + ", ".join(kinds) + (
-        "" if user.cert_fingerprints else ", or a client certificate naming it when serve runs with --client-ca")
+        "" if user.cert_fingerprints else f", or a client certificate naming it when serve runs with {option('client_ca')}")
 
 
 def _limits_text(limits: Limits) -> str:

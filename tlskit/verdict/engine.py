@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tlskit.certificates import validation_time
-from tlskit.errors import NetworkError
+from tlskit.errors import NetworkError, option
 from tlskit.names import name_to_slash
 from tlskit.revocation.status import RevocationStatus
 from tlskit.verdict import crosscheck
@@ -53,7 +53,7 @@ class VerifyOptions:
         if self.purpose not in PURPOSES:
             from tlskit.errors import InputError
 
-            raise InputError(f"--purpose {self.purpose!r} is not known", fix="give server or client")
+            raise InputError(f"{option('purpose')} {self.purpose!r} is not known", fix="give server or client")
 
 
 @dataclass
@@ -186,18 +186,21 @@ def _building(path, end: str, label, trust: TrustStore) -> list[Problem]:
     if end == UNTRUSTED_ROOT:
         if top == 0:
             return [Problem("self_signed_leaf", 18, 0, f"{subject} is self-signed and not trusted",
-                            "the server uses a self-signed certificate: pass it with --ca-file to trust it on purpose",
+                            f"the server uses a self-signed certificate: pass it with {option('ca_file')} to trust it "
+                            "on purpose",
                             subject)]
         return [Problem("untrusted_root", 19, top, f"{label(top)} is self-signed and not trusted by {trust.name}",
-                        "the chain ends in a root nobody trusts: pass that root with --ca-file if it is your own CA",
+                        f"the chain ends in a root nobody trusts: pass that root with {option('ca_file')} if it is "
+                        "your own CA",
                         subject)]
     if end == MISSING_ISSUER:
         return [Problem("missing_issuer", 21 if top == 0 else 20, top,
                         f"issuer {name_to_slash(cert.issuer)} of {label(top)} is neither among the certificates "
                         f"given nor trusted by {trust.name}",
                         "the server sent no intermediate: serve the full chain (fullchain.pem), or pass the issuer "
-                        "with --ca-file" if top == 0 else
-                        "the chain's issuer is not trusted: pass your CA with --ca-file, or fix the server's chain",
+                        f"with {option('ca_file')}" if top == 0 else
+                        f"the chain's issuer is not trusted: pass your CA with {option('ca_file')}, or fix the server's "
+                        "chain",
                         subject)]
     if end == BAD_SIGNATURE:
         return [Problem("signature_failure", 7, top, f"the signature of {label(top)} does not verify with the key "
@@ -268,7 +271,7 @@ def _ocsp(verdict: Verdict, label) -> None:
         if answer.fault is not None:
             verdict.problems.append(Problem("ocsp_unreliable", 74, depth, f"the OCSP answer from {urls[0]} for "
                                             f"{label(depth)} cannot be relied on: {answer.fault}",
-                                            "check the responder, or leave out --ocsp", subject))
+                                            f"check the responder, or leave out {option('ocsp')}", subject))
         elif answer.status == "revoked" and (answer.revoked_at is None or answer.revoked_at <= verdict.at):
             when = f" on {answer.revoked_at:%Y-%m-%d %H:%M} UTC" if answer.revoked_at else ""
             why = f" ({answer.reason})" if answer.reason else ""

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tlskit.errors import InputError
+from tlskit.errors import InputError, option
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -43,7 +43,7 @@ class HostName:
         return self.text
 
 
-def parse_host(text: str, what: str = "--host") -> HostName:
+def parse_host(text: str, what: str | None = None) -> HostName:
     """``text`` as the name to verify; InputError (exit 2) naming ``what`` when no certificate can match it."""
     raw = text.strip()
     try:
@@ -53,6 +53,8 @@ def parse_host(text: str, what: str = "--host") -> HostName:
     why = _dns_name_fault(raw)
     if why is None:
         return HostName(_a_label_form(raw))
+    if what is None:
+        what = option("host")
     raise InputError(f"{what} {text!r} is not a host name a certificate can be valid for", why,
                      "give a DNS name such as www.example.com, or an IP address")
 

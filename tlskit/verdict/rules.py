@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from tlskit.certificates import (authority_key_id, certificate_sans, is_ca, is_expired, is_not_yet_valid,
                                  is_self_issued, subject_key_id)
+from tlskit.errors import option
 from tlskit.names import name_to_slash, san_to_text
 from tlskit.verdict import constraints, policies
 from tlskit.verdict.hosts import HostName, leaf_matches
@@ -323,15 +324,15 @@ def _ca_rules(path, depth, exts, label, context: PathContext, judged: bool, is_a
         problems.append(cert_problem("root_eku", 1, depth, label, cert,
                                      f"{me} has an extendedKeyUsage, which a root must not carry (CA/B BR 7.1.2.1.2)",
                                      "a root is restricted through the intermediates it signs: the CA must reissue "
-                                     "it without extendedKeyUsage (--lenient accepts it meanwhile)"))
+                                     f"it without extendedKeyUsage ({option('lenient')} accepts it meanwhile)"))
     problems += _ca_eku(cert, exts, depth, label, context)
     # Roots too (CA/B BR 7.1.2.1.2): a Web PKI finding, so --lenient accepts the few roots still shipped
     # without one (certifi's TWCA Global Root CA).
     if "2.5.29.14" not in exts:
         problems.append(cert_problem("ski_missing", 86, depth, label, cert,
                                  f"{me} has no subjectKeyIdentifier, which every CA certificate must carry "
-                                 "(RFC 5280 4.2.1.2)", "have the CA certificate reissued (--lenient accepts it "
-                                 "meanwhile)"))
+                                 "(RFC 5280 4.2.1.2)", f"have the CA certificate reissued ({option('lenient')} accepts "
+                                 "it meanwhile)"))
     return problems
 
 
@@ -396,5 +397,5 @@ def _time_rules(path, label, at: dt.datetime) -> list[Problem]:
         elif is_not_yet_valid(cert, at):
             problems.append(cert_problem("not_yet_valid", 9, depth, label, cert,
                                      f"{label(depth)} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} "
-                                     "UTC", "check the clock (or --at), or wait"))
+                                     "UTC", f"check the clock (or {option('at')}), or wait"))
     return problems
