@@ -326,6 +326,76 @@ def test_metrics_of_every_worker_and_of_reloads(tmp_path):
         served.stop()
 
 
+def _workers_of(master_pid: int) -> set[int]:
+    listed = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in listed.split()}
+
+
+def test_a_worker_killed_by_a_signal_is_replaced_with_the_reloaded_settings(tmp_path):
+    """The out-of-memory killer takes a worker: the master starts another, which applies the settings
+    its siblings reloaded on a SIGHUP, not those the master started with."""
+    config = tmp_path / "c.toml"
+    config.write_text("max_requests = 0\n")
+    served = start_serve(tmp_path, "--workers", "2", "--config", str(config))
+    try:
+        before = _wait_for(lambda: (pids := _workers_of(served.proc.pid)) and len(pids) == 2 and pids,
+                           what="two workers")
+        config.write_text('max_requests = 0\nallow = ["10.9.9.0/24"]\n')
+        served.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: served.stderr().count("settings reloaded: allow changed") == 2, what="both reloads")
+        killed = min(before)
+        os.kill(killed, signal.SIGKILL)
+        after = _wait_for(lambda: (pids := _workers_of(served.proc.pid)) and len(pids) == 2 and killed not in pids
+                          and pids, what="a new worker")
+        assert len(after & before) == 1
+        assert f"worker {killed} was killed by SIGKILL; starting another" in served.stderr()
+        _wait_for(lambda: served.stderr().count("settings reloaded: allow changed") == 3, what="the new worker's")
+        # 127.0.0.1 is no longer allowed: every worker, the new one too, turns the connection away.
+        assert [served.curl("/api").status for _ in range(8)] == [403] * 8
+    finally:
+        assert served.stop() == 0, served.stderr()
+
+
+_FAILING_WORKER = """
+import os, signal, sys
+from tlskit.errors import InputError, TlskitError
+from tlskit.server.run import HELD_SIGNALS
+from tlskit.server.reload import log_to_stderr
+from tlskit.server.workers import supervise
+
+first = sys.argv[1]
+
+def worker():
+    try:
+        os.close(os.open(first, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        signal.pause()                  # the worker that serves on
+    raise InputError("cannot open the thing", "no such file", "give another")
+
+log_to_stderr()
+try:
+    supervise(2, worker, HELD_SIGNALS)
+except TlskitError as exc:
+    print(f"error: {exc.message}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_a_worker_that_fails_stops_the_server_with_its_error(tmp_path):
+    """A worker whose start fails says why; the master stops the other one and fails with the same code,
+    instead of serving on with a worker missing."""
+    from tlskit_processes import run_tlskit_process
+
+    run = run_tlskit_process([str(tmp_path / "first")], code=_FAILING_WORKER, timeout=20)
+    lines = run.stderr.splitlines()
+    assert run.returncode == 2, run.stderr
+    failed = int(next(line for line in lines if ": error: " in line).split()[3].rstrip(":"))
+    assert lines == [f"tlskit serve: worker {failed}: error: cannot open the thing (no such file); give another",
+                     f"tlskit serve: worker {failed} exited with code 2; stopping the other workers",
+                     f"error: worker {failed} of tlskit serve exited with code 2 (its error is above); "
+                     "fix what it names, then start tlskit serve again"]
+
+
 def test_a_sighup_while_the_workers_start_reaches_each_of_them(tmp_path):
     """Once the port accepts connections the master may still be forking and the workers still building
     their apps; a SIGHUP sent then is acted on by every worker as soon as it can, not dropped."""

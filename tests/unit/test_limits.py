@@ -338,6 +338,32 @@ def test_the_shared_file_is_in_wal_mode_and_not_fsynced(tmp_path):
     assert limiter._db.execute("PRAGMA synchronous").fetchone()[0] == 0
 
 
+def test_workers_opening_a_new_file_at_once_all_open_it(tmp_path):
+    """Two workers of a fresh state dir open the file at the same moment; SQLite refuses one of two WAL
+    switches that overlap at once (about one start in fifteen here), and that worker used to die."""
+    rounds, failed = 200, []
+    for round_ in range(rounds):
+        path = tmp_path / f"limits-{round_}.sqlite"
+        go_read, go_write = os.pipe()
+        children = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:                                 # pragma: no cover - a forked child
+                code = 1
+                try:
+                    os.close(go_write)
+                    os.read(go_read, 1)                  # both start together, at the close below
+                    SharedLimiter(path)
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        os.close(go_read)
+        os.close(go_write)
+        failed += [round_ for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    assert failed == []
+
+
 def test_a_failed_decision_is_rolled_back(tmp_path, monkeypatch):
     clock = Clock()
     limiter = SharedLimiter(tmp_path / "limits.sqlite", clock)
@@ -392,12 +418,20 @@ def test_an_sqlite_store_that_cannot_be_opened_says_what_to_do(tmp_path, cli_spe
     assert str(excinfo.value).startswith(f"cannot open the limits store {tmp_path / 'no-state' / 'limits.sqlite'} (")
 
 
-def test_only_a_redis_store_is_checked_before_the_server_listens(tmp_path, monkeypatch):
+def test_the_store_is_checked_before_the_server_listens(tmp_path, monkeypatch, cli_spelling):
+    """Redis is asked, an SQLite file is made (once, before any worker opens it), memory needs nothing."""
     checked = []
     monkeypatch.setattr(limits_redis, "check_redis", checked.append)
     url = RedisUrl("redis://127.0.0.1:1/0")
-    for store in (None, LimitsStore("memory"), LimitsStore("sqlite", path=tmp_path / "l.sqlite")):
-        check_limits_store(store)
+    check_limits_store(None, tmp_path)
+    check_limits_store(LimitsStore("memory"), tmp_path, workers=2)
+    assert list(tmp_path.iterdir()) == [] and checked == []
+    check_limits_store(None, tmp_path, workers=2)
+    check_limits_store(LimitsStore("sqlite", path=tmp_path / "l.sqlite"), tmp_path)
+    for made in (tmp_path / "limits.sqlite", tmp_path / "l.sqlite"):
+        assert sqlite3.connect(made).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert checked == []
-    check_limits_store(LimitsStore("redis", redis=url))
+    check_limits_store(LimitsStore("redis", redis=url), tmp_path)
     assert checked == [url]
+    with pytest.raises(InputError, match="cannot open the limits store .*; give --limits-store sqlite:PATH"):
+        check_limits_store(LimitsStore("sqlite", path=tmp_path / "missing" / "l.sqlite"), tmp_path)

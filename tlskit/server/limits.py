@@ -108,29 +108,42 @@ def open_limiter(store: LimitsStore | None, state_dir: Path, workers: int = 1, f
                  lease: float = 15.0):
     """The limiter ``--limits-store`` names; by default memory for one worker and, for ``--workers N``,
     an SQLite file under the state dir (every worker counts in it, so limits hold for the server)."""
-    kind = store.kind if store is not None else ("sqlite" if workers > 1 else "memory")
+    kind = _kind(store, workers)
     if kind == "memory":
         return MemoryLimiter()
     if kind == "sqlite":
-        import sqlite3
-
-        path = store.path if store is not None else state_dir / "limits.sqlite"
-        try:
-            return SharedLimiter(path)
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot open the limits store {path}", str(exc),
-                             f"give {option('limits_store')} sqlite:PATH in a directory this user can write") from None
+        return _open_shared(store, state_dir)
     from tlskit.server.limits_redis import RedisLimiter
 
     return RedisLimiter(store.redis, fail=fail, lease=lease)
 
 
-def check_limits_store(store: LimitsStore | None) -> None:
-    """Before the server listens: refuse a limits store that will never work (a wrong Redis password)."""
-    if store is not None and store.kind == "redis":
+def check_limits_store(store: LimitsStore | None, state_dir: Path, workers: int = 1) -> None:
+    """Before the server listens: refuse a limits store that will never work (a wrong Redis password, an
+    SQLite path nobody can write), so the error is the command's and not a worker's. An SQLite file is
+    made here, once, and not by every worker at the same moment."""
+    kind = _kind(store, workers)
+    if kind == "sqlite":
+        _open_shared(store, state_dir).close()
+    elif kind == "redis":
         from tlskit.server.limits_redis import check_redis
 
         check_redis(store.redis)
+
+
+def _kind(store: LimitsStore | None, workers: int) -> str:
+    return store.kind if store is not None else ("sqlite" if workers > 1 else "memory")
+
+
+def _open_shared(store: LimitsStore | None, state_dir: Path) -> SharedLimiter:
+    import sqlite3
+
+    path = store.path if store is not None else state_dir / "limits.sqlite"
+    try:
+        return SharedLimiter(path)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open the limits store {path}", str(exc),
+                         f"give {option('limits_store')} sqlite:PATH in a directory this user can write") from None
 
 
 class MemoryLimiter:
@@ -185,6 +198,24 @@ class MemoryLimiter:
         return self._in_flight.get(user, 0)
 
 
+def _use_wal(db, deadline: float) -> None:
+    """Switch the file to WAL, which a worker does while the others open it too. SQLite answers "database
+    is locked" at once, without waiting out its busy timeout, to a switch that overlaps another one (its
+    error had one of two workers of a fresh state dir die at start); so wait here."""
+    import sqlite3
+
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 class SharedLimiter:
     """The same counters in a small SQLite file, shared by every worker process of ``--workers N``.
 
@@ -207,7 +238,7 @@ class SharedLimiter:
         self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10, check_same_thread=False)
         self._lock = threading.Lock()
         self._mine: dict[str, int] = {}  # this worker's admitted, unreleased requests: release() skips the rest
-        self._db.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
+        _use_wal(self._db, deadline=time.monotonic() + 10)
         self._db.execute("PRAGMA synchronous=OFF")  # pragma: no mutate
         self._db.executescript(
             "CREATE TABLE IF NOT EXISTS admitted (user TEXT NOT NULL, at REAL NOT NULL);"  # pragma: no mutate
@@ -216,6 +247,10 @@ class SharedLimiter:
             " PRIMARY KEY (user, pid));",  # pragma: no mutate
         )
         self._forget_dead_workers()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def _forget_dead_workers(self) -> None:
         from tlskit.files import process_alive

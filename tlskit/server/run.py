@@ -4,7 +4,7 @@
 line and exit code 2 (or 3 when a port is taken). :func:`serve` then binds the sockets and runs the HTTP
 engine (:mod:`.engine`, :mod:`.listener`) on them: the HTTPS one with our SSLContext, and the plain
 ``--redirect-port`` one. With ``--workers N`` the sockets are bound once and N forked processes accept
-on them.
+on them, watched by the master (:mod:`.workers`).
 
 Each worker builds its own request path (:func:`build_app`): the handler (the dataset, or the upstream
 proxy), the gate's limiter, the trusted-proxy middleware, and the certificate reloader on the listening
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import signal
 import socket
 import ssl
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +74,7 @@ def prepare(config: ServeConfig) -> Prepared:
     context = context_builder(config)(cert, key)
     dataset = config.dataset if config.dataset else ensure_demo_dataset(state_dir)
     check_dataset(dataset, config.dataset_schema)     # fail now, not on the first request
-    check_limits_store(config.limits_store)
+    check_limits_store(config.limits_store, state_dir, config.workers)
     db = config.db if config.db else default_users_db(state_dir)
     store = open_user_store(db)
     user_count = len(store.all())
@@ -317,43 +315,8 @@ def serve(prepared: Prepared, on_ready=None, load_config=None) -> None:
     if config.workers == 1:
         _run_worker(prepared, sockets, load_config)
         return
-    children = []
-    for _ in range(config.workers):
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            code = 0
-            try:
-                _run_worker(prepared, sockets, load_config)
-            except BaseException:
-                code = 1
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
-        children.append(pid)
+    from tlskit.server.reload import log_to_stderr
+    from tlskit.server.workers import supervise
 
-    def forward(sig, _frame) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)
-
-    def relay(sig, _frame) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGHUP, relay)      # each worker reloads its settings
-    signal.signal(signal.SIGUSR1, relay)     # each worker reopens its access log
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
-    for child in children:
-        while True:
-            try:
-                os.waitpid(child, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
+    log_to_stderr()
+    supervise(config.workers, lambda: _run_worker(prepared, sockets, load_config), HELD_SIGNALS)
