@@ -248,6 +248,8 @@ def test_renew_with_the_ca_down_leaves_existing_files_untouched(tmp_path_factory
     run = run_tlskit("acme", "renew", "--out-dir", str(tmp_path), "--days", "3000")
     assert_one_line_error(run, 3, "cannot reach the ACME server")
     assert "gone.example.com" in run.stderr
+    # renew has no --directory: the message points at where the URL it used is kept.
+    assert "check directory in renewal.json and the network" in run.stderr and "--directory" not in run.stderr
     assert snapshot(tmp_path) == before
 
 

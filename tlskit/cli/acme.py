@@ -168,8 +168,10 @@ def renew(
         return
     from tlskit.acme import renew_due
     from tlskit.cli.output import spinner
+    from tlskit.errors import spelling_options
 
-    with spinner(f"Checking certificates under {out_dir}...", enabled=not json_output):
+    with spelling_options(_renewal_spelling), spinner(f"Checking certificates under {out_dir}...",
+                                                      enabled=not json_output):
         report = renew_due(out_dir, days, deploy_hook=deploy_hook, names=name, force_renew=force_renew,
                            use_ari=not no_ari, dry_run=dry_run, verify_served=verify_served, timeout=timeout)
     if json_output:
@@ -183,6 +185,21 @@ def renew(
     failure = report.failure()
     if failure is not None:
         raise failure
+
+
+# What a renewal reads from each lineage, where tlskit acme issue took it as a flag: renew has no such
+# flags, so a message that names one points at the lineage's renewal.json instead.
+_RENEWAL_FIELDS = {"directory": "directory", "directory_ca_file": "directory_ca_file", "email": "email",
+                   "profile": "profile", "preferred_chain": "preferred_chain", "key_type": "key_type",
+                   "dns_hook": "challenge.command"}
+
+
+def _renewal_spelling(name: str) -> str:
+    if name in _RENEWAL_FIELDS:
+        return f"{_RENEWAL_FIELDS[name]} in renewal.json"
+    if name == "csr":
+        return "the lineage's request.csr"
+    return params.flag(name)
 
 
 def _print_renewals(report, out_dir: Path) -> None:
