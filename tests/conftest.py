@@ -202,6 +202,12 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
             time.sleep(0.02)
 
 
+def child_pids(pid: int) -> set[int]:
+    """The processes ``pid`` has forked and not yet reaped (a server's workers, a cluster's backends)."""
+    listed = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(child) for child in listed.split()}
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 15) -> int:
     """SIGTERM (a clean shutdown, as Ctrl-C or systemd would ask), SIGKILL after ``timeout`` seconds."""
     if proc.poll() is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, free_port
+from conftest import IN_CI, child_pids, free_port
 
 ROLE = "tlskit"
 
@@ -100,8 +100,7 @@ class PostgresServer:
     def processes(self) -> list[int]:
         """The postmaster and its children (to pause them all: a server that hangs)."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        return [pid, *map(int, children)]
+        return [pid, *child_pids(pid)]
 
     def pause(self) -> list[int]:
         """Stop every process of the server (SIGSTOP): one that hangs, its connections open. Give the

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, free_port, refused_port, require_binary, run_tlskit, stop_process
+from conftest import assert_one_line_error, child_pids, free_port, refused_port, require_binary, run_tlskit, stop_process
 from peers_serve import start_serve
 
 pytestmark = pytest.mark.slow
@@ -326,11 +326,6 @@ def test_metrics_of_every_worker_and_of_reloads(tmp_path):
         served.stop()
 
 
-def _workers_of(master_pid: int) -> set[int]:
-    listed = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout
-    return {int(pid) for pid in listed.split()}
-
-
 def test_a_worker_killed_by_a_signal_is_replaced_with_the_reloaded_settings(tmp_path):
     """The out-of-memory killer takes a worker: the master starts another, which applies the settings
     its siblings reloaded on a SIGHUP, not those the master started with."""
@@ -338,14 +333,14 @@ def test_a_worker_killed_by_a_signal_is_replaced_with_the_reloaded_settings(tmp_
     config.write_text("max_requests = 0\n")
     served = start_serve(tmp_path, "--workers", "2", "--config", str(config))
     try:
-        before = _wait_for(lambda: (pids := _workers_of(served.proc.pid)) and len(pids) == 2 and pids,
+        before = _wait_for(lambda: (pids := child_pids(served.proc.pid)) and len(pids) == 2 and pids,
                            what="two workers")
         config.write_text('max_requests = 0\nallow = ["10.9.9.0/24"]\n')
         served.proc.send_signal(signal.SIGHUP)
         _wait_for(lambda: served.stderr().count("settings reloaded: allow changed") == 2, what="both reloads")
         killed = min(before)
         os.kill(killed, signal.SIGKILL)
-        after = _wait_for(lambda: (pids := _workers_of(served.proc.pid)) and len(pids) == 2 and killed not in pids
+        after = _wait_for(lambda: (pids := child_pids(served.proc.pid)) and len(pids) == 2 and killed not in pids
                           and pids, what="a new worker")
         assert len(after & before) == 1
         assert f"worker {killed} was killed by SIGKILL; starting another" in served.stderr()

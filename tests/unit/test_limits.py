@@ -338,9 +338,10 @@ def test_the_shared_file_is_in_wal_mode_and_not_fsynced(tmp_path):
     assert limiter._db.execute("PRAGMA synchronous").fetchone()[0] == 0
 
 
-def test_workers_opening_a_new_file_at_once_all_open_it(tmp_path):
-    """Two workers of a fresh state dir open the file at the same moment; SQLite refuses one of two WAL
-    switches that overlap at once (about one start in fifteen here), and that worker used to die."""
+def test_processes_opening_a_new_file_at_once_all_open_it(tmp_path):
+    """Two processes open a fresh file at the same moment (two instances sharing sqlite:PATH, or the
+    workers of a server); SQLite refuses one of two WAL switches that overlap at once (about one start in
+    fifteen here), and that process used to fail."""
     rounds, failed = 200, []
     for round_ in range(rounds):
         path = tmp_path / f"limits-{round_}.sqlite"

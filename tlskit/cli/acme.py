@@ -187,16 +187,15 @@ def renew(
         raise failure
 
 
-# What a renewal reads from each lineage, where tlskit acme issue took it as a flag: renew has no such
-# flags, so a message that names one points at the lineage's renewal.json instead.
-_RENEWAL_FIELDS = {"directory": "directory", "directory_ca_file": "directory_ca_file", "email": "email",
-                   "profile": "profile", "preferred_chain": "preferred_chain", "key_type": "key_type",
-                   "dns_hook": "challenge.command"}
+# What a renewal reads from each lineage's renewal.json, where tlskit acme issue took it as a flag:
+# renew has no such flags, so a message that names one points at the file (the key it is kept under).
+_RENEWAL_KEYS = {name: name for name in ("directory", "directory_ca_file", "email", "profile",
+                                         "preferred_chain", "key_type")} | {"dns_hook": "challenge.command"}
 
 
 def _renewal_spelling(name: str) -> str:
-    if name in _RENEWAL_FIELDS:
-        return f"{_RENEWAL_FIELDS[name]} in renewal.json"
+    if name in _RENEWAL_KEYS:
+        return f"{_RENEWAL_KEYS[name]} in renewal.json"
     if name == "csr":
         return "the lineage's request.csr"
     return params.flag(name)

@@ -199,9 +199,9 @@ class MemoryLimiter:
 
 
 def _use_wal(db, deadline: float) -> None:
-    """Switch the file to WAL, which a worker does while the others open it too. SQLite answers "database
-    is locked" at once, without waiting out its busy timeout, to a switch that overlaps another one (its
-    error had one of two workers of a fresh state dir die at start); so wait here."""
+    """Switch the file to WAL, which another process may be doing at the same moment (the masters of
+    instances sharing ``sqlite:PATH`` started together). SQLite answers "database is locked" at once,
+    without waiting out its busy timeout, to a switch that overlaps another one; so wait here."""
     import sqlite3
 
     delay = 0.005

@@ -20,9 +20,10 @@ from tlskit.errors import EXIT_INPUT, EXIT_NETWORK, InputError, NetworkError, Sy
 
 log = logging.getLogger("tlskit.serve")
 
-# Blocked around each fork, so that a signal arriving before the child has reset its handlers waits for
-# the child's own dispositions instead of running the master's handlers in the child.
-_FORK_HELD = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1})
+# Stop every worker; the master handles them too, so they are blocked around each fork with the held
+# ones (a signal arriving before the child has reset its handlers then waits for the child's own
+# dispositions instead of running the master's handlers in the child).
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 # A worker that dies this soon after its start is not replaced at once: a crash loop stays a slow one.
 _RESPAWN_PAUSE = 1.0
 
@@ -34,16 +35,18 @@ def supervise(count: int, run_worker: Callable[[], None], held: frozenset[int]) 
     relayed to every worker. SIGINT and SIGTERM stop every worker. Raises a :class:`TlskitError` with the
     failed worker's exit code when one exits by itself."""
     workers: dict[int, float] = {}          # pid -> when it started
-    state = {"stopping": False, "reloaded": False}
+    stopping = reloaded = False
 
     def stop_all(_sig=None, _frame=None) -> None:
-        state["stopping"] = True
+        nonlocal stopping
+        stopping = True
         for pid in list(workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
     def relay(sig, _frame) -> None:
-        state["reloaded"] |= sig == signal.SIGHUP
+        nonlocal reloaded
+        reloaded |= sig == signal.SIGHUP
         for pid in list(workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -51,8 +54,8 @@ def supervise(count: int, run_worker: Callable[[], None], held: frozenset[int]) 
     for _ in range(count):
         pid = _spawn(run_worker, held)
         workers[pid] = time.monotonic()
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, stop_all)
     for sig in held:
         signal.signal(sig, relay)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
@@ -63,7 +66,7 @@ def supervise(count: int, run_worker: Callable[[], None], held: frozenset[int]) 
         except ChildProcessError:
             break
         started = workers.pop(pid, None)
-        if started is None or state["stopping"]:
+        if started is None or stopping:
             continue
         code = os.waitstatus_to_exitcode(status)
         if code >= 0:
@@ -74,8 +77,8 @@ def supervise(count: int, run_worker: Callable[[], None], held: frozenset[int]) 
         log.warning("worker %d was killed by %s; starting another", pid, signal.Signals(-code).name)
         if time.monotonic() - started < _RESPAWN_PAUSE:
             time.sleep(_RESPAWN_PAUSE)
-        if not state["stopping"]:
-            workers[_spawn(run_worker, held, reload=state["reloaded"])] = time.monotonic()
+        if not stopping:
+            workers[_spawn(run_worker, held, reload=reloaded)] = time.monotonic()
     if failed is not None:
         raise _worker_failed(*failed)
 
@@ -83,14 +86,15 @@ def supervise(count: int, run_worker: Callable[[], None], held: frozenset[int]) 
 def _spawn(run_worker: Callable[[], None], held: frozenset[int], reload: bool = False) -> int:
     """Fork one worker. With ``reload`` it reads the settings again as soon as it serves, as its siblings
     did on a SIGHUP: the master holds the settings of its own start, which a reload may have changed."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_HELD)
+    handled = held | _STOP_SIGNALS
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     pid = os.fork()
     if pid != 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return pid
     code = 1
     try:
-        for sig in _FORK_HELD:
+        for sig in handled:
             signal.signal(sig, signal.SIG_DFL)
         # SIGINT and SIGTERM end the worker from here on; the held ones wait for its event loop.
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
