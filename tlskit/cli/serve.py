@@ -28,7 +28,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="HTTPS port.")] = 8443,
     redirect_port: Annotated[Optional[int], typer.Option("--redirect-port", help="Also listen with plain HTTP here and 308-redirect to HTTPS.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes (one per core).")] = 1,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (one per core); one that is killed is replaced, one that fails stops the server.")] = 1,
     state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Local CA, certificate, users and demo data [default: ~/.local/share/tlskit].")] = None,
     db: params.UsersDb = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="SQLite file, or postgresql:// URL, to serve [default: the demo dataset].")] = None,
